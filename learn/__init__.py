@@ -1,0 +1,1 @@
+"""S4S and S4S-Alt learning."""

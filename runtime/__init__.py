@@ -1,0 +1,1 @@
+"""Torch-free serving runtime: numpy plus onnxruntime or TensorRT."""

@@ -1,0 +1,16 @@
+"""`s4s-export build` (placeholder until its issue lands; replaced by the real command)."""
+
+from __future__ import annotations
+
+import typer
+
+from ..errors import S4SError
+
+
+def build_cmd() -> None:
+    """Not available yet."""
+    raise S4SError("`s4s-export build` is not available in this build yet")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build")(build_cmd)

@@ -1,0 +1,44 @@
+"""Option parsing and output helpers shared by the CLI commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import S4SError
+
+console = Console()
+
+
+def parse_ints(text: str, what: str = "--nfe") -> list[int]:
+    """`3,4,5` -> [3, 4, 5]; every value a positive integer."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise S4SError(f"{what} takes comma-separated positive integers, e.g. 3,4,5; got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise S4SError(f"{what} takes comma-separated positive integers, e.g. 3,4,5; got {text!r}")
+    return values
+
+
+def parse_names(text: str, what: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    if not names:
+        raise S4SError(f"{what} needs at least one name")
+    return names
+
+
+def print_json(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+def print_table(title: str, columns: list[str], rows: list[list[object]]) -> None:
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*[str(v) for v in r])
+    console.print(table)

@@ -1,0 +1,33 @@
+"""`s4s-export eval`: solver error against the teacher or exact reference on held-out noise."""
+
+from __future__ import annotations
+
+import typer
+
+from ..evaluate import evaluate
+from ..schedules import parse_schedule
+from .common import parse_ints, parse_names, print_json, print_table
+
+
+def eval_cmd(
+    model: str = typer.Option("demo", "--model", help="Model name (see `s4s-export models`)."),
+    solver: str = typer.Option("dpmpp3m,unipc,ipndm", "--solver", help="Comma-separated solver names."),
+    nfe: str = typer.Option("5", "--nfe", help="Comma-separated NFEs, e.g. 3,4,5,6,8,10."),
+    schedule: str = typer.Option(None, "--schedule", help="edm, logsnr, time-uniform, time-quadratic, or sigmas."),
+    samples: int = typer.Option(64, "--samples", min=1, help="Held-out noise samples."),
+    batch: int = typer.Option(64, "--batch", min=1, help="Batch size for sampling."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Measure solvers on the model's held-out noise (error vs. teacher, or vs. the exact reference)."""
+    report = evaluate(model, parse_names(solver, "--solver"), parse_ints(nfe), None if schedule is None else parse_schedule(schedule),
+                      samples, batch)
+    if json_out:
+        print_json(report)
+        return
+    rows = [[r["solver"], r["nfe"], r["schedule"], *(f"{v:.4g}" for v in r["metrics"].values())] for r in report["results"]]
+    metric_names = list(report["results"][0]["metrics"]) if report["results"] else []
+    print_table(f"{report['model']['name']}: {report['samples']} held-out samples", ["solver", "nfe", "schedule", *metric_names], rows)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_cmd)

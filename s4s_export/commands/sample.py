@@ -1,0 +1,16 @@
+"""`s4s-export sample` (placeholder until its issue lands; replaced by the real command)."""
+
+from __future__ import annotations
+
+import typer
+
+from ..errors import S4SError
+
+
+def sample_cmd() -> None:
+    """Not available yet."""
+    raise S4SError("`s4s-export sample` is not available in this build yet")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sample")(sample_cmd)

@@ -1,0 +1,78 @@
+"""Measure solvers against a teacher (or the exact reference) on held-out noise."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .denoiser import Denoiser
+from .models import get_model_spec, load_model
+from .noise import VALIDATION_SEED, label_set, noise_set
+from .sampler import Sampler
+from .solvers import SolverTable, make_solver
+from .teacher import TeacherSpec, run_teacher
+
+
+@dataclass
+class HeldOut:
+    """Held-out noise, labels and the teacher's outputs for them."""
+
+    noise: torch.Tensor
+    labels: torch.Tensor | None
+    target: torch.Tensor
+    teacher: TeacherSpec
+    exact: bool
+
+
+def held_out_set(denoiser: Denoiser, teacher: TeacherSpec, samples: int, batch: int = 64) -> HeldOut:
+    info = denoiser.info
+    noise = noise_set(info.shape, samples, VALIDATION_SEED)
+    labels = label_set(info.num_classes, samples, VALIDATION_SEED)
+    target = run_teacher(denoiser, teacher, noise, labels, batch, desc="held-out targets")
+    return HeldOut(noise, labels, target, teacher, teacher.is_reference)
+
+
+@torch.no_grad()
+def run_solver(denoiser: Denoiser, solver: SolverTable, noise: torch.Tensor, labels: torch.Tensor | None,
+               dtype: torch.dtype = torch.float32, batch: int = 64) -> torch.Tensor:
+    """Sample with a solver table in batches (float64 for exact-model checks)."""
+    sampler = Sampler(denoiser, solver).to(dtype)
+    outs = []
+    for i in range(0, noise.shape[0], batch):
+        c = None if labels is None else labels[i : i + batch]
+        outs.append(sampler(noise[i : i + batch].to(dtype), c))
+    return torch.cat(outs)
+
+
+def rmse(a: torch.Tensor, b: torch.Tensor) -> float:
+    return math.sqrt(float((a.double() - b.double()).pow(2).mean()))
+
+
+def score(denoiser: Denoiser, solver: SolverTable, held: HeldOut, batch: int = 64) -> dict[str, float]:
+    """Metrics of one solver on the held-out set."""
+    dtype = torch.float64 if held.exact else torch.float32
+    out = run_solver(denoiser, solver, held.noise, held.labels, dtype, batch)
+    key = "rmse_vs_reference" if held.exact else "rmse_vs_teacher"
+    return {key: rmse(out, held.target)}
+
+
+def evaluate(model: str, solvers: list[str], nfes: list[int], schedule: str | list[float] | None = None,
+             samples: int = 64, batch: int = 64) -> dict:
+    """Every (solver, NFE) pair on the model's held-out noise; one JSON-ready report."""
+    spec = get_model_spec(model)
+    denoiser = load_model(model)
+    info = denoiser.info
+    sched = schedule if schedule is not None else spec.schedule
+    tables = [make_solver(name, nfe, sched, info.sigma_min, info.sigma_max) for name in solvers for nfe in nfes]
+    held = held_out_set(denoiser, spec.teacher, samples, batch)
+    results = [{"solver": t.name, "nfe": t.nfe, "schedule": t.meta["schedule"], "metrics": score(denoiser, t, held, batch)}
+               for t in tables]
+    return {
+        "model": denoiser.identity_dict(),
+        "teacher": spec.teacher.to_dict(),
+        "samples": samples,
+        "noise_seed": VALIDATION_SEED,
+        "results": results,
+    }
