@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from .denoiser import Denoiser
+from .errors import choice_error
 from .models import get_model_spec, load_model
 from .noise import VALIDATION_SEED, label_set, noise_set
 from .sampler import Sampler
-from .solvers import SolverTable, make_solver
+from .solverfile import load_solver_file
+from .solvers import SOLVERS, SolverTable, make_solver
 from .teacher import TeacherSpec, run_teacher
 
 
@@ -58,17 +61,27 @@ def score(denoiser: Denoiser, solver: SolverTable, held: HeldOut, batch: int = 6
     return {key: rmse(out, held.target)}
 
 
+def solver_tables(name: str, nfes: list[int], schedule: str | list[float], denoiser: Denoiser) -> list[tuple[str, SolverTable]]:
+    """(label, table) pairs: a classical name gives one per NFE; a solver file gives its own table once (its own NFE)."""
+    if name in SOLVERS:
+        info = denoiser.info
+        return [(name, make_solver(name, nfe, schedule, info.sigma_min, info.sigma_max)) for nfe in nfes]
+    if name.endswith(".json") or Path(name).is_file():
+        return [(name, load_solver_file(name, expect_identity=denoiser.identity_dict()).solver)]
+    raise choice_error("solver", name, [*SOLVERS, "a solver file path (.json)"])
+
+
 def evaluate(model: str, solvers: list[str], nfes: list[int], schedule: str | list[float] | None = None,
-             samples: int = 64, batch: int = 64) -> dict:
+             samples: int = 64, batch: int = 64, checkpoint: str | None = None, random_weights: bool = False) -> dict:
     """Every (solver, NFE) pair on the model's held-out noise; one JSON-ready report."""
     spec = get_model_spec(model)
-    denoiser = load_model(model)
+    denoiser = load_model(model, checkpoint, random_weights)
     info = denoiser.info
     sched = schedule if schedule is not None else spec.schedule
-    tables = [make_solver(name, nfe, sched, info.sigma_min, info.sigma_max) for name in solvers for nfe in nfes]
+    tables = [t for name in solvers for t in solver_tables(name, nfes, sched, denoiser)]
     held = held_out_set(denoiser, spec.teacher, samples, batch)
-    results = [{"solver": t.name, "nfe": t.nfe, "schedule": t.meta["schedule"], "metrics": score(denoiser, t, held, batch)}
-               for t in tables]
+    results = [{"solver": label, "nfe": t.nfe, "schedule": t.meta.get("schedule", "-"), "metrics": score(denoiser, t, held, batch)}
+               for label, t in tables]
     return {
         "model": denoiser.identity_dict(),
         "teacher": spec.teacher.to_dict(),

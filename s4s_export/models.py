@@ -61,6 +61,7 @@ def load_model(name: str, checkpoint: str | None = None, random_weights: bool = 
 def _register_builtins() -> None:
     from . import gmm
     from .networks import demo
+    from .presets import PRESETS
 
     register(ModelSpec("demo", "small EDM SongUNet trained on sklearn digits (bundled)", "1x16x16", "none",
                        demo.load_demo, demo.DEMO_ASSET.exists))
@@ -68,6 +69,9 @@ def _register_builtins() -> None:
                        "none", lambda: gmm.digits_gmm(False), gmm.DIGITS_GMM.exists, True, REFERENCE_TEACHER, "logsnr"))
     register(ModelSpec("gmm-cond", "class-conditional exact Gaussian mixture (10 digit classes)", "1x8x8", "class",
                        lambda: gmm.digits_gmm(True), gmm.DIGITS_GMM.exists, True, REFERENCE_TEACHER, "logsnr"))
+    for p in PRESETS.values():
+        register(ModelSpec(p.name, p.description, p.resolution, p.conditioning, p.load, p.is_cached,
+                           teacher=p.teacher, schedule=p.schedule, accepts_checkpoint=True))
 
 
 _register_builtins()

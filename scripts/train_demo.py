@@ -189,7 +189,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=DEMO_ASSET, help="safetensors asset to write")
     p.add_argument("--png", type=Path, default=ROOT / "docs" / "demo_samples.png", help="sample grid to write")
     p.add_argument("--grid-only", action="store_true", help="skip training; redraw the grid from --out")
-    p.add_argument("--steps", type=int, default=8000)
+    p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup", type=int, default=200)
@@ -202,7 +202,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-blocks", type=int, default=2)
     p.add_argument("--attn-resolutions", type=int, nargs="*", default=[])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="1 is fastest on a shared 2-core machine")
     p.add_argument("--log-every", type=int, default=250)
     return p.parse_args(argv)
 

@@ -11,7 +11,9 @@ from .common import parse_ints, parse_names, print_json, print_table
 
 def eval_cmd(
     model: str = typer.Option("demo", "--model", help="Model name (see `s4s-export models`)."),
-    solver: str = typer.Option("dpmpp3m,unipc,ipndm", "--solver", help="Comma-separated solver names."),
+    checkpoint: str = typer.Option(None, "--checkpoint", help="Checkpoint file for a preset model."),
+    random_weights: bool = typer.Option(False, "--random-weights", help="A preset's architecture with random weights."),
+    solver: str = typer.Option("dpmpp3m,unipc,ipndm", "--solver", help="Comma-separated classical solver names and/or solver-file paths (a file is evaluated once, at its own NFE)."),
     nfe: str = typer.Option("5", "--nfe", help="Comma-separated NFEs, e.g. 3,4,5,6,8,10."),
     schedule: str = typer.Option(None, "--schedule", help="edm, logsnr, time-uniform, time-quadratic, or sigmas."),
     samples: int = typer.Option(64, "--samples", min=1, help="Held-out noise samples."),
@@ -19,8 +21,8 @@ def eval_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Measure solvers on the model's held-out noise (error vs. teacher, or vs. the exact reference)."""
-    report = evaluate(model, parse_names(solver, "--solver"), parse_ints(nfe), None if schedule is None else parse_schedule(schedule),
-                      samples, batch)
+    report = evaluate(model, parse_names(solver, "--solver"), parse_ints(nfe),
+                      None if schedule is None else parse_schedule(schedule), samples, batch, checkpoint, random_weights)
     if json_out:
         print_json(report)
         return

@@ -1,15 +1,87 @@
-"""`s4s-export inspect` (placeholder until its issue lands; replaced by the real command)."""
+"""`s4s-export inspect FILE`: what a solver file (or an exported .onnx graph) holds."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-from ..errors import S4SError
+from ..solverfile import load_solver_file
+from .common import console, print_json, print_table
 
 
-def inspect_cmd() -> None:
-    """Not available yet."""
-    raise S4SError("`s4s-export inspect` is not available in this build yet")
+def _fmt(v: object) -> str:
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def _solver_report(path: Path, json_out: bool) -> None:
+    sf = load_solver_file(path)
+    doc = {"solver": sf.solver.to_dict(), **sf.info}
+    if json_out:
+        print_json(doc)
+        return
+    s, info = sf.solver, sf.info
+    model = info.get("model", {})
+    lines = [
+        ("solver", f"{s.name} (NFE {s.nfe})"),
+        ("method", info.get("method", "-")),
+        ("model", f"{model.get('name', '-')} weights {str(model.get('weights_sha256', '-'))[:16]} shape {model.get('shape', '-')}"),
+    ]
+    base = info.get("base") or {}
+    if base:
+        lines.append(("base", f"{base.get('solver')} on {base.get('schedule')} ({base.get('init')} initialisation)"))
+    for key in ("schedule", "order_cap", "predictor_corrector", "decoupled_offsets"):
+        if key in info:
+            lines.append((key.replace("_", " "), _fmt(info[key])))
+    if "teacher" in info:
+        lines.append(("teacher", info["teacher"].get("label", info["teacher"])))
+    if "distance" in info:
+        lines.append(("distance", ", ".join(f"{k}={_fmt(v)}" for k, v in info["distance"].items())))
+    if "relaxation" in info:
+        r = info["relaxation"]
+        lines.append(("relaxation", f"radius {_fmt(r.get('radius'))} (c_r {r.get('radius_constant')}, m {r.get('num_coefficients')})"))
+    if "seeds" in info:
+        lines.append(("seeds", ", ".join(f"{k}={v}" for k, v in info["seeds"].items())))
+    if "training" in info:
+        lines.append(("training", ", ".join(f"{k}={_fmt(v)}" for k, v in info["training"].items())))
+    if "versions" in info:
+        lines.append(("versions", ", ".join(f"{k} {v}" for k, v in info["versions"].items())))
+    width = max(len(k) for k, _ in lines)
+    console.print(f"[bold]{path}[/bold]")
+    for k, v in lines:
+        console.print(f"  {k:<{width}}  {v}", highlight=False)
+    val = info.get("validation")
+    if val:
+        print_table(f"validation ({val.get('distance')}, {val.get('samples')} held-out samples)", ["solver", "distance", "rmse"],
+                    [["base", _fmt(val.get("base")), _fmt(val.get("base_rmse"))],
+                     ["learned", _fmt(val.get("learned")), _fmt(val.get("learned_rmse"))]])
+    print_table("evaluations", ["m", "eval sigma", "grid sigma"],
+                [[m, f"{e:.6g}", f"{g:.6g}"] for m, (e, g) in enumerate(zip(s.eval_sigmas, s.sigmas))]
+                + [["out", "-", f"{s.sigma_end:.6g}"]])
+    cols = ["row", "x_T", *[f"D{j}" for j in range(s.nfe)]]
+    print_table("table (row m: x_m = a_m x_T + sum_j b_mj D_j; last row = output)", cols,
+                [[m if m < s.nfe else "out", *[f"{v:.6g}" if j <= m else "" for j, v in enumerate(row)]]
+                 for m, row in enumerate(s.table)])
+
+
+def inspect_cmd(
+    path: Path = typer.Argument(..., help="A solver file (.json) or an exported graph (.onnx)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Show a solver file's table, sigmas and provenance, or an exported graph's metadata."""
+    if path.suffix == ".onnx":
+        from ..export import inspect_onnx
+
+        report = inspect_onnx(path)
+        if json_out:
+            print_json(report)
+        else:
+            width = max((len(str(k)) for k in report), default=0)
+            console.print(f"[bold]{path}[/bold]")
+            for k, v in report.items():
+                console.print(f"  {str(k):<{width}}  {v}", highlight=False)
+        return
+    _solver_report(path, json_out)
 
 
 def register(app: typer.Typer) -> None:

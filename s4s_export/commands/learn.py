@@ -1,16 +1,78 @@
-"""`s4s-export learn` (placeholder until its issue lands; replaced by the real command)."""
+"""`s4s-export learn`: learn S4S / S4S-Alt solvers for a model into a workspace."""
 
 from __future__ import annotations
 
+import logging
+import sys
+
 import typer
 
-from ..errors import S4SError
+from ..schedules import parse_schedule
+from ..teacher import TeacherSpec
+from .common import console, parse_ints, print_json, print_table
 
 
-def learn_cmd() -> None:
-    """Not available yet."""
-    raise S4SError("`s4s-export learn` is not available in this build yet")
+def _log_to_stderr() -> None:
+    logger = logging.getLogger("s4s_export.learn")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
+
+def learn_cmd(
+    model: str = typer.Option("demo", "--model", help="Model name (see `s4s-export models`)."),
+    checkpoint: str = typer.Option(None, "--checkpoint", help="Checkpoint file for a preset model."),
+    random_weights: bool = typer.Option(False, "--random-weights", help="Preset architecture with random weights."),
+    nfe: str = typer.Option("5", "--nfe", help="NFE, or comma-separated NFEs (one solver each), e.g. 3,4,5,6."),
+    method: str = typer.Option("s4s-alt", "--method", help="s4s-alt (grid and coefficients, alternating), s4s, or joint."),
+    base: str = typer.Option("dpmpp3m", "--base", help="Classical solver the coefficients start from (dpmpp3m, unipc, ipndm, ...)."),
+    schedule: str = typer.Option(None, "--schedule", help="Base grid: edm, logsnr, ... or sigmas (default: the model's)."),
+    distance: str = typer.Option("auto", "--distance", help="auto (lpips if installed, else pseudo-huber), pseudo-huber, l2, l1, lpips."),
+    samples: int = typer.Option(None, "--samples", min=1, help="Teacher pairs (default 700 for s4s, 1400 otherwise)."),
+    batch: int = typer.Option(None, "--batch", min=1, help="Batch size (default 20 for s4s, 40 otherwise)."),
+    epochs: int = typer.Option(None, "--epochs", min=1, help="s4s/joint: epochs in total (10 / 2x alternations); s4s-alt: epochs per phase (1)."),
+    alternations: int = typer.Option(8, "--alternations", min=1, help="S4S-Alt rounds of time phase + coefficient phase."),
+    order_cap: int = typer.Option(3, "--order-cap", min=1, help="K: weights on the K most recent denoiser outputs per step."),
+    pc: bool = typer.Option(False, "--pc", help="Predictor-corrector variant (learned UniC-style corrector, no extra NFE)."),
+    offsets: bool = typer.Option(False, "--offsets", help="Learn decoupled evaluation-time offsets (s4s-alt, joint)."),
+    teacher: str = typer.Option(None, "--teacher", help="reference, or SOLVER:NFE[:SCHEDULE] (default: the model's)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed for training noise and shuffling."),
+    val_samples: int = typer.Option(200, "--val-samples", min=1, help="Held-out validation pairs."),
+    lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate for coefficients."),
+    time_lr: float = typer.Option(5e-3, "--time-lr", help="Adam learning rate for time logits and offsets."),
+    radius: float = typer.Option(1.0, "--radius", min=0.0, help="c_r in the relaxation radius c_r * m^(-5/2) * sqrt(dim); 0 = no relaxation."),
+    checkpointing: bool = typer.Option(True, "--checkpointing/--no-checkpointing", help="Per-evaluation gradient checkpointing."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    workdir: str = typer.Option(None, "--workdir", help="Workspace folder (default ./s4s-workspace)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last saved epoch."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+) -> None:
+    """Learn a few-step solver per NFE (S4S-Alt by default) and write it into the workspace."""
+    from ..learn.config import TrainConfig
+    from ..learn.pipeline import LearnRequest, learn
+
+    _log_to_stderr()
+    cfg = TrainConfig(method=method, base=base, order_cap=order_cap, pc=pc, offsets=offsets, distance=distance,
+                      samples=samples, batch=batch, epochs=epochs, alternations=alternations, val_samples=val_samples,
+                      lr=lr, time_lr=time_lr, radius_c=radius, seed=seed, checkpointing=checkpointing)
+    sched = None if schedule is None else parse_schedule(schedule)
+    req = LearnRequest(model=model, nfes=tuple(parse_ints(nfe)), config=cfg,
+                       schedule=tuple(sched) if isinstance(sched, list) else sched,
+                       teacher=None if teacher is None else TeacherSpec.parse(teacher), checkpoint=checkpoint,
+                       random_weights=random_weights, device=device, workdir=workdir, resume=resume)
+    rows = learn(req)
+    if json_out:
+        print_json({"model": model, "results": rows})
+        return
+    print_table(f"{model}: validation distance to the teacher ({rows[0]['distance']}, {val_samples} held-out samples)",
+                ["nfe", "method", "base", "base val", "learned val", "ratio", "time", "peak MiB"],
+                [[r["nfe"], r["method"], r["base"], f"{r['base_val']:.4g}", f"{r['learned_val']:.4g}", f"{r['ratio']:.3f}",
+                  f"{r['wall_s']:.0f} s", f"{r['peak_memory']['bytes'] / 2**20:.0f}"] for r in rows])
+    console.print(f"peak memory: {rows[0]['peak_memory']['what']}; time: training and validation, teacher excluded", highlight=False)
+    for r in rows:
+        console.print(f"NFE {r['nfe']}: {r['solver_file']}", highlight=False, soft_wrap=True)
 
 def register(app: typer.Typer) -> None:
     app.command("learn")(learn_cmd)

@@ -1,15 +1,65 @@
-"""`s4s-export sample` (placeholder until its issue lands; replaced by the real command)."""
+"""`s4s-export sample`: images from a baked sampler (ONNX graph or TensorRT engine) as a PNG grid."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
+import numpy as np
 import typer
 
 from ..errors import S4SError
+from ..runtime import Sampler, make_grid, to_uint8, write_png
+from .common import parse_names
 
 
-def sample_cmd() -> None:
-    """Not available yet."""
-    raise S4SError("`s4s-export sample` is not available in this build yet")
+def parse_labels(text: str | None, n: int, num_classes: int | None) -> np.ndarray | None:
+    """`3` -> all 3; `0,1,2` -> cycled to n; `all` -> 0, 1, ..., num_classes-1 cycled to n."""
+    if text is None:
+        return None
+    if text.strip() == "all":
+        if not num_classes:
+            raise S4SError("--labels all needs a class-conditional model that records its number of classes; "
+                           "pass explicit labels, e.g. --labels 0,1,2")
+        return np.arange(n) % num_classes
+    try:
+        labels = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise S4SError(f"--labels takes comma-separated class indices (e.g. 0,1,2) or `all`; got {text!r}") from None
+    if not labels:
+        raise S4SError("--labels needs at least one class index")
+    return np.resize(np.array(labels, dtype=np.int64), n)
+
+
+def sample_cmd(
+    path: Path = typer.Argument(..., help="Baked sampler: model.onnx, or a TensorRT engine model.plan."),
+    n: int = typer.Option(64, "--n", min=1, help="Number of images."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Noise seed (numpy; sample i depends only on seed and i)."),
+    labels: str = typer.Option(None, "--labels", help="Class labels for conditional models: 0,1,2 (cycled) or all."),
+    guidance_scale: float = typer.Option(None, "--guidance-scale", help="Guidance scale (1 = none; default: the graph's)."),
+    out: Path = typer.Option(Path("grid.png"), "--out", help="PNG grid to write."),
+    singles: Path = typer.Option(None, "--singles", help="Also write each image as DIR/00000.png, ..."),
+    ncol: int = typer.Option(None, "--ncol", min=1, help="Images per grid row (default: near-square)."),
+    providers: str = typer.Option(None, "--providers", help="onnxruntime providers for .onnx, e.g. cuda,cpu or tensorrt."),
+    max_batch: int = typer.Option(None, "--max-batch", min=1, help="Largest batch per run (larger requests are split)."),
+) -> None:
+    """Sample images from an exported sampler and write a PNG grid (and single PNGs on request)."""
+    sampler = Sampler.load(path, providers=None if providers is None else parse_names(providers, "--providers"),
+                           max_batch=max_batch)
+    if sampler.conditional and labels is None:
+        raise S4SError("this model is class-conditional: pass --labels (e.g. --labels 0,1,2 or --labels all)")
+    start = time.perf_counter()
+    images = sampler(seed=seed, n=n, class_labels=parse_labels(labels, n, sampler.num_classes),
+                     guidance_scale=guidance_scale)
+    seconds = time.perf_counter() - start
+    pictures = to_uint8(images)
+    write_png(out, make_grid(pictures, ncol))
+    if singles is not None:
+        for i, picture in enumerate(pictures):
+            write_png(singles / f"{i:05d}.png", picture)
+    c, h, w = sampler.image_shape
+    typer.echo(f"wrote {out} ({n} images {c}x{h}x{w}, {1e3 * seconds / n:.2f} ms/image)"
+                  + (f" and {n} PNGs in {singles}" if singles is not None else ""))
 
 
 def register(app: typer.Typer) -> None:

@@ -6,15 +6,9 @@ import pytest
 import torch
 
 from s4s_export.networks import build_network
+from s4s_export.presets import CIFAR10 as CIFAR, DDPMPP, FFHQ as FACES, NCSNPP, PRESETS
 
-DDPMPP = dict(model_type="SongUNet", model_channels=128, augment_dim=9, embedding_type="positional",
-              encoder_type="standard", channel_mult_noise=1, resample_filter=[1, 1])
-NCSNPP = dict(model_type="SongUNet", model_channels=128, augment_dim=9, embedding_type="fourier",
-              encoder_type="residual", channel_mult_noise=2, resample_filter=[1, 3, 3, 1])
-CIFAR = dict(img_resolution=32, img_channels=3, channel_mult=[2, 2, 2], dropout=0.13)
-FACES = dict(img_resolution=64, img_channels=3, channel_mult=[1, 2, 2, 2], dropout=0.05)
-ADM = dict(img_resolution=64, img_channels=3, label_dim=1000, use_fp16=True, model_type="DhariwalUNet",
-           model_channels=192, channel_mult=[1, 2, 3, 4], dropout=0.10)
+ADM = PRESETS["imagenet64"].network.init_kwargs  # the architecture kwargs live in the preset table
 
 CONFIGS = {
     "cifar10-uncond-vp": (dict(**CIFAR, **DDPMPP), 55_733_891),

@@ -1,0 +1,147 @@
+// s4s_sample: images from a baked sampler, written as a PPM grid.
+//
+//   s4s_sample MODEL [--n N] [--seed S] [--noise FILE] [--labels 0,1,2] [--guidance G]
+//              [--out grid.ppm] [--raw FILE] [--threads T] [--providers cpu,cuda,tensorrt]
+//
+// --noise reads N*C*H*W little-endian float32 (N from the file size) instead of generating noise
+// (std::mt19937 normal: NOT the same stream as the Python runtime's numpy noise).
+// --raw writes the sampler's output tensor as raw bytes (float32 or uint8) for comparisons.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "s4s/runtime.h"
+
+namespace {
+
+std::vector<std::string> split(const std::string& text) {
+  std::vector<std::string> parts;
+  std::stringstream stream(text);
+  for (std::string part; std::getline(stream, part, ',');)
+    if (!part.empty()) parts.push_back(part);
+  return parts;
+}
+
+std::vector<float> read_noise(const std::string& path, int64_t noise_size) {
+  std::ifstream file(path, std::ios::binary | std::ios::ate);
+  if (!file) throw s4s::Error("cannot read " + path);
+  const auto bytes = static_cast<int64_t>(file.tellg());
+  if (bytes == 0 || bytes % (noise_size * 4) != 0)
+    throw s4s::Error(path + " must hold N * " + std::to_string(noise_size) + " float32 values");
+  std::vector<float> noise(bytes / 4);
+  file.seekg(0);
+  file.read(reinterpret_cast<char*>(noise.data()), bytes);
+  return noise;
+}
+
+// uint8 NHWC pixels of image i, whatever the output format.
+std::vector<uint8_t> pixels(const s4s::Images& images, int64_t i, int64_t& h, int64_t& w, int64_t& c) {
+  const bool u8 = images.dtype == "uint8";
+  h = images.shape[u8 ? 1 : 2];
+  w = images.shape[u8 ? 2 : 3];
+  c = images.shape[u8 ? 3 : 1];
+  std::vector<uint8_t> out(h * w * c);
+  for (int64_t y = 0; y < h; ++y)
+    for (int64_t x = 0; x < w; ++x)
+      for (int64_t k = 0; k < c; ++k) {
+        const int64_t at = (y * w + x) * c + k;
+        if (u8) {
+          out[at] = images.u8[i * h * w * c + at];
+        } else {
+          const float v = images.f32[((i * c + k) * h + y) * w + x];
+          out[at] = static_cast<uint8_t>(std::lround(std::clamp((v + 1.0f) * 127.5f, 0.0f, 255.0f)));
+        }
+      }
+  return out;
+}
+
+void write_ppm_grid(const std::string& path, const s4s::Images& images) {
+  const int64_t n = images.shape[0], cols = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(n))));
+  const int64_t rows = (n + cols - 1) / cols, pad = 2;
+  int64_t h, w, c;
+  pixels(images, 0, h, w, c);
+  const int64_t width = pad + cols * (w + pad), height = pad + rows * (h + pad);
+  std::vector<uint8_t> rgb(width * height * 3, 0);
+  for (int64_t i = 0; i < n; ++i) {
+    const auto image = pixels(images, i, h, w, c);
+    const int64_t top = pad + (i / cols) * (h + pad), left = pad + (i % cols) * (w + pad);
+    for (int64_t y = 0; y < h; ++y)
+      for (int64_t x = 0; x < w; ++x)
+        for (int64_t k = 0; k < 3; ++k)
+          rgb[((top + y) * width + left + x) * 3 + k] = image[(y * w + x) * c + (c == 1 ? 0 : std::min<int64_t>(k, c - 1))];
+  }
+  std::ofstream file(path, std::ios::binary);
+  file << "P6\n" << width << " " << height << "\n255\n";
+  file.write(reinterpret_cast<const char*>(rgb.data()), static_cast<std::streamsize>(rgb.size()));
+  if (!file) throw s4s::Error("cannot write " + path);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::string(argv[1]) == "--help") {
+    std::cerr << "usage: s4s_sample MODEL [--n N] [--seed S] [--noise FILE] [--labels 0,1,2] [--guidance G]\n"
+                 "                  [--out grid.ppm] [--raw FILE] [--threads T] [--providers cpu,cuda,tensorrt]\n";
+    return 2;
+  }
+  try {
+    std::string model = argv[1], noise_path, out = "grid.ppm", raw, labels_text;
+    int64_t n = 16;
+    unsigned seed = 0;
+    float guidance = 1.0f;
+    s4s::Options options;
+    for (int i = 2; i < argc; i += 2) {
+      const std::string flag = argv[i];
+      if (i + 1 >= argc) throw s4s::Error(flag + " needs a value");
+      const std::string value = argv[i + 1];
+      if (flag == "--n") n = std::stoll(value);
+      else if (flag == "--seed") seed = static_cast<unsigned>(std::stoul(value));
+      else if (flag == "--noise") noise_path = value;
+      else if (flag == "--labels") labels_text = value;
+      else if (flag == "--guidance") guidance = std::stof(value);
+      else if (flag == "--out") out = value;
+      else if (flag == "--raw") raw = value;
+      else if (flag == "--threads") options.threads = std::stoi(value);
+      else if (flag == "--providers") options.providers = split(value);
+      else throw s4s::Error("unknown option " + flag);
+    }
+    auto sampler = s4s::Sampler::load(model, options);
+    std::vector<float> noise;
+    if (!noise_path.empty()) {
+      noise = read_noise(noise_path, sampler->noise_size());
+      n = static_cast<int64_t>(noise.size()) / sampler->noise_size();
+    } else {
+      std::mt19937 gen(seed);
+      std::normal_distribution<float> normal;
+      noise.resize(n * sampler->noise_size());
+      for (auto& x : noise) x = normal(gen);
+    }
+    std::vector<int64_t> labels;
+    for (const auto& label : split(labels_text)) labels.push_back(std::stoll(label));
+    if (!labels.empty()) {  // cycled to n, like `s4s-export sample --labels`
+      const size_t given = labels.size();
+      for (size_t i = given; i < static_cast<size_t>(n); ++i) labels.push_back(labels[i % given]);
+      labels.resize(n);
+    }
+    const auto images = sampler->run(noise.data(), n, labels.empty() ? nullptr : labels.data(), guidance);
+    if (!raw.empty()) {
+      std::ofstream file(raw, std::ios::binary);
+      if (images.dtype == "uint8") file.write(reinterpret_cast<const char*>(images.u8.data()), images.u8.size());
+      else file.write(reinterpret_cast<const char*>(images.f32.data()), images.f32.size() * sizeof(float));
+    }
+    write_ppm_grid(out, images);
+    const auto chw = sampler->image_shape();
+    std::cout << "wrote " << out << " (" << n << " images " << chw[0] << "x" << chw[1] << "x" << chw[2] << ", "
+              << images.dtype << ")\n";
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  }
+  return 0;
+}

@@ -1,0 +1,74 @@
+"""Training settings and their paper defaults (method §4.4)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from ..errors import S4SError, choice_error
+
+METHODS = ("s4s-alt", "s4s", "joint")
+# method -> (samples, batch, epochs). s4s: epochs in total; s4s-alt: epochs per phase (K_alt
+# alternations of a time phase and a coefficient phase); joint: epochs in total (2 * K_alt).
+PAPER_DEFAULTS = {"s4s": (700, 20, 10), "s4s-alt": (1400, 40, 1), "joint": (1400, 40, None)}
+TRAIN_SEED_STRIDE = 10_000_000  # training noise for --seed s uses noise seeds s * stride + i
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run (and so must match on --resume)."""
+
+    method: str = "s4s-alt"
+    base: str = "dpmpp3m"
+    order_cap: int = 3
+    pc: bool = False
+    offsets: bool = False
+    distance: str = "auto"
+    samples: int | None = None
+    batch: int | None = None
+    epochs: int | None = None
+    alternations: int = 8
+    val_samples: int = 200
+    lr: float = 1e-3  # coefficients (Adam; GAS)
+    time_lr: float = 5e-3  # time logits and offsets (LD3)
+    grad_clip: float = 1.0
+    radius_c: float = 1.0  # c_r in rho = c_r * m^(-5/2) * sqrt(dim)
+    relax_step: float = 0.5  # first z' step length, as a fraction of rho
+    seed: int = 0
+    checkpointing: bool = True
+    max_rollbacks: int = 5
+
+    def resolved(self) -> "TrainConfig":
+        """Fill the paper defaults for the method and check the values."""
+        if self.method not in METHODS:
+            raise choice_error("method", self.method, METHODS)
+        samples, batch, epochs = PAPER_DEFAULTS[self.method]
+        if self.method == "joint":
+            epochs = 2 * self.alternations
+        cfg = replace(self, samples=self.samples or samples, batch=self.batch or batch, epochs=self.epochs or epochs)
+        for name in ("samples", "batch", "epochs", "alternations", "val_samples"):
+            if getattr(cfg, name) < 1:
+                raise S4SError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+        if cfg.offsets and cfg.method == "s4s":
+            raise S4SError("--offsets learns evaluation times: use it with --method s4s-alt or joint")
+        if cfg.seed < 0:
+            raise S4SError(f"--seed must be >= 0, got {cfg.seed}")
+        return cfg
+
+    @property
+    def learns_times(self) -> bool:
+        return self.method != "s4s"
+
+    @property
+    def train_noise_seed(self) -> int:
+        return self.seed * TRAIN_SEED_STRIDE
+
+    def plan(self) -> list[str]:
+        """The phase of every epoch: 'coeffs', 'times' or 'joint'."""
+        if self.method == "s4s":
+            return ["coeffs"] * self.epochs
+        if self.method == "joint":
+            return ["joint"] * self.epochs
+        return (["times"] * self.epochs + ["coeffs"] * self.epochs) * self.alternations
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,246 @@
+"""The training loop (method §4.2-4.4): phases of epochs over teacher pairs, validation, rollback, resume.
+
+Each epoch trains one phase ('coeffs', 'times' or 'joint') with Adam and gradient clipping on
+the relaxed objective; after every parameter step the batch's z' takes a projected step that is
+kept where the sample's loss went down. Validation (plain distance from the true noise, no
+relaxation) runs after every epoch; the best solver by validation is kept, starting from
+iteration 0. A non-finite loss or gradient, or a validation distance above 10x the best, rolls
+the parameters back to the best, resets Adam and halves the learning rates. The whole state is
+saved atomically after every epoch, so an interrupted run loses at most one epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..denoiser import Denoiser
+from ..errors import S4SError
+from ..fileio import atomic_write
+from ..sampler import Sampler
+from ..solvers import SolverTable
+from .config import TrainConfig
+from .distances import Distance
+from .relax import RelaxedNoise
+from .student import S4SStudent
+from .teacher_cache import TeacherPairs
+
+log = logging.getLogger("s4s_export.learn")
+DIVERGENCE_FACTOR = 10.0
+
+
+@dataclass
+class TrainResult:
+    student: S4SStudent  # holds the best parameters
+    base_val: float
+    init_val: float
+    best_val: float
+    best_epoch: int  # 0 = iteration 0 (the initialisation)
+    history: list[dict]
+    rollbacks: int
+    relax: dict
+    wall_s: float
+    peak_memory: dict = field(default_factory=dict)
+
+
+def peak_memory(device: torch.device) -> dict:
+    """Peak memory: CUDA allocator peak on cuda; the process's max RSS on cpu (includes Python and torch)."""
+    if device.type == "cuda":
+        return {"bytes": int(torch.cuda.max_memory_allocated(device)), "what": "torch.cuda.max_memory_allocated"}
+    return {"bytes": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "what": "process max RSS (getrusage)"}
+
+
+class _TooManyRollbacks(Exception):
+    pass
+
+
+class Trainer:
+    """Learns one student for one NFE. `run()` trains (or resumes) and returns the best solver."""
+
+    def __init__(self, denoiser: Denoiser, student: S4SStudent, base: SolverTable, cfg: TrainConfig,
+                 train: TeacherPairs, val: TeacherPairs, distance: Distance, radius: float, state_path: Path,
+                 fingerprint: dict, device: torch.device, dtype: torch.dtype,
+                 on_epoch: Callable[[dict], None] | None = None):
+        self.denoiser = denoiser.to(device)
+        self.student = student.to(device)
+        self.base, self.cfg, self.train, self.val = base, cfg, train, val
+        self.distance, self.device, self.dtype = distance, device, dtype
+        self.state_path, self.fingerprint, self.on_epoch = state_path, fingerprint, on_epoch
+        self.sampler = Sampler(self.denoiser, self.student, checkpointing=cfg.checkpointing)
+        self.relax = RelaxedNoise(train.noise.to(dtype), radius, cfg.relax_step)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.plan = cfg.plan()
+        self.lr_scale = 1.0
+        self.opt_coeffs, self.opt_times = self._optimizers()
+        self.best = self._snapshot()
+        self.best_val = self.base_val = self.init_val = math.nan
+        self.best_epoch, self.epoch, self.rollbacks = 0, 0, 0
+        self.history: list[dict] = []
+        self.done = False
+
+    # --- pieces ------------------------------------------------------------------------------
+
+    def _optimizers(self) -> tuple[torch.optim.Adam, torch.optim.Adam | None]:
+        coeffs = torch.optim.Adam(self.student.coefficient_parameters(), lr=self.cfg.lr * self.lr_scale)
+        tp = self.student.time_parameters()
+        return coeffs, (torch.optim.Adam(tp, lr=self.cfg.time_lr * self.lr_scale) if tp else None)
+
+    def _snapshot(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.student.state_dict().items()}
+
+    def _batches(self, n: int) -> list[torch.Tensor]:
+        perm = torch.randperm(n, generator=self.gen)
+        return list(perm.split(self.cfg.batch))
+
+    def _cond(self, pairs: TeacherPairs, idx: torch.Tensor) -> torch.Tensor | None:
+        return None if pairs.labels is None else pairs.labels[idx].to(self.device)
+
+    @torch.no_grad()
+    def validate(self, solver: S4SStudent | SolverTable) -> dict[str, float]:
+        """Mean distance and RMSE to the teacher on the held-out pairs, from the true noise."""
+        sampler = Sampler(self.denoiser, solver).to(self.device)
+        dist, sq, n = 0.0, 0.0, len(self.val)
+        for idx in torch.arange(n).split(max(self.cfg.batch, 64)):
+            out = sampler(self.val.noise[idx].to(self.device, self.dtype), self._cond(self.val, idx))
+            y = self.val.target[idx].to(self.device, self.dtype)
+            dist += float(self.distance(out, y).double().sum())
+            sq += float((out.double() - y.double()).pow(2).flatten(1).mean(1).sum())
+        return {"distance": dist / n, "rmse": math.sqrt(sq / n)}
+
+    def _rollback(self, why: str) -> None:
+        self.rollbacks += 1
+        self.student.load_state_dict(self.best)
+        self.lr_scale *= 0.5
+        self.opt_coeffs, self.opt_times = self._optimizers()
+        log.warning("NFE %d: %s; rolled back to the best solver (epoch %d), learning rates x%g (rollback %d of at most %d)",
+                    self.student.shape.nfe, why, self.best_epoch, self.lr_scale, self.rollbacks, self.cfg.max_rollbacks)
+        if self.rollbacks >= self.cfg.max_rollbacks:
+            raise _TooManyRollbacks
+
+    def _train_epoch(self, phase: str) -> float:
+        coeffs, times = phase in ("coeffs", "joint"), phase in ("times", "joint")
+        for p in self.student.parameters():
+            p.requires_grad_(False)
+        active = (self.student.coefficient_parameters() if coeffs else []) + (self.student.time_parameters() if times else [])
+        for p in active:
+            p.requires_grad_(True)
+        opts = [o for o, on in ((self.opt_coeffs, coeffs), (self.opt_times, times)) if on and o is not None]
+        total, count = 0.0, 0
+        for idx in self._batches(len(self.train)):
+            z = self.relax.get(idx).to(self.device).requires_grad_(True)
+            y = self.train.target[idx].to(self.device, self.dtype)
+            cond = self._cond(self.train, idx)
+            per = self.distance(self.sampler(z, cond), y)
+            loss = per.mean()
+            for o in opts:
+                o.zero_grad(set_to_none=True)
+            loss.backward()
+            grads = [p.grad for p in active if p.grad is not None]
+            if not math.isfinite(float(loss.detach())) or not all(bool(torch.isfinite(g).all()) for g in grads):
+                self._rollback(f"non-finite loss or gradient in epoch {self.epoch + 1}")
+                continue
+            torch.nn.utils.clip_grad_norm_(active, self.cfg.grad_clip)
+            for o in opts:
+                o.step()
+            if self.relax.radius > 0:
+                cand = self.relax.propose(idx, z.detach().cpu(), z.grad.detach().cpu())
+                with torch.no_grad():
+                    new = self.distance(self.sampler(cand.to(self.device), cond), y)
+                self.relax.accept(idx, cand, new.cpu(), per.detach().cpu())
+            total += float(per.detach().double().sum())
+            count += idx.numel()
+        for p in active:
+            p.requires_grad_(False)
+        return total / max(count, 1)
+
+    # --- state -------------------------------------------------------------------------------
+
+    def _state(self) -> dict:
+        return {
+            "fingerprint": json.dumps(self.fingerprint, sort_keys=True),
+            "epoch": self.epoch, "done": self.done, "student": self._snapshot(), "best": self.best,
+            "best_val": self.best_val, "best_epoch": self.best_epoch, "base_val": self.base_val, "init_val": self.init_val,
+            "lr_scale": self.lr_scale, "rollbacks": self.rollbacks, "history": json.dumps(self.history),
+            "opt_coeffs": self.opt_coeffs.state_dict(),
+            "opt_times": None if self.opt_times is None else self.opt_times.state_dict(),
+            "relax": self.relax.state_dict(), "rng": self.gen.get_state(),
+        }
+
+    def save(self) -> None:
+        atomic_write(self.state_path, lambda p: torch.save(self._state(), p))
+
+    def load(self) -> bool:
+        """Restore a saved run for the same settings; False if there is none."""
+        if not self.state_path.is_file():
+            return False
+        try:
+            s = torch.load(self.state_path, map_location="cpu", weights_only=True)
+        except Exception as e:  # any unreadable file: torch raises many types here
+            raise S4SError(f"cannot resume from {self.state_path} ({type(e).__name__}); rerun without --resume to start over") from None
+        if s.get("fingerprint") != json.dumps(self.fingerprint, sort_keys=True):
+            raise S4SError(f"the run saved in {self.state_path} used other settings (model, teacher, distance or "
+                           "training options); rerun with the same options, or without --resume to start over")
+        self.student.load_state_dict(s["student"])
+        self.best = s["best"]
+        self.best_val, self.best_epoch = s["best_val"], s["best_epoch"]
+        self.base_val, self.init_val = s["base_val"], s["init_val"]
+        self.epoch, self.done, self.rollbacks, self.lr_scale = s["epoch"], s["done"], s["rollbacks"], s["lr_scale"]
+        self.history = json.loads(s["history"])
+        self.opt_coeffs, self.opt_times = self._optimizers()
+        self.opt_coeffs.load_state_dict(s["opt_coeffs"])
+        if self.opt_times is not None and s["opt_times"] is not None:
+            self.opt_times.load_state_dict(s["opt_times"])
+        self.relax.load_state_dict(s["relax"])
+        self.gen.set_state(s["rng"])
+        return True
+
+    # --- the run -----------------------------------------------------------------------------
+
+    def run(self, resume: bool = False) -> TrainResult:
+        t0 = time.perf_counter()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        nfe = self.student.shape.nfe
+        if resume and self.load():
+            log.info("NFE %d: resuming after epoch %d of %d", nfe, self.epoch, len(self.plan))
+        else:
+            self.base_val = self.validate(self.base)["distance"]
+            self.best_val = self.init_val = self.validate(self.student)["distance"]
+            self.best = self._snapshot()
+            log.info("NFE %d: base %s validation %.5g; iteration 0 %.5g", nfe, self.base.name, self.base_val, self.init_val)
+            self.save()
+        try:
+            while self.epoch < len(self.plan) and not self.done:
+                phase = self.plan[self.epoch]
+                train_loss = self._train_epoch(phase)
+                val = self.validate(self.student)["distance"]
+                self.epoch += 1
+                if not math.isfinite(val) or val > DIVERGENCE_FACTOR * self.best_val:
+                    self._rollback(f"validation distance {val:.4g} diverged (best {self.best_val:.4g})")
+                elif val < self.best_val:
+                    self.best_val, self.best_epoch, self.best = val, self.epoch, self._snapshot()
+                record = {"epoch": self.epoch, "phase": phase, "train_loss": train_loss, "val": val,
+                          "best_val": self.best_val, "relax_accept_rate": self.relax.accepted / max(self.relax.proposed, 1)}
+                self.history.append(record)
+                log.info("NFE %d epoch %d/%d (%s): train %.5g, validation %.5g, best %.5g", nfe, self.epoch,
+                         len(self.plan), phase, train_loss, val, self.best_val)
+                self.save()
+                if self.on_epoch is not None:
+                    self.on_epoch(record)
+        except _TooManyRollbacks:
+            log.warning("NFE %d: stopping after %d rollbacks; keeping the best solver (epoch %d)", nfe, self.rollbacks, self.best_epoch)
+        self.done = True
+        self.save()
+        self.student.load_state_dict(self.best)
+        relax = {"radius": self.relax.radius, "accepted": self.relax.accepted, "proposed": self.relax.proposed,
+                 "mean_shift": float((self.relax.z - self.relax.center).flatten(1).norm(dim=1).mean())}
+        return TrainResult(self.student, self.base_val, self.init_val, self.best_val, self.best_epoch, self.history,
+                           self.rollbacks, relax, time.perf_counter() - t0, peak_memory(self.device))

@@ -1,0 +1,75 @@
+// s4s-export C++ runtime: load a baked sampler (ONNX graph or TensorRT engine), turn noise into images.
+//
+//   auto sampler = s4s::Sampler::load("sampler.onnx");
+//   std::vector<float> noise(n * sampler->noise_size());   // standard normal, [n, C, H, W]
+//   s4s::Images images = sampler->run(noise.data(), n);
+//
+// The graph contract: input `noise` [B,C,H,W] float32 (+ `class_labels` [B] int64 and `guidance_scale`
+// [] float32 for class-conditional models); output `images`, float32 NCHW in [-1, 1] or uint8 NHWC.
+// Only the batch dimension may be dynamic. Errors in the caller's input throw s4s::Error.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace s4s {
+
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct TensorInfo {
+  std::string name;
+  std::string dtype;           // "float32", "float16", "int64", "int32", "uint8"
+  std::vector<int64_t> shape;  // -1 marks the dynamic batch dimension
+};
+
+struct Images {
+  std::string dtype;            // "float32" (NCHW in [-1, 1]) or "uint8" (NHWC)
+  std::vector<int64_t> shape;   // [B, C, H, W] or [B, H, W, C]
+  std::vector<float> f32;       // filled when dtype == "float32"
+  std::vector<uint8_t> u8;      // filled when dtype == "uint8"
+};
+
+struct Options {
+  std::vector<std::string> providers{"cpu"};  // onnxruntime: "cpu", "cuda", "tensorrt", in order of preference
+  int threads = 0;                            // onnxruntime intra-op threads (0: onnxruntime's choice)
+  int device_id = 0;                          // GPU for CUDA / TensorRT
+  int64_t max_batch = 0;                      // largest batch per run, larger requests are split (0: the graph's)
+};
+
+class Backend;
+
+class Sampler {
+ public:
+  // `.onnx` runs on ONNX Runtime; `.plan` / `.engine` / `.trt` on TensorRT (when built with it).
+  static std::unique_ptr<Sampler> load(const std::string& path, const Options& options = {});
+  ~Sampler();
+
+  const std::vector<TensorInfo>& inputs() const;
+  const TensorInfo& output() const;
+  std::array<int64_t, 3> image_shape() const;  // C, H, W of the noise
+  int64_t noise_size() const;                  // C * H * W
+  bool conditional() const;                    // takes class_labels
+  int64_t num_classes() const;                 // from the graph's metadata; 0 when not recorded
+  std::array<int64_t, 2> batch_range() const;  // {min, max}; max -1: unbounded
+
+  // noise: batch * noise_size() floats. labels: batch class indices for conditional models
+  // (num_classes = unconditional), else nullptr. guidance_scale: used when the graph takes one.
+  // Thread-safe.
+  Images run(const float* noise, int64_t batch, const int64_t* labels = nullptr, float guidance_scale = 1.0f) const;
+
+ private:
+  explicit Sampler(std::unique_ptr<Backend> backend);
+  std::unique_ptr<Backend> backend_;
+};
+
+// Batch sizes of the fewest runs covering `batch` within [lo, hi] (hi -1: unbounded), largest first.
+std::vector<int64_t> plan_batches(int64_t batch, int64_t lo, int64_t hi);
+
+}  // namespace s4s

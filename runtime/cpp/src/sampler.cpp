@@ -1,0 +1,134 @@
+// s4s::Sampler: contract checks, input validation and batch splitting over a backend.
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <sstream>
+
+#include "backend.h"
+
+namespace s4s {
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::string describe(const TensorInfo& t) {
+  std::ostringstream out;
+  out << t.name << " [";
+  for (size_t i = 0; i < t.shape.size(); ++i) out << (i ? "," : "") << (t.shape[i] < 0 ? "B" : std::to_string(t.shape[i]));
+  out << "] " << t.dtype;
+  return out.str();
+}
+
+const TensorInfo* find_input(const std::vector<TensorInfo>& inputs, const std::string& name) {
+  for (const auto& t : inputs)
+    if (t.name == name) return &t;
+  return nullptr;
+}
+
+void check_contract(const std::string& path, const Backend& b) {
+  const std::string where = path + " is not an s4s-export sampler graph: ";
+  const TensorInfo* noise = find_input(b.inputs, "noise");
+  for (const auto& t : b.inputs)
+    if (t.name != "noise" && t.name != "class_labels" && t.name != "guidance_scale")
+      throw Error(where + "unexpected input " + describe(t));
+  if (!noise || noise->shape.size() != 4 || noise->dtype != "float32")
+    throw Error(where + "expected input noise [B,C,H,W] float32");
+  for (size_t i = 1; i < 4; ++i)
+    if (noise->shape[i] < 0) throw Error(where + describe(*noise) + " should have fixed C, H, W");
+  if (find_input(b.inputs, "guidance_scale") && !find_input(b.inputs, "class_labels"))
+    throw Error(where + "it takes guidance_scale but no class_labels");
+  if (b.output.shape.size() != 4 || (b.output.dtype != "float32" && b.output.dtype != "uint8"))
+    throw Error(where + "expected one output images [B,...] float32 or uint8, got " + describe(b.output));
+}
+
+}  // namespace
+
+std::vector<int64_t> plan_batches(int64_t batch, int64_t lo, int64_t hi) {
+  if (batch < lo)
+    throw Error("batch " + std::to_string(batch) + " is below the minimum batch " + std::to_string(lo));
+  if (hi < 0 || batch <= hi) return {batch};
+  const int64_t runs = (batch + hi - 1) / hi;
+  if (runs * lo > batch)
+    throw Error("batch " + std::to_string(batch) + " cannot be split into runs within the batch range [" +
+                std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  int64_t extra = batch - runs * lo;
+  std::vector<int64_t> sizes;
+  for (int64_t i = 0; i < runs; ++i) {
+    const int64_t grow = std::min(hi - lo, extra);
+    sizes.push_back(lo + grow);
+    extra -= grow;
+  }
+  return sizes;
+}
+
+Sampler::Sampler(std::unique_ptr<Backend> backend) : backend_(std::move(backend)) {}
+Sampler::~Sampler() = default;
+
+std::unique_ptr<Sampler> Sampler::load(const std::string& path, const Options& options) {
+  std::unique_ptr<Backend> backend;
+  if (ends_with(path, ".onnx")) {
+    backend = make_onnxruntime_backend(path, options);
+  } else if (ends_with(path, ".plan") || ends_with(path, ".engine") || ends_with(path, ".trt")) {
+    backend = make_tensorrt_backend(path, options);
+  } else {
+    throw Error(path + ": unknown model file type; expected .onnx or a TensorRT engine (.plan, .engine, .trt)");
+  }
+  check_contract(path, *backend);
+  if (options.max_batch > 0) {
+    auto& range = backend->batch_range;
+    range[1] = range[1] < 0 ? options.max_batch : std::min(range[1], std::max(range[0], options.max_batch));
+  }
+  return std::unique_ptr<Sampler>(new Sampler(std::move(backend)));
+}
+
+const std::vector<TensorInfo>& Sampler::inputs() const { return backend_->inputs; }
+const TensorInfo& Sampler::output() const { return backend_->output; }
+bool Sampler::conditional() const { return find_input(backend_->inputs, "class_labels") != nullptr; }
+int64_t Sampler::num_classes() const { return backend_->num_classes; }
+std::array<int64_t, 2> Sampler::batch_range() const { return backend_->batch_range; }
+
+std::array<int64_t, 3> Sampler::image_shape() const {
+  const auto& s = find_input(backend_->inputs, "noise")->shape;
+  return {s[1], s[2], s[3]};
+}
+
+int64_t Sampler::noise_size() const {
+  const auto chw = image_shape();
+  return chw[0] * chw[1] * chw[2];
+}
+
+Images Sampler::run(const float* noise, int64_t batch, const int64_t* labels, float guidance_scale) const {
+  if (batch < 1) throw Error("batch must be at least 1, got " + std::to_string(batch));
+  if (!noise) throw Error("noise is null");
+  const int64_t size = noise_size();
+  for (int64_t i = 0; i < batch * size; ++i)
+    if (!std::isfinite(noise[i])) throw Error("noise contains non-finite values (NaN or inf); pass finite noise");
+  const int64_t classes = backend_->num_classes;
+  if (conditional()) {
+    if (!labels) throw Error("this model is class-conditional: pass class labels");
+    for (int64_t i = 0; i < batch; ++i)
+      if (labels[i] < 0 || (classes > 0 && labels[i] > classes))
+        throw Error("class label " + std::to_string(labels[i]) + " out of range" +
+                    (classes > 0 ? "; valid labels are [0, " + std::to_string(classes) + "]" : "; labels must be >= 0"));
+  } else if (labels) {
+    throw Error("this model is unconditional: it takes no class labels");
+  }
+  if (!std::isfinite(guidance_scale)) throw Error("guidance_scale must be finite");
+  const bool guided = find_input(backend_->inputs, "guidance_scale") != nullptr;
+  const auto chw = image_shape();
+  Images out;
+  int64_t start = 0;
+  for (int64_t n : plan_batches(batch, backend_->batch_range[0], backend_->batch_range[1])) {
+    std::map<std::string, Feed> feeds{{"noise", {noise + start * size, {n, chw[0], chw[1], chw[2]}}}};
+    if (labels) feeds["class_labels"] = {labels + start, {n}};
+    if (guided) feeds["guidance_scale"] = {&guidance_scale, {}};
+    backend_->run(feeds, out);
+    start += n;
+  }
+  out.shape[0] = batch;
+  return out;
+}
+
+}  // namespace s4s

@@ -1,0 +1,122 @@
+"""Validation of a sampling request against a graph's contract, and splitting it into runnable batches.
+
+Every problem is an S4SError with one line naming the argument, what was expected and what came.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ..errors import S4SError
+from .noise import fresh_seed, seeded_noise
+from .spec import GUIDANCE, LABELS, NOISE, GraphSpec
+
+DEFAULT_GUIDANCE = 1.0  # D_u + s (D_c - D_u) with s = 1: the plain conditional model
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def prepare_inputs(spec: GraphSpec, noise=None, seed: int | None = None, n: int | None = None,
+                   class_labels=None, guidance_scale: float | None = None) -> dict[str, np.ndarray]:
+    """The checked feed dict for the whole request: noise [B,C,H,W], and labels [B] + guidance [] if conditional."""
+    chw = tuple(spec.noise.shape[1:])
+    if noise is not None and seed is not None:
+        raise S4SError("pass either noise or seed, not both: seed only generates the noise")
+    if n is not None and (not _is_int(n) or n < 1):
+        raise S4SError(f"n must be a positive integer (the number of images); got {n!r}")
+    if noise is None:
+        if seed is not None and (not _is_int(seed) or seed < 0):
+            raise S4SError(f"seed must be a non-negative integer; got {seed!r}")
+        x = seeded_noise(chw, 1 if n is None else int(n), fresh_seed() if seed is None else int(seed))
+    else:
+        x = _check_noise(noise, chw, n, spec.noise.dtype)
+    batch = x.shape[0]
+    feeds = {NOISE: x}
+    if not spec.conditional:
+        if class_labels is not None:
+            raise S4SError("this model is unconditional: it takes no class_labels; drop them")
+        if guidance_scale is not None:
+            raise S4SError("this model is unconditional: it takes no guidance_scale; drop it")
+        return feeds
+    feeds[LABELS] = _check_labels(class_labels, batch, spec.num_classes)
+    if GUIDANCE in spec.inputs:
+        feeds[GUIDANCE] = _check_guidance(guidance_scale, spec.info)
+    elif guidance_scale is not None:
+        raise S4SError("this graph has its guidance scale baked in: it takes no guidance_scale; drop it "
+                       "or re-export with the guidance scale as an input")
+    return feeds
+
+
+def _check_noise(noise, chw: tuple[int, ...], n: int | None, dtype: np.dtype) -> np.ndarray:
+    try:
+        x = np.asarray(noise)
+    except (ValueError, TypeError) as e:
+        raise S4SError(f"noise must be an array of shape [B, {', '.join(map(str, chw))}]; could not convert it ({e})") from None
+    if x.dtype.kind != "f":
+        raise S4SError(f"noise must be a floating-point array (float32); got dtype {x.dtype}")
+    if x.ndim != 4 or x.shape[1:] != chw:
+        raise S4SError(f"noise must have shape [B, {', '.join(map(str, chw))}]; got {list(x.shape)}")
+    if x.shape[0] < 1:
+        raise S4SError("noise has batch size 0; pass at least one sample")
+    if n is not None and x.shape[0] != n:
+        raise S4SError(f"n={n} disagrees with the noise batch size {x.shape[0]}; drop n or pass matching noise")
+    if not np.isfinite(x).all():
+        raise S4SError(f"noise contains {int((~np.isfinite(x)).sum())} non-finite values (NaN or inf); pass finite noise")
+    return np.ascontiguousarray(x, dtype=dtype)
+
+
+def _check_labels(labels, batch: int, num_classes: int | None) -> np.ndarray:
+    valid = f"[0, {num_classes}] ({num_classes} = unconditional)" if num_classes else "non-negative integers"
+    if labels is None:
+        raise S4SError(f"this model is class-conditional: pass class_labels ({batch} integers in {valid})")
+    if _is_int(labels):
+        labels = np.full(batch, labels)
+    try:
+        y = np.asarray(labels)
+    except (ValueError, TypeError) as e:
+        raise S4SError(f"class_labels must be {batch} integers; could not convert them ({e})") from None
+    if y.dtype.kind not in "iu":
+        raise S4SError(f"class_labels must be integers in {valid}; got dtype {y.dtype}")
+    if y.shape != (batch,):
+        raise S4SError(f"class_labels must have shape [{batch}] (one per image); got {list(y.shape)}")
+    bad = (y < 0) | (y > num_classes) if num_classes else (y < 0)
+    if bad.any():
+        raise S4SError(f"class_labels out of range: {y[bad][:5].tolist()}; valid labels are {valid}")
+    return y.astype(np.int64)
+
+
+def _check_guidance(scale, info: dict) -> np.ndarray:
+    if scale is None:
+        scale = info.get(GUIDANCE, DEFAULT_GUIDANCE)
+    if isinstance(scale, np.ndarray) and scale.ndim == 0:
+        scale = scale.item()
+    if not isinstance(scale, numbers.Real) or isinstance(scale, bool):
+        raise S4SError(f"guidance_scale must be a number (1.0 = no guidance); got {scale!r}")
+    if not np.isfinite(scale):
+        raise S4SError(f"guidance_scale must be finite; got {scale}")
+    return np.asarray(scale, dtype=np.float32)
+
+
+def plan_batches(batch: int, batch_range: tuple[int, int | None], what: str = "graph") -> list[int]:
+    """Sizes of the fewest runs covering `batch` images, each within `[min, max]`, the largest first."""
+    lo, hi = batch_range
+    if batch < lo:
+        raise S4SError(f"batch {batch} is below the {what}'s minimum batch {lo}; ask for at least {lo} images "
+                       "or rebuild with a smaller minimum batch")
+    if hi is None or batch <= hi:
+        return [batch]
+    runs = -(-batch // hi)
+    if runs * lo > batch:
+        raise S4SError(f"batch {batch} cannot be split into runs within the {what}'s batch range [{lo}, {hi}]; "
+                       f"ask for a multiple of {lo} images or rebuild with a wider batch range")
+    extra = batch - runs * lo
+    sizes = []
+    for _ in range(runs):
+        grow = min(hi - lo, extra)
+        sizes.append(lo + grow)
+        extra -= grow
+    return sizes

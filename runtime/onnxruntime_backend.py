@@ -1,0 +1,119 @@
+"""Run an exported sampler graph with ONNX Runtime: CPU, CUDA or TensorRT execution providers.
+
+The TensorRT provider builds its engine itself on first use and caches it (engine and timing cache)
+in `<model>.ort-trt/` next to the graph; its optimisation profile spans the batch range. Precision
+comes from the graph (strong typing): no `trt_fp16_enable`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import S4SError
+from .spec import GraphSpec, TensorSpec, check_graph, parse_metadata, read_sidecar
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+TRT_EP_MAX_BATCH = 16  # profile max of the TensorRT provider when no max_batch is given
+_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+           "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(uint8)": np.uint8}
+
+
+def import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError as e:
+        raise S4SError(f"onnxruntime is not installed ({e}); install it with `pip install onnxruntime` "
+                       "(or onnxruntime-gpu for CUDA and TensorRT)") from None
+    return onnxruntime
+
+
+def default_providers() -> list[str]:
+    """CUDA when this onnxruntime has it, then CPU (TensorRT only on request: its first run builds an engine)."""
+    available = import_onnxruntime().get_available_providers()
+    return ["cuda", "cpu"] if PROVIDERS["cuda"] in available else ["cpu"]
+
+
+def _spec(arg) -> TensorSpec:
+    if arg.type not in _DTYPES:
+        raise S4SError(f"graph tensor {arg.name} has unsupported type {arg.type}")
+    return TensorSpec(arg.name, np.dtype(_DTYPES[arg.type]), tuple(d if isinstance(d, int) else None for d in arg.shape))
+
+
+def provider_name(name: str) -> str:
+    """`cuda` -> `CUDAExecutionProvider`; full names pass through."""
+    if name in PROVIDERS.values():
+        return name
+    if name not in PROVIDERS:
+        raise S4SError(f"unknown execution provider {name!r}; choose from: {', '.join(PROVIDERS)}")
+    return PROVIDERS[name]
+
+
+def provider_options(providers: list[str], model_path: Path, spec_inputs: list[TensorSpec],
+                     batch_range: tuple[int, int], device_id: int) -> list:
+    """onnxruntime `providers=` entries, with options, for full provider names."""
+    out = []
+    for provider in providers:
+        if provider == PROVIDERS["cuda"]:
+            out.append((provider, {"device_id": device_id}))
+        elif provider == PROVIDERS["tensorrt"]:
+            cache = model_path.with_name(model_path.stem + ".ort-trt")
+            lo, hi = batch_range
+            profile = {which: ",".join(f"{t.name}:{'x'.join(str(d) for d in (b, *t.shape[1:]))}"
+                                       for t in spec_inputs if t.shape and t.shape[0] is None)
+                       for which, b in (("min", lo), ("opt", min(max(lo, 4), hi)), ("max", hi))}
+            options = {"device_id": device_id, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
+                       "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache),
+                       "trt_builder_optimization_level": 3}
+            if profile["min"]:
+                options |= {f"trt_profile_{which}_shapes": shapes for which, shapes in profile.items()}
+            out.append((provider, options))
+        else:
+            out.append(provider)
+    return out
+
+
+class OrtBackend:
+    """An onnxruntime session over a sampler graph: `spec` describes it, `run(feeds)` returns the output."""
+
+    def __init__(self, path: str | Path, providers: list[str] | None = None, device_id: int = 0,
+                 max_batch: int | None = None, threads: int | None = None):
+        ort = import_onnxruntime()
+        path = Path(path)
+        names = providers if providers is not None else default_providers()
+        full = [provider_name(n) for n in names]
+        available = ort.get_available_providers()
+        missing = [n for n, f in zip(names, full) if f not in available]
+        if missing:
+            raise S4SError(f"this onnxruntime ({ort.__version__}) lacks {', '.join(missing)}: it has {', '.join(available)}; "
+                           "CUDA and TensorRT need `pip install onnxruntime-gpu` and an NVIDIA GPU")
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        inputs = []
+        if PROVIDERS["tensorrt"] in full:  # its profile needs the input shapes
+            inputs = [_spec(a) for a in self._session(ort, path, options, [PROVIDERS["cpu"]]).get_inputs()]
+        chosen = provider_options(full, path, inputs, (1, max_batch or TRT_EP_MAX_BATCH), device_id)
+        self.session = self._session(ort, path, options, chosen)
+        meta = parse_metadata(self.session.get_modelmeta().custom_metadata_map)
+        self.spec: GraphSpec = check_graph(path, [_spec(a) for a in self.session.get_inputs()],
+                                           [_spec(a) for a in self.session.get_outputs()], {**meta, **read_sidecar(path)})
+        if max_batch is not None:
+            lo, hi = self.spec.batch_range
+            self.spec.batch_range = (lo, max_batch if hi is None else min(hi, max_batch))
+        self.providers = self.session.get_providers()
+        self._output = [self.spec.output.name]
+
+    @staticmethod
+    def _session(ort, path: Path, options, providers: list):
+        if not path.is_file():
+            raise S4SError(f"{path} does not exist; export the sampler first with `s4s-export build`")
+        try:
+            return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        except Exception as e:  # onnxruntime raises its own exception types for bad files
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise S4SError(f"onnxruntime could not load {path}: {first}") from None
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(self._output, feeds)[0]

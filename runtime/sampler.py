@@ -1,0 +1,102 @@
+"""`Sampler`: load a baked sampler (ONNX graph or TensorRT engine) and turn noise or a seed into images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import S4SError
+from .inputs import plan_batches, prepare_inputs
+from .spec import NOISE, GraphSpec
+
+ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
+
+
+class Backend(Protocol):
+    spec: GraphSpec
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray: ...
+
+
+class Sampler:
+    """A loaded sampler. `sampler(seed=0, n=8)` -> images (float32 NCHW in [-1, 1] or uint8 NHWC, as exported).
+
+    Requests larger than the backend's batch range are split into runs; every input is checked first
+    (errors are one-line S4SErrors). Thread-safe: onnxruntime sessions are, and the TensorRT backend
+    gives each thread its own execution context.
+    """
+
+    def __init__(self, backend: Backend, path: Path):
+        self.backend, self.path = backend, path
+
+    @classmethod
+    def load(cls, path: str | Path, *, providers: list[str] | None = None, device_id: int = 0,
+             max_batch: int | None = None, threads: int | None = None, cuda_graph_batch: int | None = None) -> Sampler:
+        """Load `model.onnx` (onnxruntime) or `model.plan` / `.engine` (TensorRT).
+
+        providers: onnxruntime execution providers in order of preference, short names `cpu`, `cuda`,
+            `tensorrt` (default: cuda then cpu when available, else cpu).
+        max_batch: largest batch per run (larger requests are split); also the TensorRT provider's profile max.
+        threads: onnxruntime intra-op threads (default: onnxruntime's choice).
+        cuda_graph_batch: TensorRT engines only: capture the run at this batch as a CUDA graph.
+        """
+        path = Path(path)
+        if max_batch is not None and (not isinstance(max_batch, int) or max_batch < 1):
+            raise S4SError(f"max_batch must be a positive integer; got {max_batch!r}")
+        if path.suffix in ENGINE_SUFFIXES:
+            if providers is not None or threads is not None:
+                raise S4SError("providers and threads apply to .onnx graphs; a TensorRT engine runs on TensorRT itself")
+            from .tensorrt_runner import TrtRunner
+
+            backend = TrtRunner(path, device_id=device_id, cuda_graph_batch=cuda_graph_batch)
+            if max_batch is not None:
+                lo, hi = backend.spec.batch_range
+                backend.spec.batch_range = (lo, min(hi, max(lo, max_batch)))
+        elif path.suffix == ".onnx":
+            if cuda_graph_batch is not None:
+                raise S4SError("cuda_graph_batch applies to TensorRT engines (.plan); not to .onnx graphs")
+            from .onnxruntime_backend import OrtBackend
+
+            backend = OrtBackend(path, providers=providers, device_id=device_id, max_batch=max_batch, threads=threads)
+        else:
+            raise S4SError(f"{path}: unknown model file type {path.suffix!r}; expected .onnx or a TensorRT engine "
+                           f"({', '.join(ENGINE_SUFFIXES)})")
+        return cls(backend, path)
+
+    @property
+    def spec(self) -> GraphSpec:
+        return self.backend.spec
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the noise."""
+        return tuple(self.spec.noise.shape[1:])
+
+    @property
+    def conditional(self) -> bool:
+        return self.spec.conditional
+
+    @property
+    def num_classes(self) -> int | None:
+        return self.spec.num_classes
+
+    @property
+    def info(self) -> dict:
+        """The graph's description (sidecar and metadata): NFE, solver, model, precision, ..."""
+        return self.spec.info
+
+    def __call__(self, noise=None, seed: int | None = None, n: int | None = None, class_labels=None,
+                 guidance_scale: float | None = None) -> np.ndarray:
+        """Images for `noise` [B,C,H,W], or for `n` (default 1) seeded noise images (`seeded_noise`)."""
+        feeds = prepare_inputs(self.spec, noise, seed, n, class_labels, guidance_scale)
+        sizes = plan_batches(feeds[NOISE].shape[0], self.spec.batch_range,
+                             "engine" if self.path.suffix in ENGINE_SUFFIXES else "graph")
+        if len(sizes) == 1:
+            return self.backend.run(feeds)
+        outputs, start = [], 0
+        for size in sizes:
+            outputs.append(self.backend.run({k: v[start:start + size] if v.ndim else v for k, v in feeds.items()}))
+            start += size
+        return np.concatenate(outputs)

@@ -1,0 +1,187 @@
+"""Build a TensorRT engine (plan file) from an exported sampler graph, for TensorRT 10.x and 11.x.
+
+The network is strongly typed: precision comes from the ONNX graph (TensorRT 11 has no FP16 builder
+flag; an FP16 engine needs an FP16 graph). One optimisation profile covers the batch range, the
+timing cache persists across builds, and an engine is rebuilt only when its key changes: the graph's
+sha256, the GPU (name and compute capability), the TensorRT version and the build settings.
+The key is stored in the engine's sidecar (`model.plan.json`), next to the graph's own description.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from ..errors import S4SError
+from ..fileio import atomic_write_bytes, atomic_write_text
+from .cache import cache_root
+from .cuda import GpuInfo, check, gpu_info, import_cudart
+from .spec import parse_metadata, read_sidecar, sidecar_path
+
+if TYPE_CHECKING:  # annotations only; the module is imported at run time by import_tensorrt()
+    import tensorrt as trt
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_RANGE = (1, 4, 16)  # (min, opt, max); kernels are tuned for opt
+MIN_HARDWARE_COMPAT_CC = 8.0  # AMPERE_PLUS engines run on Ampere and newer
+
+
+def import_tensorrt() -> ModuleType:
+    """The `tensorrt` module, or an S4SError naming what is missing and how to install it."""
+    try:
+        import tensorrt as trt
+    except (ImportError, OSError) as e:
+        raise S4SError(f"TensorRT is not available ({e}); on a machine with an NVIDIA GPU install it with "
+                       "`pip install tensorrt-cu12` or `pip install tensorrt-cu13` (its libraries come from NVIDIA's "
+                       "package index), or serve the .onnx with onnxruntime instead") from None
+    return trt
+
+
+def onnx_sha256(onnx_path: Path) -> str:
+    """sha256 of the graph file and of its external weights `<file>.data`, when present."""
+    digest = hashlib.sha256()
+    for path in (onnx_path, onnx_path.with_name(onnx_path.name + ".data")):
+        if path.is_file():
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def onnx_info(onnx_path: Path) -> dict:
+    """The graph's description: its metadata_props overlaid with its JSON sidecar."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    return {**parse_metadata({p.key: p.value for p in model.metadata_props}), **read_sidecar(onnx_path)}
+
+
+def engine_key(onnx_path: Path, gpu: GpuInfo, trt_version: str, batch_range: tuple[int, int, int],
+               opt_level: int, hardware_compat: bool, tf32: bool, workspace_bytes: int | None) -> dict:
+    """Everything an engine depends on; equal keys mean the existing engine can be reused."""
+    return {"onnx_sha256": onnx_sha256(onnx_path), "gpu": gpu.name, "compute_capability": gpu.compute_capability,
+            "tensorrt": trt_version, "batch_range": list(batch_range), "opt_level": opt_level,
+            "hardware_compat": hardware_compat, "tf32": tf32, "workspace_bytes": workspace_bytes}
+
+
+def check_engine_target(path: Path, key: dict, gpu: GpuInfo, trt_version: str) -> None:
+    """Refuse an engine built for another TensorRT version or GPU, naming both and how to rebuild."""
+    problems = []
+    if key.get("tensorrt") != trt_version:
+        problems.append(f"TensorRT {key.get('tensorrt')} (here: {trt_version})")
+    if key.get("hardware_compat"):
+        if float(gpu.compute_capability) < MIN_HARDWARE_COMPAT_CC:
+            problems.append(f"Ampere or newer GPUs (here: {gpu.name}, compute {gpu.compute_capability})")
+    elif (key.get("gpu"), key.get("compute_capability")) != (gpu.name, gpu.compute_capability):
+        problems.append(f"{key.get('gpu')} (compute {key.get('compute_capability')}; here: {gpu.name}, "
+                        f"compute {gpu.compute_capability})")
+    if problems:
+        raise S4SError(f"{path} was built for {' and '.join(problems)}; rebuild it on this machine with "
+                       "`s4s-export build --trt` or runtime.build_engine(onnx_path)")
+
+
+def _check_settings(batch_range: tuple[int, int, int], opt_level: int) -> tuple[int, int, int]:
+    if len(batch_range) != 3 or not all(isinstance(b, int) for b in batch_range) \
+            or not 1 <= batch_range[0] <= batch_range[1] <= batch_range[2]:
+        raise S4SError(f"batch_range must be three integers 1 <= min <= opt <= max; got {batch_range!r}")
+    if not isinstance(opt_level, int) or not 0 <= opt_level <= 5:
+        raise S4SError(f"opt_level must be an integer 0..5 (TensorRT builder optimisation level); got {opt_level!r}")
+    return tuple(batch_range)
+
+
+def build_engine(onnx_path: str | Path, out_path: str | Path | None = None, *,
+                 batch_range: tuple[int, int, int] = DEFAULT_BATCH_RANGE, opt_level: int = 3,
+                 timing_cache: str | Path | None = None, hardware_compat: bool = False, tf32: bool = True,
+                 workspace_bytes: int | None = None, device_id: int = 0, force: bool = False,
+                 verbose: bool = False) -> Path:
+    """Build (or reuse) the engine for `onnx_path`; returns the plan path (default: next to the graph, `.plan`).
+
+    batch_range: (min, opt, max) of the optimisation profile for the batch dimension.
+    opt_level: TensorRT builder optimisation level 0..5 (0 ignores the timing cache).
+    timing_cache: timing cache file, read if present and updated after the build
+        (default: one per TensorRT version and GPU in $S4S_CACHE/tensorrt, ~/.cache/s4s-export/tensorrt).
+    hardware_compat: build for any Ampere-or-newer GPU (fewer tactics, may be slower).
+    tf32: allow TF32 for FP32 convolutions and matmuls (TensorRT's default).
+    force: rebuild even when the existing engine's key matches.
+    """
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise S4SError(f"{onnx_path} does not exist; export the sampler first with `s4s-export build`")
+    batch_range = _check_settings(batch_range, opt_level)
+    out_path = Path(out_path) if out_path is not None else onnx_path.with_suffix(".plan")
+    trt = import_tensorrt()
+    gpu = gpu_info(device_id)
+    key = engine_key(onnx_path, gpu, trt.__version__, batch_range, opt_level, hardware_compat, tf32, workspace_bytes)
+    if not force and out_path.is_file() and read_sidecar(out_path).get("engine") == key:
+        log.info("engine %s is up to date", out_path)
+        return out_path
+    check(import_cudart().cudaSetDevice(device_id))
+    logger = trt.Logger(trt.Logger.INFO if verbose else trt.Logger.WARNING)
+    builder: trt.Builder = trt.Builder(logger)
+    flags = 0
+    if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):  # opt-in on 10.x; always on (flag ignored) on 11.x
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network: trt.INetworkDefinition = builder.create_network(flags)
+    parser: trt.OnnxParser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        raise S4SError(_parse_failure(onnx_path, parser))
+    config: trt.IBuilderConfig = builder.create_builder_config()
+    config.builder_optimization_level = opt_level
+    if not tf32:
+        config.clear_flag(trt.BuilderFlag.TF32)
+    if hardware_compat:
+        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+    if workspace_bytes is not None:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
+    _add_profile(builder, network, config, batch_range, onnx_path)
+    cache_path = Path(timing_cache) if timing_cache is not None \
+        else cache_root() / "tensorrt" / f"timing-trt{trt.__version__}-sm{gpu.compute_capability}.cache"
+    cache: trt.ITimingCache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
+    if not config.set_timing_cache(cache, False):
+        log.warning("timing cache %s was made on another GPU or TensorRT version; starting a new one", cache_path)
+        cache = config.create_timing_cache(b"")
+        config.set_timing_cache(cache, False)
+    log.info("building TensorRT %s engine for %s (%s), batch range %s", trt.__version__, gpu.name, onnx_path,
+             batch_range)
+    plan: trt.IHostMemory = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise S4SError(f"TensorRT could not build an engine from {onnx_path} (its log above says why); "
+                       "try a larger workspace_bytes or a lower opt_level")
+    atomic_write_bytes(out_path, bytes(memoryview(plan)))
+    updated: trt.ITimingCache = config.get_timing_cache()
+    atomic_write_bytes(cache_path, bytes(memoryview(updated.serialize())))
+    description = {**onnx_info(onnx_path), "onnx": onnx_path.name, "engine": key}
+    atomic_write_text(sidecar_path(out_path), json.dumps(description, indent=1) + "\n")
+    return out_path
+
+
+def _parse_failure(onnx_path: Path, parser: trt.OnnxParser) -> str:
+    errors = [parser.get_error(i) for i in range(parser.num_errors)]
+    if not errors:
+        return f"TensorRT could not parse {onnx_path}; re-export it (opset 17 to 24)"
+    first: trt.ParserError = errors[0]
+    return (f"TensorRT could not parse {onnx_path}: {first.desc()} (node {first.node_name() or first.node()}, "
+            f"op {first.node_operator()}){f'; {len(errors) - 1} more errors' if len(errors) > 1 else ''}")
+
+
+def _add_profile(builder: trt.Builder, network: trt.INetworkDefinition, config: trt.IBuilderConfig,
+                 batch_range: tuple[int, int, int], onnx_path: Path) -> None:
+    """One optimisation profile: the batch dimension of every batched input spans batch_range."""
+    profile: trt.IOptimizationProfile = builder.create_optimization_profile()
+    dynamic = False
+    for i in range(network.num_inputs):
+        tensor: trt.ITensor = network.get_input(i)
+        shape = tuple(tensor.shape)
+        if any(d < 0 for d in shape[1:]):
+            raise S4SError(f"{onnx_path}: input {tensor.name} {list(shape)} has a dynamic non-batch dimension; "
+                           "only the batch dimension may be dynamic")
+        if shape and shape[0] < 0:
+            dynamic = True
+            profile.set_shape(tensor.name, *[(b, *shape[1:]) for b in batch_range])
+    if dynamic and config.add_optimization_profile(profile) < 0:
+        raise S4SError(f"TensorRT rejected the optimisation profile {batch_range} for {onnx_path}")

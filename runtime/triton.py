@@ -1,0 +1,120 @@
+"""Write a Triton Inference Server model repository for a baked sampler (ONNX Runtime and TensorRT platforms).
+
+    repo/<name>/config.pbtxt + repo/<name>/1/model.onnx          platform onnxruntime_onnx
+    repo/<name>_trt/config.pbtxt + repo/<name>_trt/1/model.plan  platform tensorrt_plan (with an engine)
+
+Dynamic batching needs every input to carry the batch dimension. A class-conditional graph with a
+scalar `guidance_scale` input, or a graph with a fixed batch, is written with `max_batch_size: 0`
+(full shapes, batch dimension -1; clients batch their own requests). Each config.pbtxt is parsed with
+Triton's own schema (`model_config_pb2` of the tritonclient package) when that is available; without it
+the config is written unchecked.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+from types import ModuleType
+
+from ..errors import S4SError
+from ..fileio import atomic_write, atomic_write_text
+from .cache import cache_root
+from .spec import GraphSpec, TensorSpec, read_sidecar
+
+_TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "float64": "TYPE_FP64", "int64": "TYPE_INT64",
+                 "int32": "TYPE_INT32", "uint8": "TYPE_UINT8"}
+
+
+def model_config_schema() -> ModuleType | None:
+    """Triton's `model_config_pb2`, loaded by path (so grpcio is not needed), or None.
+
+    From an installed tritonclient, else from the unpacked wheel in $S4S_CACHE/tritonclient
+    (.ci/fetch_runtime_wheels.sh puts it there).
+    """
+    found = importlib.util.find_spec("tritonclient")
+    roots = [Path(p) for p in (found.submodule_search_locations or [])] if found else []
+    roots.append(cache_root() / "tritonclient" / "tritonclient")
+    for path in (root / "grpc" / "model_config_pb2.py" for root in roots):
+        if path.is_file():
+            spec = importlib.util.spec_from_file_location("s4s_triton_model_config_pb2", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module
+    return None
+
+
+def validate_config(text: str, where: str = "config.pbtxt") -> bool:
+    """Parse `text` as Triton's ModelConfig; S4SError on a schema violation; False when the schema is absent."""
+    schema = model_config_schema()
+    if schema is None:
+        return False
+    from google.protobuf import text_format
+
+    try:
+        text_format.Parse(text, schema.ModelConfig())
+    except text_format.ParseError as e:
+        raise S4SError(f"{where} does not match Triton's model-config schema: {e}") from None
+    return True
+
+
+def config_text(spec: GraphSpec, name: str, platform: str, max_batch: int, queue_delay_us: int,
+                instances: int | None) -> str:
+    """config.pbtxt for one model."""
+    batched = max_batch > 0 and spec.noise.shape[0] is None and all(t.shape for t in spec.inputs.values())
+
+    def tensor(t: TensorSpec) -> str:
+        if t.dtype.name not in _TRITON_TYPES:
+            raise S4SError(f"Triton has no type for {t.describe()}")
+        dims = t.shape[1:] if batched else t.shape
+        return (f'  {{\n    name: "{t.name}"\n    data_type: {_TRITON_TYPES[t.dtype.name]}\n'
+                f'    dims: [ {", ".join("-1" if d is None else str(d) for d in dims)} ]\n  }}')
+
+    lines = [f'name: "{name}"', f'platform: "{platform}"', f"max_batch_size: {max_batch if batched else 0}",
+             "input [\n" + ",\n".join(tensor(t) for t in spec.inputs.values()) + "\n]",
+             "output [\n" + tensor(spec.output) + "\n]"]
+    if batched:
+        lines.append(f"dynamic_batching {{\n  max_queue_delay_microseconds: {queue_delay_us}\n}}")
+    if instances is not None:
+        lines.append(f"instance_group [\n  {{\n    count: {instances}\n    kind: KIND_GPU\n  }}\n]")
+    return "\n".join(lines) + "\n"
+
+
+def _copy(src: Path, dst: Path) -> None:
+    atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
+
+
+def write_triton_repository(onnx_path: str | Path, repo_dir: str | Path, engine_path: str | Path | None = None, *,
+                            name: str | None = None, max_batch: int = 16, queue_delay_us: int = 1000,
+                            instances: int = 1) -> Path:
+    """Write (or update) a Triton model repository serving `onnx_path`, and `engine_path` when given.
+
+    max_batch: Triton's max_batch_size (capped by the engine's batch range for the TensorRT model).
+    queue_delay_us: how long dynamic batching waits to fill a batch.
+    instances: execution instances of the TensorRT model on each GPU.
+    """
+    from .onnxruntime_backend import OrtBackend
+
+    onnx_path, repo_dir = Path(onnx_path), Path(repo_dir)
+    if not isinstance(max_batch, int) or max_batch < 1:
+        raise S4SError(f"max_batch must be a positive integer; got {max_batch!r}")
+    name = name or onnx_path.stem
+    spec = OrtBackend(onnx_path, providers=["cpu"]).spec
+    models = [(name, "onnxruntime_onnx", onnx_path, "model.onnx", max_batch, None)]
+    if engine_path is not None:
+        engine_path = Path(engine_path)
+        if not engine_path.is_file():
+            raise S4SError(f"{engine_path} does not exist; build it with `s4s-export build --trt`")
+        built = read_sidecar(engine_path).get("engine", {}).get("batch_range")
+        engine_max = min(max_batch, built[2]) if built else max_batch
+        models.append((f"{name}_trt", "tensorrt_plan", engine_path, "model.plan", engine_max, instances))
+    for model, platform, source, filename, batch, count in models:
+        text = config_text(spec, model, platform, batch, queue_delay_us, count)
+        validate_config(text, f"{repo_dir / model / 'config.pbtxt'}")
+        version = repo_dir / model / "1"
+        _copy(source, version / filename)
+        weights = source.with_name(source.name + ".data")  # external weights keep the name the graph refers to
+        if platform == "onnxruntime_onnx" and weights.is_file():
+            _copy(weights, version / weights.name)
+        atomic_write_text(repo_dir / model / "config.pbtxt", text)
+    return repo_dir

@@ -1,0 +1,106 @@
+"""The workspace folder `s4s-export learn` writes and later commands read (default ./s4s-workspace).
+
+    model.json           the model: name, checkpoint, random_weights, identity (name, weights sha256, shape)
+    solvers/nfe{N}.json  learned solver files
+    teacher/             cached teacher pairs (learn/teacher_cache.py)
+    runs/nfe{N}.pt       resumable training state; runs/nfe{N}.json the last run's report
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from .errors import S4SError
+from .fileio import atomic_write_text
+
+DEFAULT_WORKSPACE = Path("s4s-workspace")
+MODEL_FILE = "model.json"
+
+
+class Workspace:
+    """A workspace folder; `Workspace.open` for one that `learn` created, `Workspace.create` to make or reuse one."""
+
+    def __init__(self, root: str | Path = DEFAULT_WORKSPACE):
+        self.root = Path(root)
+
+    @classmethod
+    def open(cls, root: str | Path | None = None) -> "Workspace":
+        """An existing workspace; S4SError if `root` holds none."""
+        ws = cls(DEFAULT_WORKSPACE if root is None else root)
+        if not (ws.root / MODEL_FILE).is_file():
+            raise S4SError(f"no s4s-export workspace at {ws.root}: run `s4s-export learn` first, "
+                           "or pass --workdir with the folder `learn` wrote")
+        ws.model_record  # validates the file
+        return ws
+
+    @classmethod
+    def create(cls, root: str | Path | None, name: str, identity: dict, checkpoint: str | None = None,
+               random_weights: bool = False) -> "Workspace":
+        """Record the model in a new workspace, or check that an existing one is for the same model."""
+        ws = cls(DEFAULT_WORKSPACE if root is None else root)
+        record = {"name": name, "checkpoint": None if checkpoint is None else str(Path(checkpoint).resolve()),
+                  "random_weights": bool(random_weights), "identity": identity}
+        path = ws.root / MODEL_FILE
+        if path.is_file():
+            old = ws.model_record
+            if old["identity"].get("weights_sha256") != identity["weights_sha256"] or old["name"] != name:
+                raise S4SError(f"workspace {ws.root} holds solvers for model {old['name']!r} (weights "
+                               f"{str(old['identity'].get('weights_sha256'))[:12]}), not {name!r} (weights "
+                               f"{identity['weights_sha256'][:12]}); pass --workdir with another folder")
+            if old == record:
+                return ws
+        atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+        return ws
+
+    @property
+    def model_record(self) -> dict:
+        path = self.root / MODEL_FILE
+        try:
+            record = json.loads(path.read_text())
+            if not isinstance(record, dict) or "name" not in record or "identity" not in record:
+                raise ValueError("missing name or identity")
+        except (OSError, ValueError) as e:
+            raise S4SError(f"{path} is not a valid workspace model record ({e}); delete the workspace and run "
+                           "`s4s-export learn` again") from None
+        return record
+
+    @property
+    def model_name(self) -> str:
+        return str(self.model_record["name"])
+
+    def load_model(self):  # -> Denoiser (import kept lazy: the registry imports the networks)
+        """The recorded model, loaded as `learn` loaded it."""
+        from .models import load_model
+
+        r = self.model_record
+        return load_model(r["name"], checkpoint=r.get("checkpoint"), random_weights=bool(r.get("random_weights")))
+
+    @property
+    def teacher_dir(self) -> Path:
+        return self.root / "teacher"
+
+    def solver_path(self, nfe: int) -> Path:
+        return self.root / "solvers" / f"nfe{nfe}.json"
+
+    def state_path(self, nfe: int) -> Path:
+        return self.root / "runs" / f"nfe{nfe}.pt"
+
+    def report_path(self, nfe: int) -> Path:
+        return self.root / "runs" / f"nfe{nfe}.json"
+
+    def solver_nfes(self) -> list[int]:
+        """NFEs with a learned solver file here."""
+        found = (re.fullmatch(r"nfe(\d+)\.json", p.name) for p in (self.root / "solvers").glob("nfe*.json"))
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def find_solver(self, nfe: int) -> Path:
+        """The solver file for `nfe`; S4SError naming the NFEs that exist and how to learn this one."""
+        path = self.solver_path(nfe)
+        if path.is_file():
+            return path
+        have = self.solver_nfes()
+        listing = f"it has NFE {', '.join(map(str, have))}" if have else "it has no solvers yet"
+        raise S4SError(f"no learned solver for NFE {nfe} in workspace {self.root} ({listing}); learn it with "
+                       f"`s4s-export learn --model {self.model_name} --nfe {nfe} --workdir {self.root}`")

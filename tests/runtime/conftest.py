@@ -1,0 +1,17 @@
+"""Fixtures for the runtime tests: tiny graphs exported once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tiny_graphs import NUM_CLASSES, export_tiny
+
+
+@pytest.fixture(scope="session")
+def graphs(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("graphs")
+    return {"uncond": export_tiny(d / "uncond.onnx"),
+            "cond": export_tiny(d / "cond.onnx", num_classes=NUM_CLASSES),
+            "uint8": export_tiny(d / "uint8.onnx", uint8=True),
+            "fixed2": export_tiny(d / "fixed2.onnx", batch=2)}

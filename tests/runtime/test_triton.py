@@ -1,0 +1,82 @@
+"""Triton model repositories: layout, config.pbtxt contents, and Triton's own model-config schema."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from s4s_export.errors import S4SError
+from s4s_export.runtime import write_triton_repository
+from s4s_export.runtime.triton import model_config_schema, validate_config
+
+
+@pytest.fixture(scope="module")
+def schema():
+    module = model_config_schema()
+    if module is None:
+        pytest.skip("Triton's model-config schema is absent: pip install tritonclient, or run .ci/fetch_runtime_wheels.sh")
+    return module
+
+
+def parse(schema, path):
+    from google.protobuf import text_format
+
+    return text_format.Parse(path.read_text(), schema.ModelConfig())
+
+
+def test_unconditional_graph_gets_dynamic_batching(schema, graphs, tmp_path):
+    repo = write_triton_repository(graphs["uncond"], tmp_path / "repo", max_batch=8, queue_delay_us=500)
+    model = repo / "uncond"
+    assert (model / "1" / "model.onnx").read_bytes() == graphs["uncond"].read_bytes()
+    config = parse(schema, model / "config.pbtxt")
+    assert (config.name, config.platform, config.max_batch_size) == ("uncond", "onnxruntime_onnx", 8)
+    (noise,), (images,) = config.input, config.output
+    assert (noise.name, list(noise.dims), noise.data_type) == ("noise", [1, 6, 5], schema.TYPE_FP32)
+    assert (images.name, list(images.dims), images.data_type) == ("images", [1, 6, 5], schema.TYPE_FP32)
+    assert config.HasField("dynamic_batching") and config.dynamic_batching.max_queue_delay_microseconds == 500
+    assert not config.instance_group, "onnxruntime models keep Triton's default placement"
+
+
+def test_scalar_guidance_disables_batching_and_engine_model(schema, graphs, tmp_path):
+    plan = tmp_path / "cond.plan"
+    plan.write_bytes(b"engine bytes")
+    (tmp_path / "cond.plan.json").write_text(json.dumps({"engine": {"batch_range": [1, 4, 6]}}))
+    repo = write_triton_repository(graphs["cond"], tmp_path / "repo", engine_path=plan, max_batch=8, instances=2)
+    onnx_config = parse(schema, repo / "cond" / "config.pbtxt")
+    assert onnx_config.max_batch_size == 0 and not onnx_config.HasField("dynamic_batching")
+    dims = {t.name: (list(t.dims), t.data_type) for t in onnx_config.input}
+    assert dims == {"noise": ([-1, 1, 6, 5], schema.TYPE_FP32), "class_labels": ([-1], schema.TYPE_INT64),
+                    "guidance_scale": ([], schema.TYPE_FP32)}
+    trt_config = parse(schema, repo / "cond_trt" / "config.pbtxt")
+    assert trt_config.platform == "tensorrt_plan" and (repo / "cond_trt" / "1" / "model.plan").read_bytes() == b"engine bytes"
+    (group,) = trt_config.instance_group
+    assert group.count == 2 and group.kind == group.KIND_GPU
+
+
+def test_engine_batch_range_caps_max_batch(schema, graphs, tmp_path):
+    plan = tmp_path / "uncond.plan"
+    plan.write_bytes(b"engine")
+    (tmp_path / "uncond.plan.json").write_text(json.dumps({"engine": {"batch_range": [1, 2, 4]}}))
+    repo = write_triton_repository(graphs["uncond"], tmp_path / "repo", engine_path=plan, max_batch=16)
+    assert parse(schema, repo / "uncond" / "config.pbtxt").max_batch_size == 16
+    assert parse(schema, repo / "uncond_trt" / "config.pbtxt").max_batch_size == 4
+
+
+def test_fixed_batch_graph_keeps_its_batch(schema, graphs, tmp_path):
+    repo = write_triton_repository(graphs["fixed2"], tmp_path / "repo")
+    config = parse(schema, repo / "fixed2" / "config.pbtxt")
+    assert config.max_batch_size == 0 and list(config.input[0].dims) == [2, 1, 6, 5]
+
+
+def test_schema_violations_are_reported(schema):
+    assert validate_config('name: "m"\nplatform: "onnxruntime_onnx"\n')
+    with pytest.raises(S4SError, match="does not match Triton's model-config schema"):
+        validate_config('name: "m"\nmax_batch_size: "eight"\n')
+
+
+def test_bad_arguments(graphs, tmp_path):
+    with pytest.raises(S4SError, match="max_batch must be a positive integer"):
+        write_triton_repository(graphs["uncond"], tmp_path, max_batch=0)
+    with pytest.raises(S4SError, match="does not exist"):
+        write_triton_repository(graphs["uncond"], tmp_path, engine_path=tmp_path / "none.plan")

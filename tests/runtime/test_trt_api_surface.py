@@ -1,0 +1,180 @@
+"""Every TensorRT and CUDA runtime name our code uses exists in the real TensorRT 10.x and 11.x bindings.
+
+TensorRT cannot run on our machines (tensorrt.md §0.2), but its Python bindings wheels come from PyPI
+and import on a CPU machine once three stub libraries export the 9 C symbols they link against. The
+names checked are collected from the runtime's own source, so the check cannot drift from the code:
+
+- attribute chains on the modules: `trt.X.Y`, `cudart.X.Y` (also `self._trt`, `x._cudart`,
+  `import_tensorrt().X`, `import_cudart().X`);
+- members of TensorRT objects held in variables annotated with a TensorRT class
+  (`builder: trt.Builder = ...`, `def f(parser: trt.OnnxParser)`): the convention the runtime follows;
+- keyword arguments of calls on those (checked against the pybind11 signatures).
+
+Fetch the wheels with .ci/fetch_runtime_wheels.sh; without them these tests skip.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import s4s_export.runtime
+
+RUNTIME = Path(s4s_export.runtime.__file__).parent
+CACHE = Path(os.environ.get("S4S_CACHE", "~/.cache/s4s-export")).expanduser()
+MODULES = {"trt": ("trt", "_trt", "import_tensorrt"), "cudart": ("cudart", "_cudart", "import_cudart")}
+STUB_SYMBOLS = ["createInferBuilder_INTERNAL", "createInferRuntime_INTERNAL", "createInferRefitter_INTERNAL",
+                "createNvOnnxParser_INTERNAL", "createNvOnnxParserRefitter_INTERNAL", "getNvOnnxParserVersion",
+                "getPluginRegistry", "getBuilderPluginRegistry", "initLibNvInferPlugins"]
+
+
+def _module_of(node: ast.AST) -> str | None:
+    """`trt` / `cudart` when `node` denotes that module in our code's conventions."""
+    for module, (name, attr, importer) in MODULES.items():
+        if isinstance(node, ast.Name) and node.id == name or isinstance(node, ast.Attribute) and node.attr == attr \
+                or isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == importer:
+            return module
+    return None
+
+
+def _trt_class(annotation: ast.AST | None) -> str | None:
+    if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+        annotation = ast.parse(annotation.value, mode="eval").body
+    if isinstance(annotation, ast.Attribute) and isinstance(annotation.value, ast.Name) and annotation.value.id == "trt":
+        return annotation.attr
+    return None
+
+
+def _chain(node: ast.Attribute) -> tuple[ast.AST, list[str]]:
+    names = []
+    while isinstance(node, ast.Attribute):
+        names.insert(0, node.attr)
+        node = node.value
+    return node, names
+
+
+def collect_usage() -> dict:
+    """{"trt": [[...chain]], "cudart": [...], "members": [[class, member]], "kwargs": [[class, method, [kw]]]}."""
+    chains = {"trt": set(), "cudart": set()}
+    members, kwargs = set(), set()
+    for path in sorted(RUNTIME.glob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for function in [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
+            typed = {a.arg: _trt_class(a.annotation) for a in function.args.args + function.args.kwonlyargs}
+            typed.update({n.target.id: _trt_class(n.annotation) for n in ast.walk(function)
+                          if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)})
+            typed = {k: v for k, v in typed.items() if v}
+            for node in ast.walk(function):
+                if isinstance(node, ast.Attribute):
+                    base, names = _chain(node)
+                    module = _module_of(base)
+                    if module and not (isinstance(base, ast.Attribute) and names[0].startswith("_")):
+                        chains[module].add(tuple(names))
+                    if isinstance(node.value, ast.Name) and node.value.id in typed:
+                        members.add((typed[node.value.id], node.attr))
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.keywords:
+                    owner = node.func.value
+                    if isinstance(owner, ast.Name) and owner.id in typed:
+                        kwargs.add((typed[owner.id], node.func.attr, tuple(k.arg for k in node.keywords)))
+    return {"trt": sorted(chains["trt"]), "cudart": sorted(chains["cudart"]), "members": sorted(members),
+            "kwargs": sorted(kwargs)}
+
+
+CHECK = textwrap.dedent("""
+    import json, re, sys
+    usage = json.loads(sys.argv[2])
+    if sys.argv[1] == "trt":
+        import tensorrt_bindings as module
+    else:
+        from cuda.bindings import runtime as module
+
+    def resolve(obj, names):
+        for name in names:
+            if not hasattr(obj, name):
+                return False
+            obj = getattr(obj, name)
+        return True
+
+    missing = [".".join(c) for c in usage[sys.argv[1]] if not resolve(module, c)]
+    if sys.argv[1] == "trt":
+        missing += [f"{c}.{m}" for c, m in usage["members"] if not resolve(module, [c, m])]
+        for c, m, kws in usage["kwargs"]:
+            doc = getattr(getattr(module, c, None), m, None).__doc__ or ""
+            params = set(re.findall(r"(\\w+):", " ".join(l for l in doc.splitlines() if l.lstrip("0123456789. ").startswith(m + "("))))
+            missing += [f"{c}.{m}(keyword {k})" for k in kws if k not in params]
+    print(json.dumps({"version": getattr(module, "__version__", ""), "missing": missing}))
+""")
+
+
+@pytest.fixture(scope="module")
+def usage() -> dict:
+    found = collect_usage()
+    classes = {c for c, _ in found["members"]}
+    assert {"Builder", "IBuilderConfig", "INetworkDefinition", "OnnxParser", "IOptimizationProfile", "ITensor",
+            "ICudaEngine", "IExecutionContext", "Runtime", "ParserError"} <= classes, classes
+    assert ("NetworkDefinitionCreationFlag", "STRONGLY_TYPED") in found["trt"]
+    assert ("cudaMemcpyAsync",) in found["cudart"] and ("ICudaEngine", "get_tensor_profile_shape") in found["members"]
+    return found
+
+
+def _fetched(*parts: str) -> Path:
+    path = CACHE.joinpath(*parts)
+    if not (path / ".complete").is_file():
+        pytest.skip(f"{path} not fetched: run .ci/fetch_runtime_wheels.sh (PyPI)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def stubs(tmp_path_factory) -> Path:
+    """libnvinfer / libnvonnxparser / libnvinfer_plugin .so.10 and .so.11 exporting the bindings' 9 symbols."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler to build the stub TensorRT libraries")
+    d = tmp_path_factory.mktemp("trt-stubs")
+    (d / "stub.c").write_text("".join(f"void *{s}(void) {{ return 0; }}\n" for s in STUB_SYMBOLS))
+    for major in (10, 11):
+        for lib in ("nvinfer", "nvonnxparser", "nvinfer_plugin"):
+            name = f"lib{lib}.so.{major}"
+            subprocess.run([compiler, "-shared", "-fPIC", "-o", d / name, f"-Wl,-soname,{name}", d / "stub.c"], check=True)
+    return d
+
+
+def _run(which: str, usage: dict, path: Path, stubs: Path | None = None) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(path)}
+    if stubs is not None:
+        env["LD_LIBRARY_PATH"] = str(stubs)
+    result = subprocess.run([sys.executable, "-c", CHECK, which, json.dumps(usage)], capture_output=True, text=True,
+                            env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("major", ["10", "11"])
+def test_tensorrt_names_exist(usage, stubs, major):
+    report = _run("trt", usage, _fetched("trt-bindings", major), stubs)
+    assert report["version"].startswith(major + ".")
+    assert report["missing"] == [], f"TensorRT {report['version']} lacks {report['missing']}"
+
+
+def test_cuda_runtime_names_exist(usage):
+    report = _run("cudart", usage, _fetched("cuda-bindings"))
+    assert report["missing"] == [], f"cuda-bindings lacks {report['missing']}"
+
+
+def test_the_check_catches_a_removed_name(usage, stubs):
+    """BuilderFlag.FP16 was removed in 11: the same check must report it there and not in 10."""
+    probe = {**usage, "trt": [["BuilderFlag", "FP16"]], "members": [["IBuilderConfig", "int8_calibrator"]],
+             "kwargs": [["IBuilderConfig", "set_timing_cache", ["ignore_mismatch", "not_a_parameter"]]]}
+    ten = _run("trt", probe, _fetched("trt-bindings", "10"), stubs)["missing"]
+    eleven = _run("trt", probe, _fetched("trt-bindings", "11"), stubs)["missing"]
+    assert ten == ["IBuilderConfig.set_timing_cache(keyword not_a_parameter)"]
+    assert eleven == ["BuilderFlag.FP16", "IBuilderConfig.int8_calibrator",
+                      "IBuilderConfig.set_timing_cache(keyword not_a_parameter)"]
