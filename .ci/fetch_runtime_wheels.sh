@@ -7,7 +7,10 @@
 # They are unpacked into $S4S_CACHE/{trt-bindings/10,trt-bindings/11,cuda-bindings,tritonclient}
 # (default S4S_CACHE: ~/.cache/s4s-export).
 set -euo pipefail
-PYTHON="${PYTHON:-python3}"
+# The wheels must match the interpreter that runs the tests: the project's venv when there is one.
+if [[ -z "${PYTHON:-}" ]]; then
+  if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
 CACHE="${S4S_CACHE:-$HOME/.cache/s4s-export}"
 fetch() {  # fetch DEST REQUIREMENT...
   local dest="$1"; shift

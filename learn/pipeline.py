@@ -22,7 +22,7 @@ from ..workspace import Workspace
 from .config import TrainConfig
 from .distances import Distance, make_distance
 from .relax import relaxation_radius
-from .student import S4SStudent, StudentShape, init_from_base
+from .student import S4SStudent, StudentShape, check_base, init_from_base
 from .teacher_cache import TeacherPairs, teacher_pairs
 from .trainer import Trainer, TrainResult
 
@@ -66,7 +66,7 @@ def learn(req: LearnRequest, on_epoch: Callable[[dict], None] | None = None) -> 
     schedule = req.schedule if req.schedule is not None else spec.schedule
     schedule = list(schedule) if isinstance(schedule, tuple) else schedule
     for nfe in req.nfes:  # fail on a bad base/NFE before any teacher work
-        make_solver(cfg.base, nfe, schedule, info.sigma_min, info.sigma_max)
+        check_base(make_solver(cfg.base, nfe, schedule, info.sigma_min, info.sigma_max))
     distance = make_distance(cfg.distance, info.shape, device)
     log.info("model %s (%s), teacher %s, distance %s, device %s", req.model, identity["weights_sha256"][:12],
              teacher.label(), distance.name, device)

@@ -203,6 +203,13 @@ class InitReport:
 EXACT_TOL = 1e-12
 
 
+def check_base(base: SolverTable) -> None:
+    """A base must evaluate once per step of its grid, at the grid sigmas (the step form's structure)."""
+    if base.sigmas.shape[0] != base.nfe + 1 or not np.allclose(base.eval_sigmas, base.sigmas[:-1], rtol=1e-12, atol=0):
+        raise S4SError(f"base solver {base.name!r} must evaluate once per step of its grid (heun does not); "
+                       "pick e.g. dpmpp3m, unipc, ipndm, euler, dpmpp2m, deis")
+
+
 def init_from_base(student: S4SStudent, base: SolverTable) -> InitReport:
     """Set the coefficients so the student's table matches the base solver's table.
 
@@ -213,10 +220,9 @@ def init_from_base(student: S4SStudent, base: SolverTable) -> InitReport:
     under-determined: the solution nearest to "corrector reproduces the predictor" is taken.
     """
     shape = student.shape
-    one_per_step = base.sigmas.shape[0] == base.nfe + 1 and np.allclose(base.eval_sigmas, base.sigmas[:-1], rtol=1e-12, atol=0)
-    if base.nfe != shape.nfe or not one_per_step:
-        raise S4SError(f"base solver {base.name!r} must evaluate once per step of its grid at NFE {shape.nfe} "
-                       "(heun does not); pick e.g. dpmpp3m, unipc, ipndm, euler, dpmpp2m, deis")
+    check_base(base)
+    if base.nfe != shape.nfe:
+        raise S4SError(f"base solver {base.name!r} has NFE {base.nfe}, the student {shape.nfe}")
     grid = torch.tensor(base.sigmas, dtype=torch.float64)
     n_c = student.coeffs.numel()
 

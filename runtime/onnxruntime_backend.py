@@ -84,7 +84,7 @@ class OrtBackend:
         names = providers if providers is not None else default_providers()
         full = [provider_name(n) for n in names]
         available = ort.get_available_providers()
-        missing = [n for n, f in zip(names, full) if f not in available]
+        missing = [n for n, f in zip(names, full, strict=True) if f not in available]
         if missing:
             raise S4SError(f"this onnxruntime ({ort.__version__}) lacks {', '.join(missing)}: it has {', '.join(available)}; "
                            "CUDA and TensorRT need `pip install onnxruntime-gpu` and an NVIDIA GPU")
@@ -92,8 +92,10 @@ class OrtBackend:
         if threads is not None:
             options.intra_op_num_threads = threads
         inputs = []
-        if PROVIDERS["tensorrt"] in full:  # its profile needs the input shapes
+        if PROVIDERS["tensorrt"] in full:  # its profile needs the input shapes; larger batches would not fit it
             inputs = [_spec(a) for a in self._session(ort, path, options, [PROVIDERS["cpu"]]).get_inputs()]
+            max_batch = max_batch or TRT_EP_MAX_BATCH
+            path.with_name(path.stem + ".ort-trt").mkdir(exist_ok=True)
         chosen = provider_options(full, path, inputs, (1, max_batch or TRT_EP_MAX_BATCH), device_id)
         self.session = self._session(ort, path, options, chosen)
         meta = parse_metadata(self.session.get_modelmeta().custom_metadata_map)

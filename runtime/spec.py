@@ -57,8 +57,8 @@ class GraphSpec:
     @property
     def num_classes(self) -> int | None:
         """Number of classes of a conditional model (label == num_classes is the null label), if recorded."""
-        for source in (self.info, self.info.get("model") if isinstance(self.info.get("model"), dict) else {}):
-            value = source.get("num_classes")
+        model = self.info.get("model")
+        for value in (self.info.get("num_classes"), model.get("num_classes") if isinstance(model, dict) else None):
             if isinstance(value, int) and value > 0:
                 return value
         return None

@@ -57,6 +57,9 @@ class NetworkSpec:
 class Record:
     """A pickled object kept as data: its class name and its state; nothing of it runs."""
 
+    class_name: str = ""
+    state: object = None
+
     def __init__(self, class_name: str, state: object = None) -> None:
         self.class_name = class_name
         self.state = state
@@ -66,10 +69,12 @@ class Record:
 
 
 class ModuleDictRecord(Record):
-    """torch.nn.ModuleDict as data (SongUNet/DhariwalUNet keep `enc` and `dec` in real ModuleDicts)."""
+    """torch.nn.ModuleDict as data (SongUNet/DhariwalUNet keep `enc` and `dec` in real ModuleDicts).
 
-    def __init__(self) -> None:
-        super().__init__("ModuleDict")
+    The unpickler creates it with `__new__` and `__setstate__` only.
+    """
+
+    class_name = "ModuleDict"
 
 
 class EasyDict(dict):

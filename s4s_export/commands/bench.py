@@ -1,15 +1,58 @@
-"""`s4s-export bench` (placeholder until its issue lands; replaced by the real command)."""
+"""`s4s-export bench`: sampler latency, throughput and overhead per backend, and learning cost."""
 
 from __future__ import annotations
 
 import typer
 
-from ..errors import S4SError
+from ..timing import describe_machine
+from .common import console, parse_ints, parse_names, print_json, print_table
 
 
-def bench_cmd() -> None:
-    """Not available yet."""
-    raise S4SError("`s4s-export bench` is not available in this build yet")
+def bench_cmd(
+    model: str = typer.Option("demo", "--model", help="Model name (see `s4s-export models`)."),
+    checkpoint: str = typer.Option(None, "--checkpoint", help="Checkpoint file for a preset model."),
+    random_weights: bool = typer.Option(False, "--random-weights", help="A preset's architecture with random weights."),
+    nfe: int = typer.Option(5, "--nfe", min=1, help="Denoiser evaluations per sample."),
+    batch: str = typer.Option("1,16,64", "--batch", help="Comma-separated batch sizes."),
+    solver: str = typer.Option(None, "--solver", help="Classical solver name or solver file (default: the workspace's "
+                                                        "learned solver for --nfe, else dpmpp3m; the cost does not depend on it)."),
+    backend: str = typer.Option("pytorch,onnxruntime,tensorrt", "--backend", help="Backends to time (missing ones are skipped with the reason)."),
+    threads: int = typer.Option(1, "--threads", min=1, help="CPU threads for PyTorch and ONNX Runtime (fixed for comparable numbers)."),
+    repeats: int = typer.Option(10, "--repeats", min=1, help="Timed rounds per measurement (the median is reported)."),
+    warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed calls before timing."),
+    workdir: str = typer.Option(None, "--workdir", help="Workspace whose learned solver and run record to use (default ./s4s-workspace)."),
+    learn_samples: int = typer.Option(0, "--learn-samples", min=0, help="Time a short `learn` run (S4S-Alt, 1 alternation) with N teacher pairs instead of reading the run record."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    markdown_out: bool = typer.Option(False, "--markdown", help="Print the latency table as Markdown."),
+) -> None:
+    """Time the PyTorch eager host loop (`pytorch`), the baked graph on ONNX Runtime and TensorRT (where present), side by side."""
+    from ..bench import BenchRequest, bench, markdown
+
+    req = BenchRequest(model=model, checkpoint=checkpoint, random_weights=random_weights, nfe=nfe,
+                       batches=tuple(parse_ints(batch, "--batch")), solver=solver,
+                       backends=tuple(parse_names(backend, "--backend")), threads=threads, repeats=repeats,
+                       warmup=warmup, workdir=workdir, learn_samples=learn_samples)
+    report = bench(req)
+    if json_out:
+        print_json(report)
+        return
+    if markdown_out:
+        print(markdown(report))
+        return
+    rows = [[r["backend"], r["batch"], f"{r['sampler_ms']:.2f}", f"{r['call_ms']:.2f}", f"{r['overhead']:.3f}",
+             f"{r['images_per_s']:.1f}", f"{r['vs_eager']:.2f}x" if "vs_eager" in r else "-"] for r in report["rows"]]
+    print_table(f"{report['model']['name']}: {report['solver']}, NFE {nfe}, {threads} thread(s), median of {repeats}",
+                ["backend", "batch", "ms", "call ms", "overhead", "img/s", "vs eager"], rows)
+    for name, why in report["skipped"].items():
+        console.print(f"{name}: skipped: {why}", highlight=False, soft_wrap=True)
+    learning = report["learning"]
+    if "skipped" in learning:
+        console.print(f"learning: skipped: {learning['skipped']}", highlight=False, soft_wrap=True)
+    else:
+        console.print(f"learning: {learning['wall_s']:.0f} s, peak memory {learning['peak_memory']['bytes'] / 2**20:.0f} MiB "
+                      f"({learning['peak_memory']['what']}; {learning['what']}; {learning['source']})", highlight=False, soft_wrap=True)
+    console.print(f"ms: one sampler run; overhead = ms / (NFE x call ms) on the same backend; vs eager: ms / pytorch ms; machine: "
+                  f"{describe_machine(report['machine'])}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import typer
 
 from ..evaluate import evaluate
+from ..metrics import parse_metrics
 from ..schedules import parse_schedule
-from .common import parse_ints, parse_names, print_json, print_table
+from .common import console, parse_ints, parse_names, print_json, print_table
 
 
 def eval_cmd(
@@ -19,16 +20,25 @@ def eval_cmd(
     samples: int = typer.Option(64, "--samples", min=1, help="Held-out noise samples."),
     batch: int = typer.Option(64, "--batch", min=1, help="Batch size for sampling."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    metric: str = typer.Option("rmse", "--metric", help="Comma-separated: rmse, lpips, fid (those that cannot run here are skipped with the reason)."),
+    plot: str = typer.Option(None, "--plot", help="PNG path: quality vs NFE per solver, plus <name>-samples.png, a sample grid at NFE 5 (or the smallest NFE)."),
 ) -> None:
     """Measure solvers on the model's held-out noise (error vs. teacher, or vs. the exact reference)."""
     report = evaluate(model, parse_names(solver, "--solver"), parse_ints(nfe),
-                      None if schedule is None else parse_schedule(schedule), samples, batch, checkpoint, random_weights)
+                      None if schedule is None else parse_schedule(schedule), samples, batch, checkpoint, random_weights,
+                      tuple(parse_metrics(metric)), plot)
     if json_out:
         print_json(report)
         return
     rows = [[r["solver"], r["nfe"], r["schedule"], *(f"{v:.4g}" for v in r["metrics"].values())] for r in report["results"]]
     metric_names = list(report["results"][0]["metrics"]) if report["results"] else []
     print_table(f"{report['model']['name']}: {report['samples']} held-out samples", ["solver", "nfe", "schedule", *metric_names], rows)
+    for name, why in report["skipped_metrics"].items():
+        console.print(f"{name}: skipped: {why}", highlight=False, soft_wrap=True)
+    if "plots" in report:
+        p = report["plots"]
+        console.print(f"wrote {p['chart']} and {p['grid']} (rows: {', '.join(p['grid_rows'])}; NFE {p['grid_nfe']})",
+                      highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

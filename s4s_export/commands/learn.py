@@ -12,10 +12,22 @@ from ..teacher import TeacherSpec
 from .common import console, parse_ints, print_json, print_table
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A log handler that writes to whatever sys.stderr is when a record arrives."""
+
+    @property
+    def stream(self):  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
 def _log_to_stderr() -> None:
     logger = logging.getLogger("s4s_export.learn")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)

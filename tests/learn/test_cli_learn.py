@@ -1,4 +1,4 @@
-"""`s4s-export learn`, `inspect` and `eval` with solver files, through the real command line."""
+"""`s4s-export learn`, `inspect` and `eval` with solver files, through the command line (in process, plus one real process)."""
 
 import json
 import os
@@ -6,13 +6,25 @@ import subprocess
 import sys
 
 import pytest
+from typer.testing import CliRunner
+
+from s4s_export.cli import app
+from s4s_export.errors import S4SError
 
 TINY = ["--model", "gmm", "--teacher", "unipc3:12:logsnr", "--samples", "12", "--batch", "6", "--val-samples", "8"]
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "S4S_QUIET": "1"}
-    return subprocess.run([sys.executable, "-m", "s4s_export", *args], capture_output=True, text=True, env=env, timeout=300)
+class Result:
+    def __init__(self, r):
+        self.returncode = 2 if isinstance(r.exception, S4SError) else r.exit_code
+        if r.exception is not None and not isinstance(r.exception, (S4SError, SystemExit)):
+            raise r.exception
+        self.stdout, self.stderr = r.stdout, r.stderr + (f"error: {r.exception}\n" if isinstance(r.exception, S4SError) else "")
+
+
+def run_cli(*args: str) -> Result:
+    """Run a command in this process; an S4SError counts as exit 2, as `main()` makes it."""
+    return Result(CliRunner().invoke(app, list(args)))
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +80,19 @@ def test_resume_of_a_finished_run_is_instant_and_keeps_the_file(workspace):
     assert "generating" not in r.stderr  # the teacher cache is reused
 
 
+def test_real_process_one_line_error():
+    env = {**os.environ, "S4S_QUIET": "1"}
+    r = subprocess.run([sys.executable, "-m", "s4s_export", "inspect", "missing.json"], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 2 and "does not exist" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("args,message", [
     (["learn", "--model", "gmm", "--method", "nope"], "unknown method 'nope'"),
     (["learn", "--model", "gmm", "--distance", "ssim"], "unknown distance 'ssim'"),
     (["learn", "--model", "gmm", "--base", "heun", "--nfe", "5"], "must evaluate once per step"),
     (["learn", "--model", "gmm", "--method", "s4s", "--offsets"], "--offsets learns evaluation times"),
     (["learn", "--model", "gmm", "--teacher", "unipc3"], "bad teacher"),
-    (["inspect", "missing.json"], "does not exist"),
 ])
 def test_bad_input_is_one_line_exit_2(args, message, tmp_path):
     r = run_cli(*args, *(["--workdir", str(tmp_path)] if args[0] == "learn" else []))

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tiny_graphs import NUM_CLASSES, export_tiny
+
+from runtime_helpers import NUM_CLASSES, export_tiny
 
 
 @pytest.fixture(scope="session")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tiny_graphs import CHW, NUM_CLASSES
 
 from s4s_export.errors import S4SError
 from s4s_export.runtime import Sampler
+
+from runtime_helpers import CHW, NUM_CLASSES
 
 GOOD = np.zeros((2, *CHW), np.float32)
 NAN = GOOD.copy()
@@ -33,8 +34,10 @@ CASES = [
     ("negative labels", "cond", {"n": 2, "class_labels": [-1, 0]}, {}, ["out of range", "-1"]),
     ("labels dtype", "cond", {"n": 2, "class_labels": [0.5, 1.0]}, {}, ["class_labels must be integers", "float64"]),
     ("labels length", "cond", {"n": 2, "class_labels": [0, 1, 2]}, {}, ["shape [2]", "[3]"]),
-    ("guidance not a number", "cond", {"n": 2, "class_labels": 0, "guidance_scale": "big"}, {}, ["guidance_scale must be a number"]),
-    ("guidance not finite", "cond", {"n": 2, "class_labels": 0, "guidance_scale": float("inf")}, {}, ["guidance_scale must be finite"]),
+    ("guidance not a number", "cond", {"n": 2, "class_labels": 0, "guidance_scale": "big"}, {},
+     ["guidance_scale must be a number"]),
+    ("guidance not finite", "cond", {"n": 2, "class_labels": 0, "guidance_scale": float("inf")}, {},
+     ["guidance_scale must be finite"]),
     ("batch below the profile", "fixed2", {"n": 1}, {}, ["below", "minimum batch 2"]),
     ("batch not splittable", "fixed2", {"n": 5}, {}, ["cannot be split", "[2, 2]"]),
 ]

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 import pytest
-from tiny_graphs import CHW
 
 from s4s_export.runtime import Sampler, seeded_noise
+
+from runtime_helpers import CHW
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADERS = Path(os.environ.get("S4S_ORT_INCLUDE_DIR", Path(os.environ.get("S4S_CACHE", "~/.cache/s4s-export")).expanduser()

@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-import struct
-import zlib
-
 import numpy as np
 import pytest
-from tiny_graphs import NUM_CLASSES
 from typer.testing import CliRunner
 
 from s4s_export.cli import app
 from s4s_export.errors import S4SError
 from s4s_export.runtime import Sampler, make_grid, png_bytes, to_uint8
 
-
-def decode_png(data: bytes) -> np.ndarray:
-    """Minimal decoder for the files we write: 8-bit, filter 0, checks every CRC."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, chunks = 8, {}
-    while pos < len(data):
-        (length,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
-        body = data[pos + 8:pos + 8 + length]
-        assert struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])[0] == zlib.crc32(kind + body)
-        chunks[kind] = chunks.get(kind, b"") + body
-        pos += 12 + length
-    w, h, depth, color = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
-    channels = {0: 1, 4: 2, 2: 3, 6: 4}[color]
-    rows = np.frombuffer(zlib.decompress(chunks[b"IDAT"]), np.uint8).reshape(h, 1 + w * channels)
-    assert depth == 8 and (rows[:, 0] == 0).all()
-    return rows[:, 1:].reshape(h, w, channels)
+from runtime_helpers import NUM_CLASSES, decode_png
 
 
 def test_to_uint8_maps_range_and_layout():

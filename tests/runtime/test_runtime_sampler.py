@@ -12,7 +12,7 @@ from s4s_export.errors import S4SError
 from s4s_export.runtime import Sampler, seeded_noise
 from s4s_export.runtime.inputs import plan_batches
 
-from tiny_graphs import CHW, NUM_CLASSES
+from runtime_helpers import CHW, NUM_CLASSES
 
 
 def bare(path, feeds):
@@ -117,6 +117,13 @@ def test_threads_share_a_sampler(graphs):
         np.testing.assert_array_equal(results[s], expected[s])
 
 
-def test_sidecar_and_metadata_reach_info(graphs):
+def test_sidecar_and_metadata_reach_info(graphs, tmp_path):
     info = Sampler.load(graphs["cond"]).info
     assert info["nfe"] == 1 and info["model"]["num_classes"] == NUM_CLASSES
+    bare = tmp_path / "no_sidecar.onnx"
+    bare.write_bytes(graphs["cond"].read_bytes())
+    sampler = Sampler.load(bare)
+    assert sampler.num_classes == NUM_CLASSES and sampler.info["solver"] == "tiny", "metadata_props alone suffice"
+    (tmp_path / "no_sidecar.json").write_text('{"guidance_scale": 2.5}')
+    np.testing.assert_array_equal(Sampler.load(bare)(seed=0, n=2, class_labels=1),
+                                  sampler(seed=0, n=2, class_labels=1, guidance_scale=2.5))

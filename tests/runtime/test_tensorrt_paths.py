@@ -91,6 +91,9 @@ def test_onnxruntime_provider_options(tmp_path):
 
 def _fetched(*parts: str) -> Path:
     path = CACHE.joinpath(*parts)
+    tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    if any(tag not in w.read_text() and "py3-none" not in w.read_text() for w in path.glob("*.dist-info/WHEEL")):
+        pytest.skip(f"{path} holds wheels for another Python than {tag}: rerun .ci/fetch_runtime_wheels.sh with it")
     if not (path / ".complete").is_file():
         pytest.skip(f"{path} not fetched: run .ci/fetch_runtime_wheels.sh")
     return path
@@ -116,3 +119,39 @@ def test_no_gpu_is_named_when_cuda_python_is_present(tmp_path, graphs):
     if not out:
         pytest.skip("a CUDA GPU is usable here")
     assert out.startswith("no usable NVIDIA GPU here (cudaError") and "onnxruntime" in out
+
+
+def _with_external_data(graph: Path, out: Path) -> Path:
+    import onnx
+
+    model = onnx.load(str(graph))
+    onnx.save(model, str(out), save_as_external_data=True, all_tensors_to_one_file=True,
+              location=out.name + ".data", size_threshold=0)
+    return out
+
+
+def test_engine_key_inputs_cover_external_weights_and_description(graphs, tmp_path):
+    from s4s_export.runtime.tensorrt_build import onnx_info, onnx_sha256
+
+    path = _with_external_data(graphs["cond"], tmp_path / "ext.onnx")
+    digest = onnx_sha256(path)
+    weights = path.with_name("ext.onnx.data")
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    assert onnx_sha256(path) != digest, "changed external weights must change the engine key"
+    bare = tmp_path / "no_sidecar.onnx"  # the description then comes from the metadata_props alone
+    bare.write_bytes(graphs["cond"].read_bytes())
+    info = onnx_info(bare)
+    assert info["model"]["num_classes"] == 3 and info["solver"] == "tiny" and info["nfe"] == 1
+
+
+def test_external_weights_travel_with_the_graph(graphs, tmp_path):
+    from s4s_export.runtime import write_triton_repository
+
+    path = _with_external_data(graphs["uncond"], tmp_path / "ext.onnx")
+    repo = write_triton_repository(path, tmp_path / "repo")
+    copied = repo / "ext" / "1"
+    assert (copied / "ext.onnx.data").read_bytes() == (tmp_path / "ext.onnx.data").read_bytes()
+    x = np.random.default_rng(0).standard_normal((2, 1, 6, 5), dtype=np.float32)
+    np.testing.assert_array_equal(Sampler.load(copied / "model.onnx")(noise=x), Sampler.load(graphs["uncond"])(noise=x))

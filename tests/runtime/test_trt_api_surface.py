@@ -108,7 +108,8 @@ CHECK = textwrap.dedent("""
         missing += [f"{c}.{m}" for c, m in usage["members"] if not resolve(module, [c, m])]
         for c, m, kws in usage["kwargs"]:
             doc = getattr(getattr(module, c, None), m, None).__doc__ or ""
-            params = set(re.findall(r"(\\w+):", " ".join(l for l in doc.splitlines() if l.lstrip("0123456789. ").startswith(m + "("))))
+            signatures = [line for line in doc.splitlines() if line.lstrip("0123456789. ").startswith(m + "(")]
+            params = set(re.findall(r"(\\w+):", " ".join(signatures)))
             missing += [f"{c}.{m}(keyword {k})" for k in kws if k not in params]
     print(json.dumps({"version": getattr(module, "__version__", ""), "missing": missing}))
 """)
@@ -127,6 +128,9 @@ def usage() -> dict:
 
 def _fetched(*parts: str) -> Path:
     path = CACHE.joinpath(*parts)
+    tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    if any(tag not in w.read_text() and "py3-none" not in w.read_text() for w in path.glob("*.dist-info/WHEEL")):
+        pytest.skip(f"{path} holds wheels for another Python than {tag}: rerun .ci/fetch_runtime_wheels.sh with it")
     if not (path / ".complete").is_file():
         pytest.skip(f"{path} not fetched: run .ci/fetch_runtime_wheels.sh (PyPI)")
     return path

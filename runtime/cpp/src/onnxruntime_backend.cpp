@@ -1,6 +1,7 @@
 // ONNX Runtime backend (C++ API): CPU, CUDA or TensorRT execution providers.
 #include <onnxruntime_cxx_api.h>
 
+#include <regex>
 #include <unordered_map>
 
 #include "backend.h"
@@ -31,6 +32,21 @@ int64_t element_count(const std::vector<int64_t>& shape) {
 }
 
 std::string strip_onnx(const std::string& path) { return path.substr(0, path.size() - 5); }
+
+// `num_classes` from the graph's metadata_props: its own entry, or inside the JSON `model` entry.
+int64_t metadata_num_classes(const Ort::Session& session) {
+  Ort::AllocatorWithDefaultOptions allocator;
+  Ort::ModelMetadata metadata = session.GetModelMetadata();
+  static const std::regex number("\"num_classes\"\\s*:\\s*(\\d+)");
+  std::smatch match;
+  for (const std::string key : {"num_classes", "model"}) {
+    Ort::AllocatedStringPtr value = metadata.LookupCustomMetadataMapAllocated(key.c_str(), allocator);
+    if (!value) continue;
+    const std::string text = key == "model" ? value.get() : "\"num_classes\":" + std::string(value.get());
+    if (std::regex_search(text, match, number)) return std::stoll(match[1].str());
+  }
+  return 0;
+}
 
 class OrtBackend final : public Backend {
  public:
@@ -75,9 +91,7 @@ class OrtBackend final : public Backend {
     Ort::TypeInfo type = session_.GetOutputTypeInfo(0);
     auto tensor = type.GetTensorTypeAndShapeInfo();
     output = {session_.GetOutputNameAllocated(0, allocator).get(), dtype_name(tensor.GetElementType()), tensor.GetShape()};
-    Ort::ModelMetadata metadata = session_.GetModelMetadata();
-    Ort::AllocatedStringPtr classes = metadata.LookupCustomMetadataMapAllocated("num_classes", allocator);
-    if (classes) num_classes = std::stoll(classes.get());
+    num_classes = metadata_num_classes(session_);
     for (const auto& t : inputs)
       if (t.name == "noise" && !t.shape.empty() && t.shape[0] >= 0) batch_range = {t.shape[0], t.shape[0]};
   }

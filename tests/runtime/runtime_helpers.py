@@ -1,11 +1,15 @@
-"""Tiny stand-in sampler graphs with the exported contract (tests may use torch; runtime code may not)."""
+"""Test helpers: tiny stand-in sampler graphs with the exported contract (tests may use torch; runtime code
+may not), and a strict decoder for the PNGs the runtime writes."""
 
 from __future__ import annotations
 
 import json
+import struct
 import warnings
+import zlib
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 
@@ -51,10 +55,27 @@ def export_tiny(path: Path, num_classes: int = 0, uint8: bool = False, batch: in
         warnings.simplefilter("ignore")
         torch.onnx.export(model, args, str(path), input_names=names, output_names=["images"],
                           dynamic_axes=dynamic, opset_version=17, dynamo=False)
-    model_proto = onnx.load(str(path))
-    onnx.helper.set_model_props(model_proto, {"nfe": "1", "num_classes": str(num_classes)})
-    onnx.save(model_proto, str(path))
     sidecar = {"format": "s4s-export.sampler", "nfe": 1, "solver": "tiny", "precision": "fp32",
                "model": {"name": "tiny", "num_classes": num_classes}, **(info or {})}
+    model_proto = onnx.load(str(path))  # metadata as the exporter writes it: one JSON value per top-level key
+    onnx.helper.set_model_props(model_proto, {k: json.dumps(v) for k, v in sidecar.items()})
+    onnx.save(model_proto, str(path))
     path.with_suffix(".json").write_text(json.dumps(sidecar))
     return path
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """Minimal decoder for the files we write: 8-bit, filter 0, checks every CRC."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, chunks = 8, {}
+    while pos < len(data):
+        (length,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
+        body = data[pos + 8:pos + 8 + length]
+        assert struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])[0] == zlib.crc32(kind + body)
+        chunks[kind] = chunks.get(kind, b"") + body
+        pos += 12 + length
+    w, h, depth, color = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
+    channels = {0: 1, 4: 2, 2: 3, 6: 4}[color]
+    rows = np.frombuffer(zlib.decompress(chunks[b"IDAT"]), np.uint8).reshape(h, 1 + w * channels)
+    assert depth == 8 and (rows[:, 0] == 0).all()
+    return rows[:, 1:].reshape(h, w, channels)

@@ -1,0 +1,226 @@
+"""`build_onnx`: model + solver -> one verified .onnx with its JSON sidecar (the `s4s-export build` pipeline)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..denoiser import Denoiser
+from ..errors import S4SError, choice_error
+from ..fileio import atomic_write_text
+from ..models import get_model_spec, load_model
+from ..solverfile import library_versions, load_solver_file
+from ..solvers import SOLVERS, SolverTable, make_solver
+from .graph import OUTPUTS, SamplerGraph, sampler_graph
+from .onnx_export import OPSET, OPSET_BF16, export_model, save_onnx, set_metadata, to_proto
+from .precision import PRECISIONS
+from .trt_ops import TRT_LIST_VERSION, check_trt_ops, uses_float64
+from .verify import (DEVIATION_SAMPLES, Check, Verification, check_inputs, checker, compare_runtime, graph_stats,
+                     precision_deviation)
+
+FORMAT = "s4s-export.graph"
+VERSION = 1
+DEFAULT_NFE = 5
+DEFAULT_BATCH = (1, 64)  # dynamic batch 1..64: covers interactive use and Triton's dynamic batching
+
+
+@dataclass
+class BuildRequest:
+    """What `s4s-export build` asks for; `solver=None` takes the workspace's learned solver for `nfe`."""
+
+    nfe: int | None = None
+    model: str | None = None
+    solver: str | None = None
+    out: str = "."
+    precision: str = "fp32"
+    batch: tuple[int, int] = DEFAULT_BATCH
+    output: str = "float"
+    workdir: str | None = None
+    checkpoint: str | None = None
+    random_weights: bool = False
+    guidance_scale: float = 1.0
+    external_data: bool | None = None  # None: only when the file would pass 2 GiB
+    command: str = ""  # recorded in the provenance
+
+
+@dataclass
+class Resolved:
+    denoiser: Denoiser
+    model: str
+    solver: SolverTable
+    source: dict  # where the solver came from
+    learned: dict = field(default_factory=dict)  # the solver file's provenance (learned solvers)
+
+
+@dataclass
+class BuildResult:
+    onnx_path: Path
+    files: list[Path]
+    sidecar: Path
+    doc: dict
+    verification: Verification
+    seconds: dict
+
+
+def parse_batch(batch: int | None, batch_range: str | None) -> tuple[int, int]:
+    """`--batch N` (static) or `--batch-range MIN:MAX` (dynamic) -> (min, max); default DEFAULT_BATCH."""
+    if batch is not None and batch_range is not None:
+        raise S4SError("pass either --batch N (static) or --batch-range MIN:MAX (dynamic), not both")
+    if batch is not None:
+        if batch < 1:
+            raise S4SError(f"--batch must be a positive integer; got {batch}")
+        return batch, batch
+    if batch_range is None:
+        return DEFAULT_BATCH
+    m = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", batch_range)
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise S4SError(f"--batch-range takes MIN:MAX with 1 <= MIN <= MAX, e.g. 1:64; got {batch_range!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def resolve(req: BuildRequest) -> Resolved:
+    """The denoiser and solver table a request names (workspace, solver file or classical solver)."""
+    if req.solver is None:
+        from ..workspace import Workspace
+
+        ws = Workspace.open(req.workdir)
+        nfe = req.nfe or DEFAULT_NFE
+        path = ws.find_solver(nfe)
+        name = req.model or ws.model_name
+        denoiser = (ws.load_model() if req.model is None and req.checkpoint is None and not req.random_weights
+                    else load_model(name, req.checkpoint, req.random_weights))
+        return _from_file(denoiser, name, path, nfe, {"kind": "workspace", "workdir": str(ws.root)})
+    name = req.model or "demo"
+    denoiser = load_model(name, req.checkpoint, req.random_weights)
+    if req.solver in SOLVERS:
+        info = denoiser.info
+        table = make_solver(req.solver, req.nfe or DEFAULT_NFE, get_model_spec(name).schedule, info.sigma_min,
+                            info.sigma_max)
+        return Resolved(denoiser, name, table, {"kind": "classical", "name": req.solver, **table.meta})
+    if req.solver.endswith(".json") or Path(req.solver).is_file():
+        return _from_file(denoiser, name, Path(req.solver), req.nfe, {"kind": "file"})
+    raise choice_error("solver", req.solver, [*SOLVERS, "a solver file path (.json)"])
+
+
+def _from_file(denoiser: Denoiser, name: str, path: Path, nfe: int | None, source: dict) -> Resolved:
+    sf = load_solver_file(path, expect_identity=denoiser.identity_dict())
+    if nfe is not None and sf.solver.nfe != nfe:
+        raise S4SError(f"{path} is a solver for NFE {sf.solver.nfe}, not {nfe}; drop --nfe or pass its solver file")
+    learned = {k: sf.info[k] for k in ("method", "order_cap", "predictor_corrector", "schedule", "teacher", "distance",
+                                       "validation", "versions") if k in sf.info}
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return Resolved(denoiser, name, sf.solver, {**source, "file": str(path), "file_sha256": digest}, learned)
+
+
+def output_path(req: BuildRequest, r: Resolved) -> Path:
+    """`--out` as a file when it ends in .onnx, else `<out>/<model>-<solver>-nfe<N>-<precision>[-uint8].onnx`."""
+    out = Path(req.out)
+    if out.suffix == ".onnx":
+        return out
+    stem = f"{r.model}-{r.solver.name}-nfe{r.solver.nfe}-{req.precision}" + ("-uint8" if req.output == "uint8" else "")
+    return out / (re.sub(r"[^A-Za-z0-9._-]+", "_", stem) + ".onnx")
+
+
+def io_spec(r: Resolved, req: BuildRequest) -> tuple[list[dict], list[dict]]:
+    c, h, w = r.denoiser.info.shape
+    lo, hi = req.batch
+    b = lo if lo == hi else "batch"
+    inputs = [{"name": "noise", "dtype": "float32", "shape": [b, c, h, w]}]
+    if r.denoiser.info.num_classes:
+        inputs += [{"name": "class_labels", "dtype": "int64", "shape": [b],
+                    "range": [0, r.denoiser.info.num_classes], "null_label": r.denoiser.info.num_classes},
+                   {"name": "guidance_scale", "dtype": "float32", "shape": [], "default": req.guidance_scale}]
+    if req.output == "uint8":
+        out = {"name": "images", "dtype": "uint8", "shape": [b, h, w, c], "layout": "NHWC", "range": [0, 255]}
+    else:
+        out = {"name": "images", "dtype": "float32", "shape": [b, c, h, w], "layout": "NCHW", "range": [-1, 1]}
+    return inputs, [out]
+
+
+def describe(r: Resolved, req: BuildRequest, opset: int) -> dict:
+    """The sidecar document; each top-level key is also one metadata_props entry of the .onnx."""
+    info = r.denoiser.info
+    inputs, outputs = io_spec(r, req)
+    doc = {
+        "format": FORMAT,
+        "version": VERSION,
+        "inputs": inputs,
+        "outputs": outputs,
+        "batch_range": list(req.batch),
+        "nfe": r.solver.nfe,
+        "solver": {"name": r.solver.name, "sigmas": r.solver.sigmas.tolist(),
+                   "eval_sigmas": r.solver.eval_sigmas.tolist(), "source": r.source},
+        "precision": req.precision,
+        "output": req.output,
+        "opset": opset,
+        "model": {**r.denoiser.identity_dict(), "num_classes": info.num_classes, "conditioning": info.conditioning,
+                  "sigma_min": info.sigma_min, "sigma_max": info.sigma_max, "sigma_data": info.sigma_data},
+        "provenance": {"learned": r.learned, "command": req.command, "versions": library_versions()},
+    }
+    if info.num_classes:
+        doc["num_classes"] = info.num_classes
+        doc["guidance_scale"] = req.guidance_scale
+    return doc
+
+
+def weights_bytes(denoiser: Denoiser) -> int:
+    return sum(t.numel() * t.element_size() for t in denoiser.state_dict().values())
+
+
+def build_onnx(req: BuildRequest, log: Callable[[str], None] = lambda _: None) -> BuildResult:
+    """Resolve, trace, verify and write; S4SError when a check fails (the graph is kept as `*.failed.onnx`)."""
+    if req.precision not in PRECISIONS:
+        raise choice_error("precision", req.precision, list(PRECISIONS))
+    if req.output not in OUTPUTS:
+        raise choice_error("output", req.output, OUTPUTS)
+    r = resolve(req)
+    path = output_path(req, r)
+    module = sampler_graph(r.denoiser, r.solver, req.precision, req.output)
+    opset = OPSET_BF16 if req.precision == "bf16" else OPSET
+    info = r.denoiser.info
+    lo, hi = req.batch
+    seconds = {}
+
+    log(f"tracing the {r.solver.nfe}-step {r.solver.name} sampler of {r.model} ({req.precision}, "
+        f"batch {lo if lo == hi else f'{lo}..{hi}'}, output {req.output}); this takes a while on CPU")
+    t = time.perf_counter()
+    example = check_inputs(module, info.shape, lo if lo == hi else max(lo, min(2, hi)), info.num_classes,
+                           req.guidance_scale)
+    proto = to_proto(export_model(module, example, req.batch, opset))
+    seconds["export"] = time.perf_counter() - t
+    ops = check_trt_ops(proto)  # before writing: an unsupported op fails the build with the node name
+    double = uses_float64(proto)
+    doc = describe(r, req, opset)
+    set_metadata(proto, doc, f"{r.model}: {r.solver.nfe}-step {r.solver.name} sampler, noise -> images (s4s-export)")
+    files = save_onnx(proto, path, req.external_data)
+    del proto
+
+    log("verifying")
+    t = time.perf_counter()
+    sizes = sorted({lo, min(hi, max(lo, 3))})
+    input_sets = [check_inputs(module, info.shape, b, info.num_classes, req.guidance_scale + i)
+                  for i, b in enumerate(sizes)]
+    trt_detail = f"{len(ops)} op types, all in the TensorRT {TRT_LIST_VERSION} parser list"
+    checks = [checker(path),
+              Check("TensorRT ops", True, trt_detail + ("; float64 tensors run as float32 in TensorRT" if double else "")),
+              compare_runtime(path, module, req.precision, input_sets)]
+    if req.precision != "fp32":
+        dev = check_inputs(module, info.shape, DEVIATION_SAMPLES, info.num_classes, req.guidance_scale)
+        full = sampler_graph(r.denoiser, r.solver, "fp32", "float")
+        checks.append(precision_deviation(SamplerGraph(module.sampler, "float"), full, dev, req.precision))
+    verification = Verification(checks, graph_stats(path, weights_bytes(r.denoiser), dict(ops)))
+    seconds["verify"] = time.perf_counter() - t
+    if not verification.ok:
+        failed = path.rename(path.with_name(path.stem + ".failed.onnx"))  # its .data (if any) keeps its name
+        raise S4SError(f"verification failed ({'; '.join(verification.failures())}); the graph was kept as "
+                       f"{failed} for inspection")
+    doc_file = {**doc, "onnx": path.name, "verification": verification.to_dict()}
+    sidecar = atomic_write_text(path.with_suffix(".json"), json.dumps(doc_file, indent=1) + "\n")
+    return BuildResult(path, files, sidecar, doc_file, verification, seconds)

@@ -1,0 +1,283 @@
+"""Trace a SamplerGraph to ONNX and make the file lean: weights once, solver constants as initializers.
+
+Pipeline: `torch.onnx.export(dynamo=True, optimize=False)` (the legacy exporter fails on EDM
+networks, models.md §1.7), then onnx_ir passes (inline, constant folding, dedupe every identical
+initializer, CSE, strip exporter metadata), a bf16 legalisation, and a compaction of the protobuf
+(Conv + bias Add fused, default attributes dropped, short value names, no value_info). onnxscript's
+pattern rewriter is left out: on the demo sampler it took about as long as the export itself and
+removed only ~4% of the nodes, with no measurable ORT speed-up (docs/export.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import tempfile
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import onnx_ir.passes.common as passes
+import torch
+from onnx import defs, helper, numpy_helper
+from onnxscript.optimizer import _constant_folding
+
+from .graph import SamplerGraph
+
+# Opset 20: every TensorRT 10.x parser reads opsets 9-20 (10.15: 9-24; 11.x: up to 24/25, tensorrt.md §4.1),
+# and it is the exporter's native opset (no version conversion). bf16 needs opset 22, the first where
+# Conv/ConvTranspose accept bfloat16; such graphs need a parser with opset 22 (TensorRT 10.15+ / 11.x).
+OPSET = 20
+OPSET_BF16 = 22
+INPUT_NAMES = ("noise", "class_labels", "guidance_scale")
+OUTPUT_NAME = "images"
+PROTOBUF_LIMIT = 2**31 - 1  # a single .onnx file must stay below 2 GiB; beyond it weights go to `<file>.data`
+_SPATIAL_DEFAULTS = {"dilations": 1, "strides": 1, "pads": 0}  # Conv/ConvTranspose: absent means these
+
+
+def export_model(module: SamplerGraph, args: tuple[torch.Tensor, ...], batch: tuple[int, int],
+                 opset: int = OPSET) -> ir.Model:
+    """Trace `module(*args)` (the loop unrolls) into an ONNX IR model; batch (min, max), min == max is static."""
+    names = list(INPUT_NAMES[: len(args)])
+    lo, hi = batch
+    dynamic = None
+    if lo != hi:
+        dim = torch.export.Dim("batch", min=lo, max=hi)
+        dynamic = {name: ({0: dim} if name != "guidance_scale" else None) for name in names}
+    with _quiet():
+        program = torch.onnx.export(module, args, None, dynamo=True, external_data=False, opset_version=opset,
+                                    optimize=False, input_names=names, output_names=[OUTPUT_NAME],
+                                    dynamic_shapes=dynamic, verbose=False)
+    model = program.model
+    clean(model)
+    if any(v.dtype == ir.DataType.BFLOAT16 for v in _values(model.graph)):
+        legalize_bfloat16(model)
+    return model
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the exporter's progress prints, warnings and 'torchvision is not installed' log lines."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def clean(model: ir.Model) -> None:
+    """Fold constants, deduplicate initializers of any size, drop unused nodes and exporter metadata."""
+    fold = _constant_folding.FoldConstantsPass(
+        shape_inference=True, input_size_limit=_constant_folding.DEFAULT_CONSTANT_FOLD_INPUT_SIZE_LIMIT,
+        output_size_limit=_constant_folding.DEFAULT_CONSTANT_FOLD_OUTPUT_SIZE_LIMIT)
+    ir.passes.Sequential(
+        passes.InlinePass(),
+        ir.passes.PassManager([fold, passes.RemoveUnusedNodesPass()], steps=2, early_stop=True),
+        passes.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
+        # the default size limit (1024) keeps e.g. one folded weight transpose per unrolled step
+        passes.DeduplicateInitializersPass(size_limit=2**62),
+        passes.CommonSubexpressionEliminationPass(),
+        passes.RemoveUnusedNodesPass(),
+        passes.ClearMetadataAndDocStringPass(),
+        passes.OutputFixPass(),
+        passes.NameFixPass(),
+    )(model)
+
+
+def _values(graph: ir.Graph):
+    yield from graph.inputs
+    for node in graph:
+        yield from node.outputs
+
+
+def _type_param(schema: defs.OpSchema, index: int) -> str:
+    formal = schema.inputs[min(index, len(schema.inputs) - 1)]
+    return formal.type_str
+
+
+def legalize_bfloat16(model: ir.Model) -> None:
+    """Run ops whose ONNX schema has no bfloat16 (e.g. Einsum) in float32 between Casts, keeping the graph valid."""
+    opset = model.opset_imports[""]
+    graph = model.graph
+    for node in list(graph):
+        schema = defs.get_schema(node.op_type, opset, node.domain)
+        allowed = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
+        bad = [i for i, v in enumerate(node.inputs) if v is not None and v.dtype == ir.DataType.BFLOAT16
+               and "tensor(bfloat16)" not in allowed.get(_type_param(schema, i), {"tensor(bfloat16)"})]
+        if not bad:
+            continue
+        for i in bad:
+            cast = ir.node("Cast", [node.inputs[i]], {"to": ir.DataType.FLOAT})
+            cast.outputs[0].dtype, cast.outputs[0].shape = ir.DataType.FLOAT, node.inputs[i].shape
+            graph.insert_before(node, cast)
+            node.replace_input_with(i, cast.outputs[0])
+        for out in node.outputs:
+            if out.dtype != ir.DataType.BFLOAT16:
+                continue
+            back = ir.node("Cast", [out], {"to": ir.DataType.BFLOAT16})
+            back.outputs[0].dtype, back.outputs[0].shape = ir.DataType.BFLOAT16, out.shape
+            for user, index in list(out.uses()):
+                if user is not back:
+                    user.replace_input_with(index, back.outputs[0])
+            out.dtype = ir.DataType.FLOAT
+            graph.insert_after(node, back)
+    passes.NameFixPass()(model)
+
+
+def to_proto(model: ir.Model) -> onnx.ModelProto:
+    """Serialize and compact: the protobuf the build writes."""
+    proto = ir.serde.serialize_model(model)
+    compact(proto)
+    return proto
+
+
+def compact(proto: onnx.ModelProto) -> None:
+    """Shrink the graph structure in place; unrolled steps repeat it N times, the weights only once.
+
+    Fuses Conv + constant per-channel Add into the Conv's bias, drops attributes equal to their
+    defaults, renames intermediate values to short names, clears node names and value_info.
+    """
+    g = proto.graph
+    _fuse_conv_bias(g)
+    opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    keep = {v.name for v in (*g.input, *g.output)} | {t.name for t in g.initializer} | {""}
+    short: dict[str, str] = {}
+
+    def rename(name: str) -> str:
+        if name in keep:
+            return name
+        if name not in short:
+            short[name] = _short_name(len(short))
+        return short[name]
+
+    for node in g.node:
+        node.input[:] = [rename(x) for x in node.input]
+        node.output[:] = [rename(x) for x in node.output]
+        node.ClearField("name")
+        node.ClearField("doc_string")
+        _drop_default_attributes(node, opset)
+    del g.value_info[:]
+
+
+def _short_name(i: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    s = ""
+    while True:
+        s = digits[i % 36] + s
+        i //= 36
+        if i == 0:
+            return "_" + s  # initializer and IO names never start with "_" (NameFixPass / fixed names)
+
+
+def _drop_default_attributes(node: onnx.NodeProto, opset: int) -> None:
+    schema = defs.get_schema(node.op_type, opset, node.domain)
+    kept = []
+    for a in node.attribute:
+        value = helper.get_attribute_value(a)
+        default = schema.attributes[a.name].default_value if a.name in schema.attributes else None
+        if default is not None and default.type and helper.get_attribute_value(default) == value:
+            continue
+        if node.op_type in ("Conv", "ConvTranspose") and a.name in _SPATIAL_DEFAULTS \
+                and all(v == _SPATIAL_DEFAULTS[a.name] for v in value):
+            continue
+        kept.append(a)
+    if len(kept) != len(node.attribute):
+        del node.attribute[:]
+        node.attribute.extend(kept)
+
+
+def _fuse_conv_bias(g: onnx.GraphProto) -> None:
+    """Conv(x, W[, 0]) -> Add(., b[1,C,1,1]) becomes Conv(x, W, b[C]) when the Conv feeds only that Add."""
+    inits = {t.name: t for t in g.initializer}
+    users: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    for node in g.node:
+        for x in node.input:
+            users[x].append(node)
+    outputs = {o.name for o in g.output}
+    fused_bias: dict[str, str] = {}
+    removed = set()
+    for conv in g.node:
+        if conv.op_type != "Conv" or conv.output[0] in outputs or conv.input[1] not in inits:
+            continue
+        consumers = users[conv.output[0]]
+        if len(consumers) != 1 or consumers[0].op_type != "Add":
+            continue
+        add = consumers[0]
+        bias_name = add.input[1] if add.input[0] == conv.output[0] else add.input[0]
+        channels = inits[conv.input[1]].dims[0]
+        if bias_name not in inits or list(inits[bias_name].dims)[-3:] != [channels, 1, 1] \
+                or int(np.prod(inits[bias_name].dims)) != channels:
+            continue
+        if len(conv.input) > 2 and conv.input[2] and (
+                conv.input[2] not in inits or np.any(numpy_helper.to_array(inits[conv.input[2]]))):
+            continue
+        if bias_name not in fused_bias:
+            flat = numpy_helper.from_array(numpy_helper.to_array(inits[bias_name]).reshape(-1), bias_name + "_c")
+            g.initializer.append(flat)
+            fused_bias[bias_name] = flat.name
+        conv.input[:] = [conv.input[0], conv.input[1], fused_bias[bias_name]]
+        conv.output[0] = add.output[0]
+        removed.add(id(add))
+    if not removed:
+        return
+    nodes = [n for n in g.node if id(n) not in removed]
+    del g.node[:]
+    g.node.extend(nodes)
+    used = {x for n in g.node for x in n.input} | {o.name for o in g.output}
+    kept = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(kept)
+
+
+def set_metadata(proto: onnx.ModelProto, doc: dict, description: str) -> None:
+    """Each top-level key of `doc` becomes one metadata_props entry holding its JSON value."""
+    import json
+
+    from .. import __version__
+
+    del proto.metadata_props[:]
+    for key, value in doc.items():
+        proto.metadata_props.add(key=key, value=json.dumps(value, separators=(",", ":")))
+    proto.producer_name = "s4s-export"
+    proto.producer_version = __version__
+    proto.doc_string = description
+
+
+def save_onnx(proto: onnx.ModelProto, path: str | Path, external_data: bool | None = None) -> list[Path]:
+    """Write the graph (atomically); weights go to `<file>.data` beside it when the file would pass 2 GiB.
+
+    `external_data=None` decides by size. Returns the files written. With external data, onnx moves
+    the weights out of `proto` while writing: do not reuse it afterwards.
+    """
+    path = Path(path)
+    if external_data is None:
+        external_data = proto.ByteSize() > PROTOBUF_LIMIT - (64 << 20)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = path.with_name(path.name + ".data")
+    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as tmp:
+        tmp_path = Path(tmp) / path.name
+        if external_data:
+            onnx.save_model(proto, str(tmp_path), save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=data.name, size_threshold=1024)
+            _fsync(Path(tmp) / data.name)
+            os.replace(Path(tmp) / data.name, data)
+        else:
+            onnx.save_model(proto, str(tmp_path))
+            data.unlink(missing_ok=True)
+        _fsync(tmp_path)
+        os.replace(tmp_path, path)
+    return [path, data] if external_data else [path]
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())

@@ -1,0 +1,121 @@
+"""Pictures for `s4s-export eval --plot out.png`: quality vs NFE per solver, and a sample grid at one NFE.
+
+The chart needs matplotlib, an optional extra (`pip install 's4s-export[plot]'`): drawing axes,
+ticks and a legend by hand would mean shipping a font and a plotting library of our own. The
+sample grid needs only numpy and the runtime's PNG writer. `--plot` is checked before any sampling,
+so a missing matplotlib fails fast with the install line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from .denoiser import Denoiser
+from .errors import S4SError
+from .fileio import atomic_write
+from .solvers import SOLVERS, SolverTable
+from .teacher import TeacherSpec
+
+if TYPE_CHECKING:
+    from .evaluate import HeldOut
+
+GRID_SAMPLES = 8
+GRID_MIN_PIXELS = 64  # small images are enlarged (nearest neighbour) to at least this many pixels
+
+
+def require_matplotlib() -> None:
+    """S4SError with the install line when matplotlib is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise S4SError("--plot draws its chart with matplotlib, which is not installed; install it with "
+                       "`pip install 's4s-export[plot]'` (or `pip install matplotlib`), or leave out --plot") from None
+
+
+def grid_path(path: str | Path) -> Path:
+    """Where the sample grid goes beside the chart: out.png -> out-samples.png."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}-samples{path.suffix or '.png'}")
+
+
+def series_name(label: str) -> str:
+    """The line a result belongs to: a classical solver's name, or a solver file's method and folder."""
+    if label in SOLVERS:
+        return label
+    from .solverfile import load_solver_file
+
+    method = load_solver_file(label).info.get("method", "solver file")
+    return f"{method} ({Path(label).parent})"
+
+
+def quality_plot(report: dict, path: str | Path) -> Path:
+    """One panel per metric: the metric (log scale) against NFE, one line per solver."""
+    require_matplotlib()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = list(dict.fromkeys(k for r in report["results"] for k in r["metrics"]))
+    if not keys:
+        raise S4SError("--plot has nothing to draw: no metric ran (see the skipped metrics)")
+    series: dict[str, list[tuple[int, dict]]] = {}
+    for r in report["results"]:
+        series.setdefault(series_name(r["solver"]), []).append((r["nfe"], r["metrics"]))
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4.2), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for name, points in series.items():
+            pts = sorted((n, m[key]) for n, m in points if key in m)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+        ax.set_xlabel("NFE")
+        ax.set_ylabel(key.replace("_", " "))
+        ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{report['model']['name']}: {report['samples']} held-out samples, distance to the "
+                 f"{target_label(report)}", fontsize=10)
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110))
+    plt.close(fig)
+    return Path(path)
+
+
+def target_label(report: dict) -> str:
+    """What the solvers were measured against: the teacher, or the exact reference."""
+    return TeacherSpec(**report["teacher"]).label()
+
+
+def grid_nfe(nfes: Sequence[int]) -> int:
+    """The NFE the sample grid shows: 5 (the headline setting) when evaluated, else the smallest."""
+    return 5 if 5 in nfes else min(nfes)
+
+
+def sample_grid(rows: list[tuple[str, torch.Tensor]], path: str | Path) -> Path:
+    """A PNG with one row of samples per entry (float NCHW in [-1, 1]); returns its path."""
+    from .runtime.images import make_grid, to_uint8, write_png
+
+    images = np.concatenate([to_uint8(x.float().cpu().numpy()) for _, x in rows])
+    scale = max(1, -(-GRID_MIN_PIXELS // images.shape[1]))
+    images = images.repeat(scale, axis=1).repeat(scale, axis=2)
+    return write_png(path, make_grid(images, ncol=rows[0][1].shape[0], pad=6))
+
+
+def write_plots(path: str | Path, report: dict, denoiser: Denoiser, tables: list[tuple[str, SolverTable]],
+                held: HeldOut) -> dict:
+    """The chart at `path` and the grid beside it: the target's samples first, then each solver at `grid_nfe`."""
+    from .evaluate import run_solver
+
+    chart = quality_plot(report, path)
+    nfe = grid_nfe([t.nfe for _, t in tables])
+    k = min(GRID_SAMPLES, held.noise.shape[0])
+    labels = None if held.labels is None else held.labels[:k]
+    dtype = torch.float64 if held.exact else torch.float32
+    rows = [(target_label(report), held.target[:k])]
+    rows += [(label, run_solver(denoiser, t, held.noise[:k], labels, dtype)) for label, t in tables if t.nfe == nfe]
+    grid = sample_grid(rows, grid_path(path))
+    return {"chart": str(chart), "grid": str(grid), "grid_nfe": nfe, "grid_rows": [r[0] for r in rows]}
