@@ -1,15 +1,62 @@
-"""`s4s-export build` (placeholder until its issue lands; replaced by the real command)."""
+"""`s4s-export build`: bake the fixed-NFE sampler (solver constants and guidance included) into one ONNX graph."""
 
 from __future__ import annotations
 
+import shlex
+import sys
+
 import typer
 
-from ..errors import S4SError
+from ..export.build import BuildRequest, build_onnx, parse_batch
+from .common import console, print_json
 
 
-def build_cmd() -> None:
-    """Not available yet."""
-    raise S4SError("`s4s-export build` is not available in this build yet")
+def build_cmd(
+    nfe: int = typer.Option(None, "--nfe", min=1, help="Evaluations (default 5; a solver file has its own)."),
+    model: str = typer.Option(None, "--model", help="Model name (default: the workspace's, or demo with --solver)."),
+    solver: str = typer.Option(None, "--solver", help="Solver file (.json) or classical name (dpmpp3m, unipc, ...); "
+                                                      "default: the workspace's learned solver for --nfe."),
+    out: str = typer.Option(".", "--out", help="Output folder, or a file path ending in .onnx."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or bf16 (network math; solver and IO stay fp32)."),
+    batch: int = typer.Option(None, "--batch", help="Static batch size."),
+    batch_range: str = typer.Option(None, "--batch-range", help="Dynamic batch MIN:MAX (default 1:64)."),
+    output: str = typer.Option("float", "--output", help="float (NCHW in [-1, 1]) or uint8 (NHWC)."),
+    workdir: str = typer.Option(None, "--workdir", help="Workspace folder (default ./s4s-workspace)."),
+    checkpoint: str = typer.Option(None, "--checkpoint", help="Checkpoint file for a preset model."),
+    random_weights: bool = typer.Option(False, "--random-weights", help="A preset's architecture with random weights."),
+    guidance_scale: float = typer.Option(1.0, "--guidance-scale", help="Default guidance scale baked into the metadata "
+                                                                      "of class-conditional graphs (fed at run time)."),
+    trt: bool = typer.Option(False, "--trt", help="Also build a TensorRT engine (.plan) for the batch range."),
+    triton: str = typer.Option(None, "--triton", help="Also write a Triton model repository into this folder."),
+    json_out: bool = typer.Option(False, "--json", help="Print the sidecar document as JSON instead of the report."),
+) -> None:
+    """Export the sampler as one ONNX graph plus a JSON sidecar, verified against PyTorch with ONNX Runtime."""
+    req = BuildRequest(nfe=nfe, model=model, solver=solver, out=out, precision=precision,
+                       batch=parse_batch(batch, batch_range), output=output, workdir=workdir, checkpoint=checkpoint,
+                       random_weights=random_weights, guidance_scale=guidance_scale,
+                       command=shlex.join(["s4s-export", *sys.argv[1:]]))
+    log = (lambda _: None) if json_out else (lambda m: console.print(m, highlight=False, soft_wrap=True))
+    result = build_onnx(req, log)
+    lo, hi = req.batch
+    if json_out:
+        print_json(result.doc)
+    else:
+        for line in result.verification.lines():
+            console.print(line, highlight=False, soft_wrap=True)
+        console.print(f"wrote {', '.join(map(str, result.files))} and {result.sidecar} "
+                      f"(export {result.seconds['export']:.0f} s, verification {result.seconds['verify']:.0f} s)",
+                      highlight=False, soft_wrap=True)
+    engine = None
+    if trt:
+        from ..runtime.tensorrt_build import build_engine
+
+        engine = build_engine(result.onnx_path, batch_range=(lo, min(max(lo, 4), hi), hi))
+        log(f"wrote TensorRT engine {engine}")
+    if triton is not None:
+        from ..runtime.triton import write_triton_repository
+
+        repo = write_triton_repository(result.onnx_path, triton, engine, max_batch=hi)
+        log(f"wrote Triton model repository {repo}")
 
 
 def register(app: typer.Typer) -> None:
