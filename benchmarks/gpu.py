@@ -24,7 +24,6 @@ as pyproject's package-dir does on install).
 from __future__ import annotations
 
 import argparse
-import importlib
 import importlib.util
 import json
 import os
@@ -36,6 +35,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+START = time.perf_counter()
 FULL = dict(model="cifar10", nfe=5, batches=(1, 16, 64), precision_batch=64, compiled_batches=(1, 64), repeats=20,
             warmup=3, learn={})
 SMOKE = dict(model="smoke-songunet", nfe=3, batches=(1, 2), precision_batch=2, compiled_batches=(1,), repeats=2,
@@ -95,8 +95,6 @@ class Results:
             atomic_write_text(self.path, json.dumps(self.doc, indent=1) + "\n")
         print(f"[{self.doc['elapsed_s']:6.1f} s] {name}: {json.dumps(value)[:400]}", flush=True)
 
-
-START = time.perf_counter()
 
 
 def sync(device: torch.device):
@@ -229,7 +227,10 @@ def compiled(cfg: dict, device: torch.device, denoiser, table, budget_s: float) 
                 continue
             torch._dynamo.reset()
             t0 = time.perf_counter()
-            rows += latency(cfg, device, denoiser, table, prec, batches=[b], compiled=True)["rows"]
+            try:
+                rows += latency(cfg, device, denoiser, table, prec, batches=[b], compiled=True)["rows"]
+            except Exception as e:  # a compiler failure is a result too; the other variants still run
+                skipped.append(f"{prec} batch {b}: {type(e).__name__}: {str(e)[:300]}")
             longest = max(longest, time.perf_counter() - t0)
     return {"mode": "torch.compile(denoiser), default mode; the loop captured as one CUDA graph", "rows": rows,
             "skipped": skipped}
@@ -262,14 +263,18 @@ def main(argv: list[str] | None = None) -> int:
                             "config": {k: v for k, v in cfg.items() if k != "learn"}, "sections": {}})
     denoiser, table = load(cfg, device)
     results.doc["parameters"] = sum(p.numel() for p in denoiser.parameters())
-    if "latency" not in skip:
-        results.section("latency", latency(cfg, device, denoiser, table))
-    if "precision" not in skip:
-        results.section("precision", precision(cfg, device, denoiser, table))
-    if "learning" not in skip:
-        results.section("learning", learning(cfg, device))
-    if "compiled" not in skip:
-        results.section("compiled", compiled(cfg, device, denoiser, table, args.budget_s))
+    sections = {"latency": lambda: latency(cfg, device, denoiser, table),
+                "precision": lambda: precision(cfg, device, denoiser, table),
+                "learning": lambda: learning(cfg, device),
+                "compiled": lambda: compiled(cfg, device, denoiser, table, args.budget_s)}
+    for name, run in sections.items():
+        if name in skip:
+            continue
+        try:
+            value = run()
+        except Exception as e:  # one failed section must not cost the others their numbers
+            value = {"error": f"{type(e).__name__}: {e}"}
+        results.section(name, value)
     if out is None:
         print(json.dumps(results.doc, indent=1))
     return 0

@@ -34,7 +34,7 @@ class TrainConfig:
     radius_c: float = 1.0  # c_r in rho = c_r * m^(-5/2) * sqrt(dim)
     relax_step: float = 0.5  # first z' step length, as a fraction of rho
     seed: int = 0
-    checkpointing: bool = True
+    checkpointing: bool | None = None  # None: on for cuda (memory), off for cpu (speed)
     max_rollbacks: int = 5
 
     def resolved(self) -> "TrainConfig":

@@ -1,9 +1,9 @@
 """The training loop (method §4.2-4.4): phases of epochs over teacher pairs, validation, rollback, resume.
 
 Each epoch trains one phase ('coeffs', 'times' or 'joint') with Adam and gradient clipping on
-the relaxed objective; after every parameter step the batch's z' takes a projected step that is
-kept where the sample's loss went down. Validation (plain distance from the true noise, no
-relaxation) runs after every epoch; the best solver by validation is kept, starting from
+the relaxed objective; after every parameter step the batch's z' takes a projected step, kept
+only where the sample's loss went down (`relax.py`). Validation (plain distance from the true
+noise, no relaxation) runs after every epoch; the best solver by validation is kept, starting from
 iteration 0. A non-finite loss or gradient, or a validation distance above 10x the best, rolls
 the parameters back to the best, resets Adam and halves the learning rates. The whole state is
 saved atomically after every epoch, so an interrupted run loses at most one epoch.
@@ -135,7 +135,7 @@ class Trainer:
         opts = [o for o, on in ((self.opt_coeffs, coeffs), (self.opt_times, times)) if on and o is not None]
         total, count = 0.0, 0
         for idx in self._batches(len(self.train)):
-            z = self.relax.get(idx).to(self.device).requires_grad_(True)
+            z = self.relax.get(idx).to(self.device).requires_grad_(True)  # current z' (a moved one is judged below)
             y = self.train.target[idx].to(self.device, self.dtype)
             cond = self._cond(self.train, idx)
             per = self.distance(self.sampler(z, cond), y)
@@ -144,17 +144,16 @@ class Trainer:
                 o.zero_grad(set_to_none=True)
             loss.backward()
             grads = [p.grad for p in active if p.grad is not None]
-            if not math.isfinite(float(loss.detach())) or not all(bool(torch.isfinite(g).all()) for g in grads):
+            finite = math.isfinite(float(loss.detach())) and all(bool(torch.isfinite(g).all()) for g in grads)
+            keep = self.relax.settle(idx, per) if self.relax.radius > 0 else None
+            if not finite:
                 self._rollback(f"non-finite loss or gradient in epoch {self.epoch + 1}")
                 continue
             torch.nn.utils.clip_grad_norm_(active, self.cfg.grad_clip)
             for o in opts:
                 o.step()
-            if self.relax.radius > 0:
-                cand = self.relax.propose(idx, z.detach().cpu(), z.grad.detach().cpu())
-                with torch.no_grad():
-                    new = self.distance(self.sampler(cand.to(self.device), cond), y)
-                self.relax.accept(idx, cand, new.cpu(), per.detach().cpu())
+            if keep is not None:
+                self.relax.move(idx[keep], z.grad[keep])
             total += float(per.detach().double().sum())
             count += idx.numel()
         for p in active:
@@ -241,6 +240,6 @@ class Trainer:
         self.save()
         self.student.load_state_dict(self.best)
         relax = {"radius": self.relax.radius, "accepted": self.relax.accepted, "proposed": self.relax.proposed,
-                 "mean_shift": float((self.relax.z - self.relax.center).flatten(1).norm(dim=1).mean())}
+                 "mean_shift": float((self.relax.anchor - self.relax.center).flatten(1).norm(dim=1).mean())}
         return TrainResult(self.student, self.base_val, self.init_val, self.best_val, self.best_epoch, self.history,
                            self.rollbacks, relax, time.perf_counter() - t0, peak_memory(self.device))

@@ -116,7 +116,10 @@ def eager_fns(denoiser: Denoiser, table: SolverTable, inputs: dict[int, Inputs])
 
 
 def export_graph(denoiser: Denoiser, table: SolverTable, path: Path, max_batch: int) -> Path:
-    """The baked fp32 sampler graph at `path` with batch range 1..max_batch, through the exporter's own steps."""
+    """The baked fp32 sampler graph at `path`, dynamic batch 1..max(2, max_batch), through the exporter's own steps.
+
+    Traced at batch 2: an example batch of 1 would specialise the batch dimension.
+    """
     from .export.graph import sampler_graph
     from .export.onnx_export import export_model, save_onnx, to_proto
 
@@ -124,8 +127,8 @@ def export_graph(denoiser: Denoiser, table: SolverTable, path: Path, max_batch: 
     info = denoiser.info
     args = (torch.zeros(2, *info.shape),)
     if info.num_classes:
-        args += (torch.zeros(2, dtype=torch.int64), torch.tensor(1.0))
-    save_onnx(to_proto(export_model(module, args, (1, max_batch))), path)
+        args += (torch.zeros(2, dtype=torch.int64), torch.tensor(GUIDANCE))
+    save_onnx(to_proto(export_model(module, args, (1, max(2, max_batch)))), path)
     return path
 
 

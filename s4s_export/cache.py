@@ -103,5 +103,6 @@ def download(url: str, dest: Path, sha256: str | None = None) -> Path:
                            f"try again or place a verified copy at {dest}")
 
     atomic_write(dest, write)
-    atomic_write_text(record_path(dest), json.dumps({"url": url, "sha256": digest.hexdigest(), "bytes": size}, indent=2))
+    record = {"url": url, "sha256": digest.hexdigest(), "bytes": size}
+    atomic_write_text(record_path(dest), json.dumps(record, indent=2))
     return dest

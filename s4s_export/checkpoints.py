@@ -206,7 +206,8 @@ def _is_safetensors(path: Path) -> bool:
 
 
 def _tensor_mapping(obj: object, path: Path) -> dict[str, torch.Tensor]:
-    if not isinstance(obj, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+    flat = isinstance(obj, Mapping) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    if not flat:
         raise S4SError(f"{path} is not a flat state dict (name -> tensor); save `net.state_dict()` of the network")
     return dict(obj)
 
@@ -232,7 +233,8 @@ def state_dict_contents(path: Path) -> tuple[NetworkSpec | None, dict[str, torch
     try:
         obj = torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as e:
-        raise S4SError(f"refusing to load {path}: torch's weights-only loader rejected it ({str(e).splitlines()[0]})") from None
+        reason = str(e).splitlines()[0]
+        raise S4SError(f"refusing to load {path}: torch's weights-only loader rejected it ({reason})") from None
     except (RuntimeError, EOFError, ValueError) as e:
         raise S4SError(f"{path} is not a readable torch state dict: {e}") from None
     return None, _tensor_mapping(obj, path)

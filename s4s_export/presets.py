@@ -92,8 +92,8 @@ class Preset:
         hint = (f"download {self.url} and save it as {dest}, or pass --checkpoint PATH "
                 f"(--random-weights runs the architecture with random weights)")
         if is_offline():
-            raise S4SError(f"model {self.name!r} needs {self.filename}, which is not in the cache ({OFFLINE_ENV} is set): "
-                           f"{hint}")
+            raise S4SError(f"model {self.name!r} needs {self.filename}, which is not in the cache "
+                           f"({OFFLINE_ENV} is set): {hint}")
         try:
             return download(self.url, dest, self.sha256)
         except DownloadError as e:

@@ -88,13 +88,10 @@ def test_workspace_of_another_model_is_not_used(gmm, tmp_path):
     assert why in learning_cost(req, found, why)["skipped"]
 
 
-def test_onnxruntime_backend_side_by_side(gmm):
+def test_onnxruntime_backend_side_by_side_with_guidance():
+    """gmm-cond: class labels and the guidance scale reach both backends (guided graph, doubled batch)."""
     pytest.importorskip("onnxruntime")
-    try:
-        import s4s_export.export  # noqa: F401
-    except ImportError:
-        pytest.skip("the exporter (s4s_export.export) is not in this checkout")
-    report = bench(BenchRequest(model="gmm", nfe=3, batches=(1, 2), backends=("pytorch", "onnxruntime"), repeats=2,
+    report = bench(BenchRequest(model="gmm-cond", nfe=3, batches=(1, 2), backends=("pytorch", "onnxruntime"), repeats=2,
                                 warmup=1, workdir="/nonexistent-workspace"))
     ort_rows = [r for r in report["rows"] if r["backend"] == "onnxruntime"]
     assert [r["batch"] for r in ort_rows] == [1, 2] and "onnxruntime" not in report["skipped"]
@@ -119,6 +116,7 @@ def test_gpu_script_smoke_runs_from_the_source_tree(tmp_path):
     assert doc["device"] == "cpu" and doc["machine"]["threads"] == 1
     sections = doc["sections"]
     assert list(sections) == ["latency", "precision", "learning", "compiled"]
+    assert not [name for name, value in sections.items() if "error" in value]
     rows = sections["latency"]["rows"]
     assert [r["batch"] for r in rows] == [1, 2]
     for r in rows:
@@ -144,3 +142,36 @@ def test_tensorrt_reason_names_the_install(gmm, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     with pytest.raises(S4SError, match="TensorRT is not available"):
         bench_mod.tensorrt_fns(Path("/nonexistent"), gmm, None, {})
+
+
+def test_quality_tables_regenerate_a_marked_block(gmm, tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import quality
+    finally:
+        sys.path.pop(0)
+    from s4s_export.solverfile import SolverFile, save_solver_file
+    from s4s_export.solvers import make_solver
+
+    ws = Workspace.create(tmp_path / "ws", "gmm", gmm.identity_dict())
+    info = gmm.info
+    learned = make_solver("ipndm", 4, "logsnr", info.sigma_min, info.sigma_max)  # stands in for a learned file
+    save_solver_file(ws.solver_path(4), SolverFile(learned, {"method": "s4s-alt", "model": gmm.identity_dict()}))
+    doc = tmp_path / "page.md"
+    doc.write_text("intro\n<!-- quality:gmm:begin -->\nold\n<!-- quality:gmm:end -->\noutro\n")
+    quality.main(["--model", "gmm", "--workdir", str(ws.root), "--nfe", "3,4", "--samples", "4", "--metric", "rmse",
+                  "--write", str(doc)])
+    text = doc.read_text()
+    assert text.startswith("intro\n<!-- quality:gmm:begin -->\nModel `gmm`") and text.endswith("<!-- quality:gmm:end -->\noutro\n")
+    assert "old" not in text and "Command: `python benchmarks/quality.py --model gmm" in text and "--write" not in text
+    cells = [[c.strip().strip("*") for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
+    table = {(c[0], c[1]): c[2:] for c in cells[1:]}  # (solver, schedule) -> [NFE 3, NFE 4]
+    # the stand-in "learned" file is ipndm/logsnr at NFE 4: same table, same noise, same number
+    assert table[("s4s-alt (learned)", "learned")] == ["-", table[("ipndm", "logsnr")][1]]
+    classical = [v for (name, sched), v in table.items() if sched in ("edm", "logsnr")]
+    assert len(classical) == 6
+    best = [min(float(v[i]) for v in classical) for i in (0, 1)]
+    assert [float(v) for v in table[("best classical", "")]] == pytest.approx(best, rel=1e-3)
+    ratio = table[("s4s-alt (learned) / best classical", "")]
+    assert ratio[0] == "-" and float(ratio[1].rstrip("x")) == pytest.approx(
+        float(table[("ipndm", "logsnr")][1]) / best[1], abs=0.01)

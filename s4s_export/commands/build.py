@@ -17,7 +17,8 @@ def build_cmd(
     solver: str = typer.Option(None, "--solver", help="Solver file (.json) or classical name (dpmpp3m, unipc, ...); "
                                                       "default: the workspace's learned solver for --nfe."),
     out: str = typer.Option(".", "--out", help="Output folder, or a file path ending in .onnx."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, fp16 or bf16 (network math; solver and IO stay fp32)."),
+    precision: str = typer.Option("fp32", "--precision",
+                                  help="fp32, fp16 or bf16 (network math; solver and IO stay fp32)."),
     batch: int = typer.Option(None, "--batch", help="Static batch size."),
     batch_range: str = typer.Option(None, "--batch-range", help="Dynamic batch MIN:MAX (default 1:64)."),
     output: str = typer.Option("float", "--output", help="float (NCHW in [-1, 1]) or uint8 (NHWC)."),
@@ -26,6 +27,8 @@ def build_cmd(
     random_weights: bool = typer.Option(False, "--random-weights", help="A preset's architecture with random weights."),
     guidance_scale: float = typer.Option(1.0, "--guidance-scale", help="Default guidance scale baked into the metadata "
                                                                       "of class-conditional graphs (fed at run time)."),
+    simplify: bool = typer.Option(True, "--simplify/--no-simplify", help="Run onnxslim when installed (kept only if "
+                                                                        "outputs stay identical)."),
     trt: bool = typer.Option(False, "--trt", help="Also build a TensorRT engine (.plan) for the batch range."),
     triton: str = typer.Option(None, "--triton", help="Also write a Triton model repository into this folder."),
     json_out: bool = typer.Option(False, "--json", help="Print the sidecar document as JSON instead of the report."),
@@ -33,16 +36,16 @@ def build_cmd(
     """Export the sampler as one ONNX graph plus a JSON sidecar, verified against PyTorch with ONNX Runtime."""
     req = BuildRequest(nfe=nfe, model=model, solver=solver, out=out, precision=precision,
                        batch=parse_batch(batch, batch_range), output=output, workdir=workdir, checkpoint=checkpoint,
-                       random_weights=random_weights, guidance_scale=guidance_scale,
+                       random_weights=random_weights, guidance_scale=guidance_scale, simplify=simplify,
                        command=shlex.join(["s4s-export", *sys.argv[1:]]))
-    log = (lambda _: None) if json_out else (lambda m: console.print(m, highlight=False, soft_wrap=True))
+    log = (lambda _: None) if json_out else (lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True))
     result = build_onnx(req, log)
     lo, hi = req.batch
     if json_out:
         print_json(result.doc)
     else:
         for line in result.verification.lines():
-            console.print(line, highlight=False, soft_wrap=True)
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
         console.print(f"wrote {', '.join(map(str, result.files))} and {result.sidecar} "
                       f"(export {result.seconds['export']:.0f} s, verification {result.seconds['verify']:.0f} s)",
                       highlight=False, soft_wrap=True)

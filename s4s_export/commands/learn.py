@@ -55,7 +55,9 @@ def learn_cmd(
     lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate for coefficients."),
     time_lr: float = typer.Option(5e-3, "--time-lr", help="Adam learning rate for time logits and offsets."),
     radius: float = typer.Option(1.0, "--radius", min=0.0, help="c_r in the relaxation radius c_r * m^(-5/2) * sqrt(dim); 0 = no relaxation."),
-    checkpointing: bool = typer.Option(True, "--checkpointing/--no-checkpointing", help="Per-evaluation gradient checkpointing."),
+    checkpointing: bool = typer.Option(None, "--checkpointing/--no-checkpointing",
+                                       help="Per-evaluation gradient checkpointing (default: on for cuda, off for cpu)."),
+    threads: int = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: torch's; 1 is often fastest on a busy machine)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     workdir: str = typer.Option(None, "--workdir", help="Workspace folder (default ./s4s-workspace)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last saved epoch."),
@@ -73,16 +75,18 @@ def learn_cmd(
     req = LearnRequest(model=model, nfes=tuple(parse_ints(nfe)), config=cfg,
                        schedule=tuple(sched) if isinstance(sched, list) else sched,
                        teacher=None if teacher is None else TeacherSpec.parse(teacher), checkpoint=checkpoint,
-                       random_weights=random_weights, device=device, workdir=workdir, resume=resume)
+                       random_weights=random_weights, device=device, workdir=workdir, resume=resume, threads=threads)
     rows = learn(req)
     if json_out:
         print_json({"model": model, "results": rows})
         return
-    print_table(f"{model}: validation distance to the teacher ({rows[0]['distance']}, {val_samples} held-out samples)",
-                ["nfe", "method", "base", "base val", "learned val", "ratio", "time", "peak MiB"],
-                [[r["nfe"], r["method"], r["base"], f"{r['base_val']:.4g}", f"{r['learned_val']:.4g}", f"{r['ratio']:.3f}",
+    r0 = rows[0]
+    print_table(f"{model}: {r0['method']} from {r0['base']}; validation {r0['distance']} to the teacher, {val_samples} held-out samples",
+                ["nfe", "base val", "learned val", "ratio", "teacher", "training", "peak MiB"],
+                [[r["nfe"], f"{r['base_val']:.4g}", f"{r['learned_val']:.4g}", f"{r['ratio']:.3f}", f"{r['teacher_s']:.0f} s",
                   f"{r['wall_s']:.0f} s", f"{r['peak_memory']['bytes'] / 2**20:.0f}"] for r in rows])
-    console.print(f"peak memory: {rows[0]['peak_memory']['what']}; time: training and validation, teacher excluded", highlight=False)
+    console.print(f"peak memory: {rows[0]['peak_memory']['what']}; teacher: generating the teacher pairs (0 when cached); "
+                  "training: training and validation", highlight=False)
     for r in rows:
         console.print(f"NFE {r['nfe']}: {r['solver_file']}", highlight=False, soft_wrap=True)
 

@@ -3,20 +3,23 @@
 Pipeline: `torch.onnx.export(dynamo=True, optimize=False)` (the legacy exporter fails on EDM
 networks, models.md §1.7), then onnx_ir passes (inline, constant folding, dedupe every identical
 initializer, CSE, strip exporter metadata), a bf16 legalisation, and a compaction of the protobuf
-(Conv + bias Add fused, default attributes dropped, short value names, no value_info). onnxscript's
+(Conv + bias Add fused, default attributes dropped, short names, no value_info). onnxscript's
 pattern rewriter is left out: on the demo sampler it took about as long as the export itself and
-removed only ~4% of the nodes, with no measurable ORT speed-up (docs/export.md).
+removed only ~4% of the nodes, with no measurable ORT speed-up (docs/export.md); the optional
+simplifier is `simplify.py`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import logging
 import os
 import tempfile
 import warnings
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +29,7 @@ import onnx_ir.passes.common as passes
 import torch
 from onnx import defs, helper, numpy_helper
 from onnxscript.optimizer import _constant_folding
-
-from .graph import SamplerGraph
+from torch import nn
 
 # Opset 20: every TensorRT 10.x parser reads opsets 9-20 (10.15: 9-24; 11.x: up to 24/25, tensorrt.md §4.1),
 # and it is the exporter's native opset (no version conversion). bf16 needs opset 22, the first where
@@ -40,16 +42,20 @@ PROTOBUF_LIMIT = 2**31 - 1  # a single .onnx file must stay below 2 GiB; beyond 
 _SPATIAL_DEFAULTS = {"dilations": 1, "strides": 1, "pads": 0}  # Conv/ConvTranspose: absent means these
 
 
-def export_model(module: SamplerGraph, args: tuple[torch.Tensor, ...], batch: tuple[int, int],
-                 opset: int = OPSET) -> ir.Model:
-    """Trace `module(*args)` (the loop unrolls) into an ONNX IR model; batch (min, max), min == max is static."""
-    names = list(INPUT_NAMES[: len(args)])
+def export_model(module: nn.Module, args: tuple[torch.Tensor, ...], batch: tuple[int, int], opset: int = OPSET,
+                 names: Sequence[str] | None = None) -> ir.Model:
+    """Trace `module(*args)` (a sampler's loop unrolls) and clean it; batch (min, max), min == max is static.
+
+    Inputs are named `names` (default: the SamplerGraph's noise, class_labels, guidance_scale); dim 0 of
+    every non-scalar input is the batch. Node names are kept (for error messages) until `compact`.
+    """
+    names = list(names or INPUT_NAMES[: len(args)])
     lo, hi = batch
     dynamic = None
     if lo != hi:
         dim = torch.export.Dim("batch", min=lo, max=hi)
-        dynamic = {name: ({0: dim} if name != "guidance_scale" else None) for name in names}
-    with _quiet():
+        dynamic = {name: ({0: dim} if arg.ndim else None) for name, arg in zip(names, args)}
+    with quiet():
         program = torch.onnx.export(module, args, None, dynamo=True, external_data=False, opset_version=opset,
                                     optimize=False, input_names=names, output_names=[OUTPUT_NAME],
                                     dynamic_shapes=dynamic, verbose=False)
@@ -61,7 +67,7 @@ def export_model(module: SamplerGraph, args: tuple[torch.Tensor, ...], batch: tu
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet():
     """Silence the exporter's progress prints, warnings and 'torchvision is not installed' log lines."""
     logger = logging.getLogger("torch.onnx")
     level = logger.level
@@ -134,7 +140,7 @@ def legalize_bfloat16(model: ir.Model) -> None:
 
 
 def to_proto(model: ir.Model) -> onnx.ModelProto:
-    """Serialize and compact: the protobuf the build writes."""
+    """The compacted protobuf of an exported model, as the build writes it (without the optional simplifier)."""
     proto = ir.serde.serialize_model(model)
     compact(proto)
     return proto
@@ -144,21 +150,29 @@ def compact(proto: onnx.ModelProto) -> None:
     """Shrink the graph structure in place; unrolled steps repeat it N times, the weights only once.
 
     Fuses Conv + constant per-channel Add into the Conv's bias, drops attributes equal to their
-    defaults, renames intermediate values to short names, clears node names and value_info.
+    defaults, gives every initializer and intermediate value a short base-36 name (each weight is
+    referenced once per step), clears node names and value_info. Weight provenance is the model's
+    sha256 in the metadata, not the tensor names.
     """
     g = proto.graph
     _fuse_conv_bias(g)
     opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
-    keep = {v.name for v in (*g.input, *g.output)} | {t.name for t in g.initializer} | {""}
+    keep = {v.name for v in (*g.input, *g.output)} | {""}
     short: dict[str, str] = {}
+    counter = itertools.count()
 
     def rename(name: str) -> str:
         if name in keep:
             return name
         if name not in short:
-            short[name] = _short_name(len(short))
+            candidate = _base36(next(counter))
+            while candidate in keep:  # never reuse a graph input/output name
+                candidate = _base36(next(counter))
+            short[name] = candidate
         return short[name]
 
+    for t in g.initializer:
+        t.name = rename(t.name)
     for node in g.node:
         node.input[:] = [rename(x) for x in node.input]
         node.output[:] = [rename(x) for x in node.output]
@@ -168,14 +182,14 @@ def compact(proto: onnx.ModelProto) -> None:
     del g.value_info[:]
 
 
-def _short_name(i: int) -> str:
+def _base36(i: int) -> str:
     digits = "0123456789abcdefghijklmnopqrstuvwxyz"
     s = ""
     while True:
         s = digits[i % 36] + s
         i //= 36
         if i == 0:
-            return "_" + s  # initializer and IO names never start with "_" (NameFixPass / fixed names)
+            return s
 
 
 def _drop_default_attributes(node: onnx.NodeProto, opset: int) -> None:

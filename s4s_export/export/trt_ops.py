@@ -42,7 +42,8 @@ def check_trt_ops(model: onnx.ModelProto) -> Counter:
     """The op histogram; S4SError naming each unsupported node (first 10) when there are any."""
     bad = unsupported_nodes(model)
     if bad:
-        listed = ", ".join(f"{name} ({op})" for name, op in bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        listed = ", ".join(f"{name} ({op})" for name, op in bad[:10])
+        listed += f" and {len(bad) - 10} more" if len(bad) > 10 else ""
         raise S4SError(f"the graph uses operators TensorRT's ONNX parser does not support ({TRT_LIST_VERSION} list, "
                        f"{SUPPORTED_OPS_FILE.name}): {listed}; change the model code that produces them")
     return Counter(node.op_type for node in _nodes(model))

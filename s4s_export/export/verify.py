@@ -107,7 +107,8 @@ def checker(path: Path) -> Check:
     return Check("onnx.checker", True, "valid (full check with shape inference)")
 
 
-def compare_runtime(path: Path, module: SamplerGraph, precision: str, input_sets: list[tuple[torch.Tensor, ...]]) -> Check:
+def compare_runtime(path: Path, module: SamplerGraph, precision: str,
+                    input_sets: list[tuple[torch.Tensor, ...]]) -> Check:
     """ONNX Runtime CPU vs the PyTorch module on each input set."""
     import onnxruntime as ort
 

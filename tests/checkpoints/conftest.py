@@ -68,6 +68,10 @@ PRECOND_ARGS = {"img_resolution", "img_channels", "label_dim", "use_fp16", "mode
                 "sigma_data", "beta_d", "beta_min", "M", "epsilon_t", "C_1", "C_2"}
 
 
+class EasyDict(dict):
+    """Pickles as dnnlib.util.EasyDict (EDM2's top-level object)."""
+
+
 class EDMLayoutPickler(pickle._Pickler):
     """NVlabs/edm's persistence layout; `numpy_legacy` spells numpy globals as numpy 1.x does.
 
@@ -80,7 +84,7 @@ class EDMLayoutPickler(pickle._Pickler):
         self.module_src = module_src
         self.version = version
         self.init_kwargs = init_kwargs
-        self.renamed: dict[int, tuple[str, str]] = {}
+        self.renamed: dict[int, tuple[str, str]] = {id(EasyDict): ("dnnlib.util", "EasyDict")}
         if numpy_legacy:
             self.renamed[id(np.float64(0).__reduce__()[0])] = ("numpy.core.multiarray", "scalar")
             self.renamed[id(np.zeros(1).__reduce__()[0])] = ("numpy.core.multiarray", "_reconstruct")
@@ -112,18 +116,18 @@ class EDMLayoutPickler(pickle._Pickler):
 
 
 def dump_edm_pickle(path: Path, net: nn.Module, kwargs: dict, module_src: str, numpy_legacy: bool = False,
-                    extra: object = None, version: int = 6) -> Path:
+                    extra: object = None, version: int = 6, top: type = dict) -> Path:
     """Write `{ema, loss_fn, augment_pipe, dataset_kwargs}` as NVlabs/edm's training loop does."""
     inner = {k: v for k, v in kwargs.items() if k not in PRECOND_ARGS}
     inner.update(img_resolution=kwargs["img_resolution"], in_channels=net.img_channels,
                  out_channels=net.model.out_channels, label_dim=net.label_dim)
-    data = {
+    data = top({
         "ema": net,
         "loss_fn": Persistent("EDMLoss", P_mean=-1.2, P_std=1.2, sigma_data=0.5, _init_args=(), _init_kwargs={}),
         "augment_pipe": Persistent("AugmentPipe", p=np.float64(0.12), xflip=np.float32(1e8),
                                    constant=np.arange(4, dtype=np.float32), _init_args=(), _init_kwargs={}),
         "dataset_kwargs": {"class_name": "training.dataset.ImageFolderDataset", "resolution": 8, "extra": extra},
-    }
+    })
     with open(path, "wb") as f:
         inits = {id(net): dict(kwargs), id(net.model): inner}
         EDMLayoutPickler(f, module_src, inits, numpy_legacy, version).dump(data)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, dump_edm_pickle, tiny_net
+from conftest import TINY, EasyDict, dump_edm_pickle, tiny_net
 
 from s4s_export.checkpoints import edm_pickle_contents, load_checkpoint
 from s4s_export.errors import S4SError
@@ -45,6 +45,15 @@ def test_recorded_architecture_and_state(tmp_path: Path) -> None:
     assert spec.class_name == "EDMPrecond" and spec.init_kwargs == kwargs
     assert set(tensors) == set(net.state_dict())  # includes the Fourier `freqs` and resample_filter buffers
     assert "model.map_noise.freqs" in tensors and "model.enc.4x4_aux_residual.resample_filter" in tensors
+
+
+def test_easydict_top_level(tmp_path: Path) -> None:
+    class_name, kwargs = TINY["ve"]
+    net = tiny_net(class_name, kwargs)
+    path = dump_edm_pickle(tmp_path / "e.pkl", net, kwargs, "", top=EasyDict)
+    assert b"dnnlib.util" in path.read_bytes()
+    x, sigma = torch.randn(2, 3, 8, 8), torch.tensor([0.05, 20.0])
+    assert torch.equal(load_checkpoint(path)(x, sigma), net(x, sigma))
 
 
 def test_payload_would_run_if_executed(payload: tuple[Path, str]) -> None:

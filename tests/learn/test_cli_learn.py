@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from s4s_export.cli import app
 from s4s_export.errors import S4SError
 
-TINY = ["--model", "gmm", "--teacher", "unipc3:12:logsnr", "--samples", "12", "--batch", "6", "--val-samples", "8"]
+TINY = ["--model", "gmm", "--teacher", "unipc3:12:logsnr", "--samples", "12", "--batch", "6", "--val-samples", "8",
+        "--distance", "pseudo-huber"]
 
 
 class Result:

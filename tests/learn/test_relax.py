@@ -34,16 +34,22 @@ def test_steps_stay_in_ball_and_only_improvements_are_kept():
     z = torch.randn(8, 1, 4, 4, generator=g, dtype=torch.float64)
     relax = RelaxedNoise(z, radius=0.05, step_fraction=0.5)
     idx = torch.arange(8)
-    for _ in range(20):  # many steps in a fixed direction: the ball must hold them
-        cur = relax.get(idx)
-        cand = relax.propose(idx, cur, -torch.ones_like(cur))
-        assert torch.all((cand - z).flatten(1).norm(dim=1) <= 0.05 * (1 + 1e-6))
-        relax.accept(idx, cand, torch.zeros(8), torch.ones(8))
-    assert torch.all((relax.z - z).flatten(1).norm(dim=1) <= 0.05 * (1 + 1e-6))
-    before, steps = relax.z.clone(), relax.step.clone()
-    cand = relax.propose(idx, relax.get(idx), torch.randn(8, 1, 4, 4, generator=g, dtype=torch.float64))
-    new_loss = torch.tensor([0.0, 2.0, float("nan"), 0.5, 2.0, 0.0, 2.0, 0.9])
-    relax.accept(idx, cand, new_loss, torch.ones(8))
-    kept = torch.tensor([True, False, False, True, False, True, False, True])
-    assert torch.equal(relax.z[kept], cand[kept]) and torch.equal(relax.z[~kept], before[~kept])
+    assert relax.settle(idx, torch.full((8,), 10.0)).all()  # first visit: the true noise is the accepted point
+    loss = 10.0
+    for _ in range(20):  # many improving steps in a fixed direction: the ball must hold them
+        relax.move(idx, -torch.ones(8, 1, 4, 4, dtype=torch.float64))
+        assert torch.all((relax.z - z).flatten(1).norm(dim=1) <= 0.05 * (1 + 1e-9))
+        loss -= 0.1
+        assert relax.settle(idx, torch.full((8,), loss)).all()
+    assert relax.accepted == relax.proposed == 160
+    anchor, steps = relax.z.clone(), relax.step.clone()
+    relax.move(idx, torch.randn(8, 1, 4, 4, generator=g, dtype=torch.float64))
+    moved = relax.z.clone()
+    assert not torch.equal(moved, anchor)
+    new_loss = torch.tensor([0.0, 20.0, float("nan"), 0.5, 20.0, 0.0, 20.0, 0.9])
+    kept = relax.settle(idx, new_loss)
+    assert torch.equal(kept, torch.tensor([True, False, False, True, False, True, False, True]))
+    assert torch.equal(relax.z[kept], moved[kept]) and torch.equal(relax.anchor[kept], moved[kept])
+    assert torch.equal(relax.z[~kept], anchor[~kept])  # rejected: back to the last accepted point
     assert torch.equal(relax.step[~kept], steps[~kept] / 2) and torch.equal(relax.step[kept], steps[kept])
+    assert relax.proposed == 168 and relax.accepted == 164

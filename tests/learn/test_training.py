@@ -18,7 +18,7 @@ from s4s_export.solvers import make_solver
 from s4s_export.teacher import TeacherSpec
 
 FAST = TeacherSpec("unipc3", 12, "logsnr")
-TINY = dict(samples=24, batch=8, val_samples=16)
+TINY = dict(samples=24, batch=8, val_samples=16, distance="pseudo-huber")
 
 
 def request(workdir, method="s4s-alt", nfes=(4,), resume=False, **cfg):
