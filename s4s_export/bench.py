@@ -8,10 +8,12 @@ Backends, timed side by side in one process (interleaved rounds, `timing.interle
   runtime (`s4s_export.runtime.Sampler`) on ONNX Runtime's CPU provider;
 - `tensorrt`: the same graph as a TensorRT engine, where TensorRT and a GPU are present.
 
-Overhead = sampler time / (NFE x one denoiser call) on the same backend. One denoiser call is
-timed as: in PyTorch, the denoiser module itself; on ONNX Runtime and TensorRT, the baked graph at
-NFE 1 (one denoiser evaluation with the same inputs, outputs and session settings, plus two
-scaled additions on the image), so both terms of the ratio pay the same per-run costs.
+The graphs are made by the build pipeline (`export.build.build_onnx`: simplified, verified), so they
+are the graphs `s4s-export build` writes. Overhead = sampler time / (NFE x one denoiser call) on
+the same backend. One denoiser call is timed as: in PyTorch, the denoiser module itself; on ONNX
+Runtime and TensorRT, the baked graph at NFE 1 (one denoiser evaluation with the same inputs,
+outputs and session settings, plus two scaled additions on the image), so both terms of the ratio
+pay the same per-run costs.
 
 Learning cost comes from the workspace's run record (`s4s-export learn` writes wall time and peak
 memory to runs/nfe{N}.json), or, with `learn_samples`, from a short `s4s-export learn` run in a
@@ -44,6 +46,7 @@ from .workspace import Workspace
 BACKENDS = ("pytorch", "onnxruntime", "tensorrt")
 DEFAULT_SOLVER = "dpmpp3m"
 GUIDANCE = 1.0  # guidance scale for class-conditional models (the cost does not depend on it)
+ONE_CALL = "euler"  # at NFE 1: x_T -> one denoiser call -> output
 Inputs = tuple[torch.Tensor, np.ndarray | None]  # noise [B,C,H,W], class labels [B] int64 (conditional models)
 
 
@@ -90,12 +93,6 @@ def pick_solver(req: BenchRequest, denoiser: Denoiser, ws: Workspace | None) -> 
     return label, table
 
 
-def one_call_solver(denoiser: Denoiser) -> SolverTable:
-    """A 1-NFE table: the baked graph built from it is one denoiser call with the sampler's IO."""
-    info = denoiser.info
-    return make_solver("euler", 1, "edm", info.sigma_min, info.sigma_max)
-
-
 # --- backends: each returns {batch: {"sampler": fn, "call": fn}} or raises S4SError(reason) -------------
 
 
@@ -115,21 +112,19 @@ def eager_fns(denoiser: Denoiser, table: SolverTable, inputs: dict[int, Inputs])
     return fns
 
 
-def export_graph(denoiser: Denoiser, table: SolverTable, path: Path, max_batch: int) -> Path:
-    """The baked fp32 sampler graph at `path`, dynamic batch 1..max(2, max_batch), through the exporter's own steps.
+def export_graph(req: BenchRequest, solver: str, nfe: int, out: Path, max_batch: int) -> Path:
+    """The baked fp32 graph as `s4s-export build` makes it (simplified and verified), dynamic batch 1..max_batch."""
+    from .export.build import BuildRequest, build_onnx
 
-    Traced at batch 2: an example batch of 1 would specialise the batch dimension.
-    """
-    from .export.graph import sampler_graph
-    from .export.onnx_export import export_model, save_onnx, to_proto
+    build = BuildRequest(nfe=nfe, model=req.model, solver=solver, out=str(out), batch=(1, max(2, max_batch)),
+                         checkpoint=req.checkpoint, random_weights=req.random_weights, guidance_scale=GUIDANCE,
+                         command="s4s-export bench")
+    return build_onnx(build).onnx_path
 
-    module = sampler_graph(denoiser, table)
-    info = denoiser.info
-    args = (torch.zeros(2, *info.shape),)
-    if info.num_classes:
-        args += (torch.zeros(2, dtype=torch.int64), torch.tensor(GUIDANCE))
-    save_onnx(to_proto(export_model(module, args, (1, max(2, max_batch)))), path)
-    return path
+
+def baked_graphs(req: BenchRequest, solver: str, tmp: Path, max_batch: int) -> tuple[Path, Path]:
+    """The N-NFE graph of `solver` and the 1-NFE graph that times one denoiser call (`ONE_CALL`)."""
+    return (export_graph(req, solver, req.nfe, tmp, max_batch), export_graph(req, ONE_CALL, 1, tmp, max_batch))
 
 
 def runtime_fns(paths: tuple[Path, Path], inputs: dict[int, Inputs], load) -> dict[int, dict]:
@@ -142,28 +137,21 @@ def runtime_fns(paths: tuple[Path, Path], inputs: dict[int, Inputs], load) -> di
     return fns
 
 
-def onnxruntime_fns(tmp: Path, denoiser: Denoiser, table: SolverTable, inputs: dict[int, Inputs],
-                    threads: int) -> dict[int, dict]:
+def onnxruntime_fns(req: BenchRequest, solver: str, tmp: Path, inputs: dict[int, Inputs]) -> dict[int, dict]:
     from .runtime import Sampler as RuntimeSampler
 
-    top = max(inputs)
-    paths = (export_graph(denoiser, table, tmp / "sampler.onnx", top),
-             export_graph(denoiser, one_call_solver(denoiser), tmp / "one_call.onnx", top))
-    return runtime_fns(paths, inputs, lambda p: RuntimeSampler.load(p, providers=["cpu"], threads=threads))
+    paths = baked_graphs(req, solver, tmp, max(inputs))
+    return runtime_fns(paths, inputs, lambda p: RuntimeSampler.load(p, providers=["cpu"], threads=req.threads))
 
 
-def tensorrt_fns(tmp: Path, denoiser: Denoiser, table: SolverTable, inputs: dict[int, Inputs]) -> dict[int, dict]:
+def tensorrt_fns(req: BenchRequest, solver: str, tmp: Path, inputs: dict[int, Inputs]) -> dict[int, dict]:
     from .runtime import Sampler as RuntimeSampler
     from .runtime import build_engine
     from .runtime.tensorrt_build import import_tensorrt
 
     import_tensorrt()  # build_engine names a missing GPU or CUDA runtime itself
     top = max(inputs)
-    onnx = (tmp / "sampler.onnx", tmp / "one_call.onnx")
-    for path, t in zip(onnx, (table, one_call_solver(denoiser))):
-        if not path.is_file():
-            export_graph(denoiser, t, path, top)
-    engines = tuple(build_engine(p, batch_range=(1, top, top)) for p in onnx)
+    engines = tuple(build_engine(p, batch_range=(1, top, top)) for p in baked_graphs(req, solver, tmp / "trt", top))
     return runtime_fns(engines, inputs, RuntimeSampler.load)
 
 
@@ -235,8 +223,8 @@ def bench(req: BenchRequest) -> dict:
     backends: dict[str, dict[int, dict]] = {}
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
         makers = {"pytorch": lambda: eager_fns(denoiser, table, inputs),
-                  "onnxruntime": lambda: onnxruntime_fns(Path(tmp), denoiser, table, inputs, req.threads),
-                  "tensorrt": lambda: tensorrt_fns(Path(tmp), denoiser, table, inputs)}
+                  "onnxruntime": lambda: onnxruntime_fns(req, label, Path(tmp), inputs),
+                  "tensorrt": lambda: tensorrt_fns(req, label, Path(tmp), inputs)}
         for name in req.backends:
             try:
                 backends[name] = makers[name]()

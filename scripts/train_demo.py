@@ -181,6 +181,7 @@ def train(args: argparse.Namespace) -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, str(args.out), metadata=metadata)
+    args.out.chmod(0o644)  # package data must be world-readable
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB) after {train_seconds:.0f}s", flush=True)
 
 

@@ -28,7 +28,7 @@ import onnx_ir as ir
 import onnx_ir.passes.common as passes
 import torch
 from onnx import defs, helper, numpy_helper
-from onnxscript.optimizer import _constant_folding
+from onnxscript.optimizer import fold_constants_ir
 from torch import nn
 
 # Opset 20: every TensorRT 10.x parser reads opsets 9-20 (10.15: 9-24; 11.x: up to 24/25, tensorrt.md §4.1),
@@ -82,12 +82,11 @@ def quiet():
 
 def clean(model: ir.Model) -> None:
     """Fold constants, deduplicate initializers of any size, drop unused nodes and exporter metadata."""
-    fold = _constant_folding.FoldConstantsPass(
-        shape_inference=True, input_size_limit=_constant_folding.DEFAULT_CONSTANT_FOLD_INPUT_SIZE_LIMIT,
-        output_size_limit=_constant_folding.DEFAULT_CONSTANT_FOLD_OUTPUT_SIZE_LIMIT)
+    passes.InlinePass()(model)
+    for _ in range(2):  # a second round folds what the first exposed (as onnxscript's optimizer does)
+        fold_constants_ir(model, onnx_shape_inference=True)
+        passes.RemoveUnusedNodesPass()(model)
     ir.passes.Sequential(
-        passes.InlinePass(),
-        ir.passes.PassManager([fold, passes.RemoveUnusedNodesPass()], steps=2, early_stop=True),
         passes.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
         # the default size limit (1024) keeps e.g. one folded weight transpose per unrolled step
         passes.DeduplicateInitializersPass(size_limit=2**62),

@@ -142,7 +142,8 @@ class UNetBlock(nn.Module):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.emb_channels = emb_channels
-        self.num_heads = 0 if not attention else num_heads if num_heads is not None else out_channels // channels_per_head
+        heads = num_heads if num_heads is not None else out_channels // channels_per_head
+        self.num_heads = heads if attention else 0
         self.dropout = dropout
         self.skip_scale = float(skip_scale)
         self.adaptive_scale = adaptive_scale
@@ -159,7 +160,8 @@ class UNetBlock(nn.Module):
             self.skip = Conv2d(in_channels, out_channels, kernel=kernel, **resample, **init)
         if self.num_heads:
             self.norm2 = GroupNorm(out_channels, eps=eps)
-            self.qkv = Conv2d(out_channels, out_channels * 3, kernel=1, **(init_attn if init_attn is not None else init))
+            attn_init = init_attn if init_attn is not None else init
+            self.qkv = Conv2d(out_channels, out_channels * 3, kernel=1, **attn_init)
             self.proj = Conv2d(out_channels, out_channels, kernel=1, **init_zero)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
