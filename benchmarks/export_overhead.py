@@ -13,7 +13,7 @@ and in interleaved rounds (`s4s_export.timing.interleaved_ms`), at each batch si
 - eager:  the module the exporter traces, run by PyTorch (the project's one Sampler: host loop),
 
 and reports overhead = graph / (N x call) (acceptance: <= 1.05) and graph / eager. Graphs already
-in --out are reused unless --rebuild.
+in --out whose batch range covers --batch are reused unless --rebuild.
 """
 
 from __future__ import annotations
@@ -34,9 +34,10 @@ from s4s_export.timing import describe_machine, interleaved_ms, machine
 
 
 def graph_file(req: BuildRequest, r: Resolved, rebuild: bool) -> Path:
-    """The built graph at its build-pipeline path; built unless present with the same batch range."""
+    """The built graph at its build-pipeline path; built unless one is there whose batch range covers req's."""
     path = output_path(req, r)
-    if rebuild or not path.is_file() or inspect_onnx(path).get("batch_range") != list(req.batch):
+    lo, hi = inspect_onnx(path).get("batch_range", (0, 0)) if path.is_file() else (0, 0)
+    if rebuild or not lo <= req.batch[0] <= req.batch[1] <= hi:
         print(f"building {path}", file=sys.stderr)
         build_onnx(req)
     return path

@@ -39,7 +39,7 @@ from .errors import S4SError
 from .evaluate import solver_tables
 from .models import get_model_spec, load_model
 from .noise import label_set, noise_set
-from .solvers import SolverTable, make_solver
+from .solvers import SolverTable
 from .timing import interleaved_ms, machine
 from .workspace import Workspace
 

@@ -138,10 +138,10 @@ def test_bench_cli_error_is_one_line():
     assert r.returncode == 2 and r.stderr.strip() == "error: unknown backend 'tpu'; choose from: pytorch, onnxruntime, tensorrt"
 
 
-def test_tensorrt_reason_names_the_install(gmm, monkeypatch):
+def test_tensorrt_reason_names_the_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
-    with pytest.raises(S4SError, match="TensorRT is not available"):
-        bench_mod.tensorrt_fns(Path("/nonexistent"), gmm, None, {})
+    with pytest.raises(S4SError, match="TensorRT is not available.*pip install tensorrt"):
+        bench_mod.tensorrt_fns(BenchRequest(model="gmm"), "dpmpp3m", Path("/nonexistent"), {1: None})
 
 
 def test_quality_tables_regenerate_a_marked_block(gmm, tmp_path):

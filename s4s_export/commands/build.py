@@ -27,8 +27,6 @@ def build_cmd(
     random_weights: bool = typer.Option(False, "--random-weights", help="A preset's architecture with random weights."),
     guidance_scale: float = typer.Option(1.0, "--guidance-scale", help="Default guidance scale baked into the metadata "
                                                                       "of class-conditional graphs (fed at run time)."),
-    simplify: bool = typer.Option(True, "--simplify/--no-simplify", help="Run onnxslim when installed (kept only if "
-                                                                        "outputs stay identical)."),
     trt: bool = typer.Option(False, "--trt", help="Also build a TensorRT engine (.plan) for the batch range."),
     triton: str = typer.Option(None, "--triton", help="Also write a Triton model repository into this folder."),
     json_out: bool = typer.Option(False, "--json", help="Print the sidecar document as JSON instead of the report."),
@@ -36,7 +34,7 @@ def build_cmd(
     """Export the sampler as one ONNX graph plus a JSON sidecar, verified against PyTorch with ONNX Runtime."""
     req = BuildRequest(nfe=nfe, model=model, solver=solver, out=out, precision=precision,
                        batch=parse_batch(batch, batch_range), output=output, workdir=workdir, checkpoint=checkpoint,
-                       random_weights=random_weights, guidance_scale=guidance_scale, simplify=simplify,
+                       random_weights=random_weights, guidance_scale=guidance_scale,
                        command=shlex.join(["s4s-export", *sys.argv[1:]]))
     log = (lambda _: None) if json_out else (lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True))
     result = build_onnx(req, log)

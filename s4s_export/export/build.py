@@ -10,8 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import onnx_ir as ir
-
 from ..denoiser import Denoiser
 from ..errors import S4SError, choice_error
 from ..fileio import atomic_write_text
@@ -19,9 +17,8 @@ from ..models import get_model_spec, load_model
 from ..solverfile import library_versions, load_solver_file
 from ..solvers import SOLVERS, SolverTable, make_solver
 from .graph import OUTPUTS, SamplerGraph, sampler_graph
-from .onnx_export import INPUT_NAMES, OPSET, OPSET_BF16, compact, export_model, save_onnx, set_metadata
+from .onnx_export import OPSET, OPSET_BF16, compact, export_model, save_onnx, set_metadata
 from .precision import PRECISIONS
-from .simplify import simplify
 from .trt_ops import TRT_LIST_VERSION, check_trt_ops, uses_float64
 from .verify import (DEVIATION_SAMPLES, Check, Verification, check_inputs, checker, compare_runtime, graph_stats,
                      precision_deviation)
@@ -48,7 +45,6 @@ class BuildRequest:
     random_weights: bool = False
     guidance_scale: float = 1.0
     external_data: bool | None = None  # None: only when the file would pass 2 GiB
-    simplify: bool = True  # onnxslim when installed, kept only if outputs stay identical
     command: str = ""  # recorded in the provenance
 
 
@@ -92,7 +88,10 @@ def resolve(req: BuildRequest) -> Resolved:
     if req.solver is None:
         from ..workspace import Workspace
 
-        ws = Workspace.open(req.workdir)
+        try:
+            ws = Workspace.open(req.workdir)
+        except S4SError as e:
+            raise S4SError(f"{e}; or name a solver: --solver FILE.json or a classical one (--solver dpmpp3m)") from None
         nfe = req.nfe or DEFAULT_NFE
         path = ws.find_solver(nfe)
         name = req.model or ws.model_name
@@ -146,7 +145,7 @@ def io_spec(r: Resolved, req: BuildRequest) -> tuple[list[dict], list[dict]]:
     return inputs, [out]
 
 
-def describe(r: Resolved, req: BuildRequest, opset: int, simplifier: str) -> dict:
+def describe(r: Resolved, req: BuildRequest, opset: int) -> dict:
     """The sidecar document; each top-level key is also one metadata_props entry of the .onnx."""
     info = r.denoiser.info
     inputs, outputs = io_spec(r, req)
@@ -164,8 +163,7 @@ def describe(r: Resolved, req: BuildRequest, opset: int, simplifier: str) -> dic
         "opset": opset,
         "model": {**r.denoiser.identity_dict(), "num_classes": info.num_classes, "conditioning": info.conditioning,
                   "sigma_min": info.sigma_min, "sigma_max": info.sigma_max, "sigma_data": info.sigma_data},
-        "provenance": {"learned": r.learned, "command": req.command, "simplifier": simplifier,
-                       "versions": library_versions()},
+        "provenance": {"learned": r.learned, "command": req.command, "versions": library_versions()},
     }
     if info.num_classes:
         doc["num_classes"] = info.num_classes
@@ -196,43 +194,36 @@ def build_onnx(req: BuildRequest, log: Callable[[str], None] = lambda _: None) -
     t = time.perf_counter()
     example = check_inputs(module, info.shape, lo if lo == hi else max(lo, min(2, hi)), info.num_classes,
                            req.guidance_scale)
-    proto = ir.serde.serialize_model(export_model(module, example, req.batch, opset))
+    proto = export_model(module, example, req.batch, opset)
     seconds["export"] = time.perf_counter() - t
-    check_trt_ops(proto)  # before writing: an unsupported op fails the build with the node name
-    sizes = sorted({lo, min(hi, max(lo, 3))})
-    input_sets = [check_inputs(module, info.shape, b, info.num_classes, req.guidance_scale + i)
-                  for i, b in enumerate(sizes)]
-    t = time.perf_counter()
-    if req.simplify:
-        feeds = [{n: x.numpy() for n, x in zip(INPUT_NAMES, inputs)} for inputs in input_sets]
-        proto, simplified, note = simplify(proto, feeds)
-    else:
-        simplified, note = False, "off (--no-simplify)"
-    seconds["simplify"] = time.perf_counter() - t
-    ops = check_trt_ops(proto)
+    check_trt_ops(proto)  # before compaction and writing: an unsupported op fails the build with the node name
     double = uses_float64(proto)
     compact(proto)
-    doc = describe(r, req, opset, note)
+    doc = describe(r, req, opset)
     set_metadata(proto, doc, f"{r.model}: {r.solver.nfe}-step {r.solver.name} sampler, noise -> images (s4s-export)")
     files = save_onnx(proto, path, req.external_data)
     del proto
 
     log("verifying")
     t = time.perf_counter()
-    trt_detail = f"{len(ops)} op types, all in the TensorRT {TRT_LIST_VERSION} parser list" + (
+    sizes = sorted({lo, min(hi, max(lo, 3))})
+    input_sets = [check_inputs(module, info.shape, b, info.num_classes, req.guidance_scale + i)
+                  for i, b in enumerate(sizes)]
+    stats = graph_stats(path, weights_bytes(r.denoiser))
+    trt_detail = f"{len(stats['ops'])} op types, all in the TensorRT {TRT_LIST_VERSION} parser list" + (
         "; float64 tensors run as float32 in TensorRT" if double else "")
     checks = [checker(path),
               Check("TensorRT ops", True, trt_detail),
-              Check("simplifier", True if simplified else None, note),
               compare_runtime(path, module, req.precision, input_sets)]
     if req.precision != "fp32":
         dev = check_inputs(module, info.shape, DEVIATION_SAMPLES, info.num_classes, req.guidance_scale)
         full = sampler_graph(r.denoiser, r.solver, "fp32", "float")
         checks.append(precision_deviation(SamplerGraph(module.sampler, "float"), full, dev, req.precision))
-    verification = Verification(checks, graph_stats(path, weights_bytes(r.denoiser), dict(ops)))
+    verification = Verification(checks, stats)
     seconds["verify"] = time.perf_counter() - t
     if not verification.ok:
         failed = path.rename(path.with_name(path.stem + ".failed.onnx"))  # its .data (if any) keeps its name
+        path.with_suffix(".json").unlink(missing_ok=True)  # a previous build's sidecar no longer describes a graph
         raise S4SError(f"verification failed ({'; '.join(verification.failures())}); the graph was kept as "
                        f"{failed} for inspection")
     doc_file = {**doc, "onnx": path.name, "verification": verification.to_dict()}

@@ -7,6 +7,7 @@ that include the null label, and a guidance scale other than the default on the 
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,8 +144,10 @@ def precision_deviation(half: SamplerGraph, full: SamplerGraph, inputs: tuple[to
                  f"max abs {max_abs:.2e}, RMSE {rmse:.2e} on images in [-1, 1]")
 
 
-def graph_stats(path: Path, weights_bytes: int, ops: dict[str, int]) -> dict:
+def graph_stats(path: Path, weights_bytes: int) -> dict:
+    """Opset, node count and op histogram of the written graph, its size and its ratio to the weights."""
     model = onnx.load(str(path), load_external_data=False)
+    ops = Counter(node.op_type for node in model.graph.node)
     data = path.with_name(path.name + ".data")
     size = path.stat().st_size + (data.stat().st_size if data.is_file() else 0)
     return {"opset": next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),

@@ -46,6 +46,7 @@ def test_refuses_a_solver_file_for_another_model(monkeypatch, capsys, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
+    (["--workdir", "/nonexistent/ws"], "no s4s-export workspace at /nonexistent/ws"),
     (["--batch", "4", "--batch-range", "1:8"], "either --batch N (static) or --batch-range"),
     (["--batch-range", "8:2"], "--batch-range takes MIN:MAX with 1 <= MIN <= MAX"),
     (["--model", "gmm", "--solver", "euler", "--precision", "fp16"], "--precision fp16 needs an EDM network"),
