@@ -40,7 +40,7 @@ from .evaluate import solver_tables
 from .models import get_model_spec, load_model
 from .noise import label_set, noise_set
 from .solvers import SolverTable
-from .timing import interleaved_ms, machine
+from .timing import describe_machine, interleaved_ms, machine
 from .workspace import Workspace
 
 BACKENDS = ("pytorch", "onnxruntime", "tensorrt")
@@ -249,12 +249,24 @@ def bench(req: BenchRequest) -> dict:
 
 
 def markdown(report: dict) -> str:
-    """The latency table as Markdown, for docs/benchmarks.md."""
-    lines = ["| backend | batch | sampler ms | 1 call ms | overhead | images/s | vs eager |", "|---|---|---|---|---|---|---|"]
+    """The latency table as Markdown, with the machine, the settings and the learning cost, for docs/benchmarks.md."""
+    req = report["request"]
+    lines = [f"Model `{report['model']['name']}` (weights {report['model']['weights_sha256'][:12]}), solver "
+             f"`{report['solver']}`, NFE {report['nfe']}; {req['threads']} thread(s), median of {req['repeats']} "
+             f"interleaved rounds after {req['warmup']} warm-up calls. Machine: {describe_machine(report['machine'])}.",
+             "",
+             "| backend | batch | ms | call ms | overhead | images/s | vs eager |", "|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
         vs = f"{r['vs_eager']:.2f}x" if "vs_eager" in r else "-"
         lines.append(f"| {r['backend']} | {r['batch']} | {r['sampler_ms']:.2f} | {r['call_ms']:.2f} | {r['overhead']:.3f} | "
                      f"{r['images_per_s']:.1f} | {vs} |")
+    lines.append("")
     for name, why in report["skipped"].items():
-        lines.append(f"| {name} | - | skipped: {why} | | | | |")
-    return "\n".join(lines)
+        lines.append(f"- {name}: skipped: {why}")
+    learning = report["learning"]
+    if "skipped" in learning:
+        lines.append(f"- learning: skipped: {learning['skipped']}")
+    else:
+        lines.append(f"- learning: {learning['wall_s']:.0f} s, peak memory {learning['peak_memory']['bytes'] / 2**20:.0f} MiB "
+                     f"({learning['peak_memory']['what']}; {learning['what']}; {learning['source']})")
+    return "\n".join(lines) + "\n"

@@ -51,7 +51,8 @@ def test_bench_eager_rows_and_ratios(gmm):
     assert "TensorRT" in report["skipped"]["tensorrt"]  # no TensorRT (or no GPU) on CI machines
     assert "--learn-samples" in report["learning"]["skipped"]
     table = markdown(report)
-    assert table.count("| pytorch |") == 2 and "| tensorrt | - | skipped:" in table
+    assert table.count("| pytorch |") == 2 and "- tensorrt: skipped: TensorRT" in table
+    assert "Machine: " in table and "median of 2 interleaved rounds" in table and "- learning: skipped:" in table
 
 
 def test_bench_rejects_unknown_backend_and_wrong_nfe(gmm, tmp_path):

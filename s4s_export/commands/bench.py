@@ -37,7 +37,7 @@ def bench_cmd(
         print_json(report)
         return
     if markdown_out:
-        print(markdown(report))
+        print(markdown(report), end="")
         return
     rows = [[r["backend"], r["batch"], f"{r['sampler_ms']:.2f}", f"{r['call_ms']:.2f}", f"{r['overhead']:.3f}",
              f"{r['images_per_s']:.1f}", f"{r['vs_eager']:.2f}x" if "vs_eager" in r else "-"] for r in report["rows"]]

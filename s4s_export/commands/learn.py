@@ -57,7 +57,7 @@ def learn_cmd(
     radius: float = typer.Option(1.0, "--radius", min=0.0, help="c_r in the relaxation radius c_r * m^(-5/2) * sqrt(dim); 0 = no relaxation."),
     checkpointing: bool = typer.Option(None, "--checkpointing/--no-checkpointing",
                                        help="Per-evaluation gradient checkpointing (default: on for cuda, off for cpu)."),
-    threads: int = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: torch's; 1 is often fastest on a busy machine)."),
+    threads: int = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default on cpu: half the CPUs; using all of them is much slower when the cores are shared)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     workdir: str = typer.Option(None, "--workdir", help="Workspace folder (default ./s4s-workspace)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last saved epoch."),

@@ -8,6 +8,8 @@ float16 on CUDA devices (EDM's rule; on CPU it stays float32).
 
 from __future__ import annotations
 
+import abc
+
 import math
 from collections.abc import Callable
 
@@ -75,9 +77,9 @@ class _Precond(Denoiser):
             description=f"{type(self).__name__} over {model_type}",
         )
 
+    @abc.abstractmethod
     def coefficients(self, sigma: torch.Tensor) -> Coefficients:
         """(c_skip, c_out, c_in, c_noise) for float32 sigma [B, 1, 1, 1]."""
-        raise NotImplementedError
 
     def round_sigma(self, sigma: torch.Tensor | float) -> torch.Tensor:
         """Nearest sigma the network supports (identity for continuous-time models)."""
