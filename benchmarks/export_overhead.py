@@ -2,6 +2,7 @@
 
     python benchmarks/export_overhead.py [--model demo] [--nfe 3,5,8] [--batch 1,16] [--threads 1]
                                          [--repeats 20] [--out exported] [--rebuild] [--json]
+                                         [--ort-level basic|extended|all] [--no-arena]
 
 For each NFE the graph comes from the build pipeline (`s4s_export.export.build.build_onnx`, dpmpp3m:
 the cost does not depend on the table's values), and so does "one denoiser call": the NFE-1 graph
@@ -48,12 +49,14 @@ def graph_file(req: BuildRequest, r: Resolved, rebuild: bool) -> Path:
     return path
 
 
-def session(path: Path, threads: int):
+def session(path: Path, args: argparse.Namespace):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = args.threads
     options.inter_op_num_threads = 1
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, f"ORT_ENABLE_{args.ort_level.upper()}")
+    options.enable_cpu_mem_arena = not args.no_arena
     # idle ORT threads would otherwise spin after each run and steal the cores from the next timed call
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -89,11 +92,11 @@ def measure(args: argparse.Namespace) -> dict:
     info = resolved[1].denoiser.info
     if info.num_classes:
         raise SystemExit("this benchmark feeds noise only; pick an unconditional model")
-    call = session(graph_file(requests[1], resolved[1], args.rebuild), args.threads)
+    call = session(graph_file(requests[1], resolved[1], args.rebuild), args)
     rows = []
     for nfe in nfes:
         r = resolved[nfe]
-        graph = session(graph_file(requests[nfe], r, args.rebuild), args.threads)
+        graph = session(graph_file(requests[nfe], r, args.rebuild), args)
         eager = sampler_graph(r.denoiser, r.solver)
         for b in batches:
             x = torch.randn(b, *info.shape, generator=torch.Generator().manual_seed(b))
@@ -129,6 +132,9 @@ def main() -> None:
     p.add_argument("--batch", default="1,16")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--ort-level", default="all", choices=["basic", "extended", "all"],
+                   help="onnxruntime graph optimisation level (default all, as onnxruntime)")
+    p.add_argument("--no-arena", action="store_true", help="onnxruntime sessions without the CPU memory arena")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--out", default="exported", help="folder for the graphs (reused when present)")
     p.add_argument("--rebuild", action="store_true", help="rebuild graphs even when present")

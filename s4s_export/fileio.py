@@ -8,8 +8,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def _default_mode() -> int:
+    """0o666 minus the process umask: what `open(path, "w")` would give a new file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call `write(tmp_path)` on a temporary file beside `path`, fsync it, then rename it over `path`."""
+    """Call `write(tmp_path)` on a temporary file beside `path`, fsync it, then rename it over `path`.
+
+    The file gets ordinary permissions (0o666 minus the umask), not mkstemp's private 0o600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -19,6 +29,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         write(tmp_path)
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp_path, _default_mode())
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)

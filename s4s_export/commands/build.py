@@ -46,7 +46,7 @@ def build_cmd(
             console.print(line, highlight=False, markup=False, soft_wrap=True)
         console.print(f"wrote {', '.join(map(str, result.files))} and {result.sidecar} "
                       f"(export {result.seconds['export']:.0f} s, verification {result.seconds['verify']:.0f} s)",
-                      highlight=False, soft_wrap=True)
+                      highlight=False, markup=False, soft_wrap=True)
     engine = None
     if trt:
         from ..runtime.tensorrt_build import build_engine

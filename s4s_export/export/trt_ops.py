@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
@@ -38,15 +37,14 @@ def unsupported_nodes(model: onnx.ModelProto) -> list[tuple[str, str]]:
     return bad
 
 
-def check_trt_ops(model: onnx.ModelProto) -> Counter:
-    """The op histogram; S4SError naming each unsupported node (first 10) when there are any."""
+def check_trt_ops(model: onnx.ModelProto) -> None:
+    """S4SError naming the unsupported nodes (the first 10) and their ops, if there are any."""
     bad = unsupported_nodes(model)
     if bad:
         listed = ", ".join(f"{name} ({op})" for name, op in bad[:10])
         listed += f" and {len(bad) - 10} more" if len(bad) > 10 else ""
         raise S4SError(f"the graph uses operators TensorRT's ONNX parser does not support ({TRT_LIST_VERSION} list, "
                        f"{SUPPORTED_OPS_FILE.name}): {listed}; change the model code that produces them")
-    return Counter(node.op_type for node in _nodes(model))
 
 
 def _nodes(model: onnx.ModelProto):
