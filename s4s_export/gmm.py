@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,9 +17,8 @@ from scipy.integrate import solve_ivp
 
 from .denoiser import Denoiser, ModelInfo, sigma_batch
 from .errors import S4SError
+from .paths import DIGITS_GMM
 
-ASSETS = Path(__file__).parent / "assets"
-DIGITS_GMM = ASSETS / "gmm_digits.safetensors"
 
 
 class GaussianMixture(Denoiser):

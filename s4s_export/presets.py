@@ -10,14 +10,17 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .cache import OFFLINE_ENV, DownloadError, cache_dir, check_cached, download, is_offline
-from .checkpoints import NetworkSpec, architecture_mismatch, build_loaded, checkpoint_contents
-from .denoiser import Denoiser
 from .errors import S4SError
+from .netspec import NetworkSpec
 from .teacher import DEFAULT_NET_TEACHER, TeacherSpec
+
+if TYPE_CHECKING:  # torch loads only when a network is built (the CLI checks arguments first)
+    import torch
+
+    from .denoiser import Denoiser
 
 EDM_URL = "https://nvlabs-fi-cdn.nvidia.com/edm/pretrained/"
 
@@ -101,11 +104,15 @@ class Preset:
 
     def reference_state(self) -> dict[str, torch.Tensor]:
         """Names and shapes of this architecture's state dict (meta tensors, no memory)."""
+        import torch
+
         with torch.device("meta"):
             return self.network.build().state_dict()
 
     def twin(self, seed: int = TWIN_SEED) -> Denoiser:
         """The exact architecture with seeded random weights, named `<name>-twin`."""
+        import torch
+
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net = self.network.build(f"{self.name}-twin")
@@ -119,6 +126,8 @@ class Preset:
 
     def load(self, checkpoint: str | Path | None = None, random_weights: bool = False) -> Denoiser:
         """The trained network (from `checkpoint` or the cache/download), or its twin."""
+        from .checkpoints import architecture_mismatch, build_loaded, checkpoint_contents
+
         if checkpoint is not None and random_weights:
             raise S4SError("--checkpoint and --random-weights exclude each other: give one")
         if random_weights:

@@ -1,16 +1,20 @@
-"""Teachers: what a few-step solver is measured and trained against."""
+"""Teachers: what a few-step solver is measured and trained against.
+
+Importing this module does not import torch (the CLI checks its arguments before loading torch).
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-import torch
-
-from .denoiser import Denoiser
 from .errors import S4SError
 from .progress import progress
-from .sampler import Sampler
-from .solvers import make_solver
+
+if TYPE_CHECKING:
+    import torch
+
+    from .denoiser import Denoiser
 
 
 @dataclass(frozen=True)
@@ -47,22 +51,23 @@ DEFAULT_NET_TEACHER = TeacherSpec("unipc3", 20, "logsnr")  # method §4.2 (LD3/G
 REFERENCE_TEACHER = TeacherSpec("reference", 0, "")
 
 
-@torch.no_grad()
 def run_teacher(denoiser: Denoiser, teacher: TeacherSpec, noise: torch.Tensor, cond: torch.Tensor | None = None,
                 batch: int = 64, desc: str = "teacher") -> torch.Tensor:
     """Teacher outputs for `noise` (float32 for networks, float64 for the reference solution)."""
+    import torch
+
+    from .gmm import reference_solution
+    from .sampler import Sampler
+    from .solvers import make_solver
+
     info = denoiser.info
     if teacher.is_reference:
-        from .gmm import reference_solution
-
-        chunks = []
-        for i in progress(range(0, noise.shape[0], batch), desc):
-            c = None if cond is None else cond[i : i + batch]
-            chunks.append(reference_solution(denoiser, noise[i : i + batch].double(), info.sigma_max, info.sigma_min, c))
-        return torch.cat(chunks)
-    sampler = Sampler(denoiser, make_solver(teacher.solver, teacher.nfe, teacher.schedule, info.sigma_min, info.sigma_max))
+        def run(x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+            return reference_solution(denoiser, x.double(), info.sigma_max, info.sigma_min, c)
+    else:
+        run = Sampler(denoiser, make_solver(teacher.solver, teacher.nfe, teacher.schedule, info.sigma_min, info.sigma_max))
     outs = []
-    for i in progress(range(0, noise.shape[0], batch), desc):
-        c = None if cond is None else cond[i : i + batch]
-        outs.append(sampler(noise[i : i + batch], c))
+    with torch.no_grad():
+        for i in progress(range(0, noise.shape[0], batch), desc):
+            outs.append(run(noise[i : i + batch], None if cond is None else cond[i : i + batch]))
     return torch.cat(outs)

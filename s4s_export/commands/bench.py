@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ..timing import describe_machine
+from ..models import require_weights
 from .common import console, parse_ints, parse_names, print_json, print_table
 
 
@@ -26,7 +26,9 @@ def bench_cmd(
     markdown_out: bool = typer.Option(False, "--markdown", help="Print the latency table as Markdown."),
 ) -> None:
     """Time the PyTorch eager host loop (`pytorch`), the baked graph on ONNX Runtime and TensorRT (where present), side by side."""
+    require_weights(model, checkpoint, random_weights)  # before torch loads: a missing file is reported at once
     from ..bench import BenchRequest, bench, markdown
+    from ..timing import describe_machine
 
     req = BenchRequest(model=model, checkpoint=checkpoint, random_weights=random_weights, nfe=nfe,
                        batches=tuple(parse_ints(batch, "--batch")), solver=solver,

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from ..export.build import BuildRequest, build_onnx, parse_batch
+from ..models import require_weights
 from .common import console, print_json
 
 
@@ -32,6 +32,10 @@ def build_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the sidecar document as JSON instead of the report."),
 ) -> None:
     """Export the sampler as one ONNX graph plus a JSON sidecar, verified against PyTorch with ONNX Runtime."""
+    if model is not None:
+        require_weights(model, checkpoint, random_weights)  # before torch loads: a missing file is reported at once
+    from ..export.build import BuildRequest, build_onnx, parse_batch
+
     req = BuildRequest(nfe=nfe, model=model, solver=solver, out=out, precision=precision,
                        batch=parse_batch(batch, batch_range), output=output, workdir=workdir, checkpoint=checkpoint,
                        random_weights=random_weights, guidance_scale=guidance_scale,

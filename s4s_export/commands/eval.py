@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ..evaluate import evaluate
-from ..metrics import parse_metrics
+from ..models import require_weights
 from ..schedules import parse_schedule
 from .common import console, parse_ints, parse_names, print_json, print_table
 
@@ -24,6 +23,10 @@ def eval_cmd(
     plot: str = typer.Option(None, "--plot", help="PNG path: quality vs NFE per solver, plus <name>-samples.png, a sample grid at NFE 5 (or the smallest NFE)."),
 ) -> None:
     """Measure solvers on the model's held-out noise (error vs. teacher, or vs. the exact reference)."""
+    require_weights(model, checkpoint, random_weights)  # before torch loads: a missing file is reported at once
+    from ..evaluate import evaluate
+    from ..metrics import parse_metrics
+
     report = evaluate(model, parse_names(solver, "--solver"), parse_ints(nfe),
                       None if schedule is None else parse_schedule(schedule), samples, batch, checkpoint, random_weights,
                       tuple(parse_metrics(metric)), plot)

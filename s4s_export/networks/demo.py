@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 
 from ..errors import S4SError
+from ..paths import DEMO_ASSET
 from . import build_network
 from .precond import EDMPrecond
 
-DEMO_ASSET = Path(__file__).resolve().parents[1] / "assets" / "demo.safetensors"
 TRAIN_COMMAND = "python scripts/train_demo.py"
 
 
