@@ -86,8 +86,9 @@ def quality_plot(report: dict, path: str | Path) -> Path:
 
 
 def target_label(report: dict) -> str:
-    """What the solvers were measured against: the teacher, or the exact reference."""
-    return TeacherSpec(**report["teacher"]).label()
+    """What the solvers were measured against: `teacher unipc3 NFE 20 (logsnr)` or `reference ODE solution`."""
+    teacher = TeacherSpec(**report["teacher"])
+    return teacher.label() if teacher.is_reference else f"teacher {teacher.label()}"
 
 
 def grid_nfe(nfes: Sequence[int]) -> int:

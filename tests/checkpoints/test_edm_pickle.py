@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, EasyDict, dump_edm_pickle, tiny_net
+from edm_pickles import TINY, EasyDict, dump_edm_pickle, tiny_net
 
 from s4s_export.checkpoints import edm_pickle_contents, load_checkpoint
 from s4s_export.errors import S4SError

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, dump_edm_pickle, tiny_net
+from edm_pickles import TINY, dump_edm_pickle, tiny_net
 
 from s4s_export.cache import CACHE_ENV, OFFLINE_ENV, record_path, sha256_file
 from s4s_export.checkpoints import NetworkSpec

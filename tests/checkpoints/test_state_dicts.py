@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, tiny_net
+from edm_pickles import TINY, tiny_net
 from safetensors.torch import save_file
 
 from s4s_export.checkpoints import NetworkSpec, load_checkpoint

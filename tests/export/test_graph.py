@@ -11,7 +11,7 @@ from s4s_export.networks.layers import Conv2d, GroupNorm
 from s4s_export.sampler import Sampler
 from s4s_export.solvers import make_solver
 
-from conftest import NUM_CLASSES, tiny_net
+from export_nets import NUM_CLASSES, tiny_net
 
 
 def test_uint8_is_edm_conversion_of_clamped_float():
