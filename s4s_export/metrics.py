@@ -14,6 +14,7 @@ A metric that cannot run is reported under `skipped` with the reason; the others
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,7 +103,7 @@ class MetricSet:
     fid: FidReference | None = None
 
     @classmethod
-    def create(cls, names: list[str], denoiser: Denoiser) -> "MetricSet":
+    def create(cls, names: Sequence[str], denoiser: Denoiser) -> "MetricSet":
         info = denoiser.info
         run, skipped = [], {}
         lpips = fid = None
