@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -23,6 +24,10 @@ for command in (learn, build, sample, eval_, bench, models, inspect):
 
 def main() -> None:
     """Console entry point: user errors are one line on stderr with exit code 2."""
+    # Idle OpenMP threads sleep instead of spinning: with the default, torch's CPU threads spin on a
+    # busy machine and a forward pass can take 20-40x longer (measured on the 2-core dev box).
+    # torch is not imported yet at this point, so the setting takes effect.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         app()
     except S4SError as e:
