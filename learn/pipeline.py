@@ -56,9 +56,10 @@ def resolve_device(name: str) -> torch.device:
 
 
 def default_cpu_threads() -> int:
-    """Half the CPUs, at least 1: all of them (torch's default) collapses when other processes share the
-    cores (measured on the shared 2-core dev box: one S4S-Alt epoch on the demo model took 105 s with
-    2 threads, 37 s with 1)."""
+    """Half the CPUs, at least 1. All of them (torch's default) collapses when other processes share the
+    cores and OpenMP threads spin (shared 2-core dev box, OMP_WAIT_POLICY unset: one S4S-Alt epoch on the
+    demo model took 105 s with 2 threads, 37 s with 1; with OMP_WAIT_POLICY=PASSIVE, as the CLI sets it,
+    1 and 2 threads ran a training step equally fast)."""
     return max(1, (os.cpu_count() or 2) // 2)
 
 

@@ -7,6 +7,7 @@ import sys
 
 import typer
 
+from ..models import require_weights
 from ..schedules import parse_schedule
 from ..teacher import TeacherSpec
 from .common import console, parse_ints, print_json, print_table
@@ -64,6 +65,7 @@ def learn_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Learn a few-step solver per NFE (S4S-Alt by default) and write it into the workspace."""
+    require_weights(model, checkpoint, random_weights)  # before torch loads: a missing file is reported at once
     from ..learn.config import TrainConfig
     from ..learn.pipeline import LearnRequest, learn
 
@@ -89,6 +91,7 @@ def learn_cmd(
                   "training: training and validation", highlight=False)
     for r in rows:
         console.print(f"NFE {r['nfe']}: {r['solver_file']}", highlight=False, soft_wrap=True)
+
 
 def register(app: typer.Typer) -> None:
     app.command("learn")(learn_cmd)
