@@ -88,7 +88,6 @@ def evaluate(model: str, solvers: list[str], nfes: list[int], schedule: str | li
         require_matplotlib()
     spec = get_model_spec(model)
     denoiser = load_model(model, checkpoint, random_weights)
-    info = denoiser.info
     sched = schedule if schedule is not None else spec.schedule
     tables = [t for name in solvers for t in solver_tables(name, nfes, sched, denoiser)]
     held = held_out_set(denoiser, spec.teacher, samples, batch)

@@ -61,3 +61,9 @@ def test_identity_is_stable_and_sensitive(gmm):
 def test_bad_parameters_rejected():
     with pytest.raises(ValueError):
         GaussianMixture(torch.zeros(2, 4), torch.ones(2, 3), torch.ones(2), (1, 2, 2))
+
+
+def test_conditional_view_has_its_own_identity(gmm):
+    from s4s_export.gmm import digits_gmm
+
+    assert digits_gmm(True).identity() != gmm.identity()

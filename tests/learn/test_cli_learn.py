@@ -99,3 +99,13 @@ def test_bad_input_is_one_line_exit_2(args, message, tmp_path):
     r = run_cli(*args, *(["--workdir", str(tmp_path)] if args[0] == "learn" else []))
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_inspect_exported_graph(workspace, tmp_path):
+    """learn -> build (finds the workspace's solver) -> inspect the .onnx."""
+    out = tmp_path / "g.onnx"
+    r = run_cli("build", "--workdir", str(workspace), "--nfe", "3", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(run_cli("inspect", str(out), "--json").stdout)
+    assert doc["nfe"] == 3 and doc["solver"]["name"] == "s4s"
+    assert run_cli("inspect", str(out)).returncode == 0
