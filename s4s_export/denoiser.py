@@ -52,13 +52,8 @@ class Denoiser(nn.Module, abc.ABC):
         """Return the denoised estimate of x0 in x's dtype."""
 
     def identity(self) -> str:
-        """sha256 over the conditioning and the state dict (names, dtypes, shapes, bytes): a stable model identity.
-
-        The conditioning is included so that a conditional and an unconditional view of the same
-        weights (e.g. `gmm-cond` and `gmm`) are different models to solver files.
-        """
+        """sha256 over the state dict (names, dtypes, shapes, bytes): a stable model identity."""
         h = hashlib.sha256()
-        h.update(f"{self.info.conditioning}|{self.info.num_classes}|".encode())
         for name, t in sorted(self.state_dict().items()):
             t = t.detach().cpu().contiguous()
             h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())

@@ -81,7 +81,9 @@ def check_model(sf: SolverFile, identity: dict, path: str | Path = "solver file"
     m = sf.model
     if not m:
         return  # classical solvers carry no model
-    if m.get("weights_sha256") != identity["weights_sha256"] or list(m.get("shape", [])) != list(identity["shape"]):
+    # The name matters too: `gmm` and `gmm-cond` share weights but are different models.
+    if (m.get("weights_sha256") != identity["weights_sha256"] or list(m.get("shape", [])) != list(identity["shape"])
+            or m.get("name") != identity["name"]):
         raise S4SError(f"{path} was learned for model {m.get('name')!r} (weights {str(m.get('weights_sha256'))[:12]}, "
                        f"shape {m.get('shape')}), not for {identity['name']!r} (weights {identity['weights_sha256'][:12]}, "
                        f"shape {identity['shape']}); learn a solver for it with `s4s-export learn --model {identity['name']}`")

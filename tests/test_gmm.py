@@ -63,7 +63,13 @@ def test_bad_parameters_rejected():
         GaussianMixture(torch.zeros(2, 4), torch.ones(2, 3), torch.ones(2), (1, 2, 2))
 
 
-def test_conditional_view_has_its_own_identity(gmm):
+def test_solver_file_for_the_unconditional_view_is_refused(gmm):
+    from s4s_export.errors import S4SError
     from s4s_export.gmm import digits_gmm
+    from s4s_export.solverfile import SolverFile, check_model
+    from s4s_export.solvers import make_solver
 
-    assert digits_gmm(True).identity() != gmm.identity()
+    sf = SolverFile(make_solver("euler", 3), {"model": gmm.identity_dict()})
+    check_model(sf, gmm.identity_dict())
+    with pytest.raises(S4SError, match="learned for model 'gmm'"):
+        check_model(sf, digits_gmm(True).identity_dict())
