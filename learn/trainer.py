@@ -59,7 +59,7 @@ def peak_memory(device: torch.device) -> dict:
 
 
 class _TooManyRollbacks(Exception):
-    pass
+    """Training kept diverging after repeated rollbacks."""
 
 
 class Trainer:

@@ -22,7 +22,7 @@ class _StderrHandler(logging.StreamHandler):
 
     @stream.setter
     def stream(self, value: object) -> None:
-        pass
+        """Ignored: records always go to the current sys.stderr (pytest and rich swap it)."""
 
 
 def _log_to_stderr() -> None:
