@@ -1,12 +1,14 @@
 """The weights cache: where downloaded checkpoints live, and the download itself.
 
 The cache is `$S4S_EXPORT_CACHE`, else `~/.cache/s4s-export`. `S4S_EXPORT_OFFLINE=1` forbids
-any network access. A download streams into a temporary file beside its destination, checks the
-sha256 when one is known, and records the sha256 of the file in `<file>.json` beside it.
+any network access. A download connects first (nothing is created when that fails), streams into
+a temporary file beside its destination, checks the sha256 when one is known, and records the
+file's sha256 and size in `<file>.json` beside it; a cache hit is checked against that record.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
@@ -24,7 +26,8 @@ from .progress import progress
 
 CACHE_ENV = "S4S_EXPORT_CACHE"
 OFFLINE_ENV = "S4S_EXPORT_OFFLINE"
-TIMEOUT_S = 10.0  # connect and per-read stall limit: an unreachable host fails in seconds, not minutes
+CONNECT_TIMEOUT_S = 2.0  # an unreachable network fails at once, before anything is created
+READ_TIMEOUT_S = 10.0  # per-read stall limit once connected
 CHUNK = 1 << 20
 
 
@@ -53,14 +56,40 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _read_record(record: Path, fix: str) -> dict:
+    try:
+        data = json.loads(record.read_text())
+    except (OSError, ValueError) as e:
+        raise S4SError(f"cannot read the download record {record} ({e}); {fix}") from None
+    if not isinstance(data, dict):
+        raise S4SError(f"the download record {record} is not a JSON object; {fix}")
+    return data
+
+
 def check_cached(path: Path) -> Path:
-    """A cached file, after checking its size against the download record (when there is one)."""
+    """A cached file, checked against its download record (when there is one): size, then sha256.
+
+    The sha256 is recomputed only when the file's mtime differs from the last verification, which
+    the record keeps (`verified_mtime_ns`), so a cache hit normally costs a stat, not a hash.
+    """
     record = record_path(path)
-    if record.is_file():
-        expected = json.loads(record.read_text()).get("bytes")
-        if expected is not None and path.stat().st_size != expected:
-            raise S4SError(f"cached {path} has {path.stat().st_size} bytes but was downloaded with {expected}; "
-                           f"delete it and {record.name} to download it again")
+    if not record.is_file():
+        return path
+    fix = f"delete {path} and {record} to download it again"
+    info = _read_record(record, fix)
+    stat = path.stat()
+    expected_size = info.get("bytes")
+    if expected_size is not None and stat.st_size != expected_size:
+        raise S4SError(f"cached {path} has {stat.st_size} bytes but was downloaded with {expected_size}; {fix}")
+    expected = info.get("sha256")
+    if expected is None or info.get("verified_mtime_ns") == stat.st_mtime_ns:
+        return path
+    actual = sha256_file(path)
+    if actual != expected:
+        raise S4SError(f"cached {path} has sha256 {actual} but was downloaded with {expected} (changed or corrupt); "
+                       f"{fix}")
+    with contextlib.suppress(OSError):  # a read-only cache is still verified, just again next time
+        atomic_write_text(record, json.dumps({**info, "verified_mtime_ns": stat.st_mtime_ns}, indent=2))
     return path
 
 
@@ -77,19 +106,32 @@ def _chunks(response: BinaryIO) -> Iterator[bytes]:
     yield from iter(lambda: response.read(CHUNK), b"")
 
 
+def _connect(url: str) -> BinaryIO:
+    """The open response for `url`: CONNECT_TIMEOUT_S to connect, then READ_TIMEOUT_S per read."""
+    try:
+        response = urllib.request.urlopen(url, timeout=CONNECT_TIMEOUT_S)
+    except (OSError, ValueError, http.client.HTTPException) as e:
+        raise DownloadError(_reason(e)) from None
+    sock = getattr(getattr(response.fp, "raw", None), "_sock", None)  # http(s): the connected socket
+    if sock is not None:
+        sock.settimeout(READ_TIMEOUT_S)
+    return response
+
+
 def download(url: str, dest: Path, sha256: str | None = None) -> Path:
     """Fetch `url` to `dest` atomically with a progress bar; verify or record its sha256.
 
     Raises DownloadError when the transfer fails and S4SError on a checksum mismatch; in both
-    cases nothing is left at `dest`.
+    cases nothing is left at `dest`, and when connecting fails nothing is created at all.
     """
+    response = _connect(url)  # first: an unreachable network leaves nothing behind
     digest = hashlib.sha256()
     size = 0
 
     def write(tmp: Path) -> None:
         nonlocal size
         try:
-            with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, open(tmp, "wb") as out:
+            with open(tmp, "wb") as out:
                 length = response.headers.get("Content-Length")
                 total = math.ceil(int(length) / CHUNK) if length else None
                 for block in progress(_chunks(response), f"download {dest.name} (MiB)", total):
@@ -102,7 +144,8 @@ def download(url: str, dest: Path, sha256: str | None = None) -> Path:
             raise S4SError(f"downloaded {url} has sha256 {digest.hexdigest()}, expected {sha256}; nothing was saved, "
                            f"try again or place a verified copy at {dest}")
 
-    atomic_write(dest, write)
-    record = {"url": url, "sha256": digest.hexdigest(), "bytes": size}
+    with response:
+        atomic_write(dest, write)
+    record = {"url": url, "sha256": digest.hexdigest(), "bytes": size, "verified_mtime_ns": dest.stat().st_mtime_ns}
     atomic_write_text(record_path(dest), json.dumps(record, indent=2))
     return dest

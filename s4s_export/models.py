@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import S4SError, choice_error
@@ -54,6 +55,9 @@ def require_weights(name: str, checkpoint: str | None = None, random_weights: bo
     if (checkpoint is not None or random_weights) and not spec.accepts_checkpoint:
         raise S4SError(f"model {name!r} is bundled: --checkpoint and --random-weights apply to checkpoint presets "
                        f"({', '.join(n for n, s in MODELS.items() if s.accepts_checkpoint) or 'none registered'})")
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise S4SError(f"checkpoint file not found: {checkpoint}; --checkpoint takes an existing EDM pickle, torch "
+                       f"state dict or safetensors file")
     if checkpoint is None and not random_weights and spec.fetch_weights is not None:
         spec.fetch_weights()
     return spec
@@ -101,7 +105,8 @@ def _register_builtins() -> None:
                        lambda: _load_gmm(True), DIGITS_GMM.exists, True, REFERENCE_TEACHER, "logsnr"))
     for p in PRESETS.values():
         register(ModelSpec(p.name, p.description, p.resolution, p.conditioning, p.load, p.is_cached,
-                           teacher=p.teacher, schedule=p.schedule, accepts_checkpoint=True, fetch_weights=p.weights_path))
+                           teacher=p.teacher, schedule=p.schedule, accepts_checkpoint=True,
+                           fetch_weights=p.weights_path))
 
 
 _register_builtins()

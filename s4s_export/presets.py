@@ -52,7 +52,7 @@ class Preset:
     url: str
     network: NetworkSpec
     heun_nfe: int  # EDM's deterministic Heun sampler (35 at 32x32, 79 at 64x64): the `heun:N:edm` teacher option
-    sha256: str | None = None  # unknown for the official files: recorded beside the file on first download
+    sha256: str | None = None  # unknown for the official files: recorded on first download, re-checked on use
     teacher: TeacherSpec = DEFAULT_NET_TEACHER
     schedule: str = "logsnr"
 

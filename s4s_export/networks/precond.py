@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..denoiser import Denoiser, ModelInfo, sigma_batch
-from ..errors import choice_error
+from ..errors import S4SError, choice_error
 from .dhariwal import DhariwalUNet
 from .songunet import SongUNet
 
@@ -162,16 +162,21 @@ class VEPrecond(_Precond):
         return torch.ones_like(sigma), sigma, torch.ones_like(sigma), (0.5 * sigma).log()
 
 
-def _iddpm_grid(C_1: float, C_2: float, M: int) -> torch.Tensor:
-    """Improved-DDPM sigma grid u_0 > ... > u_M = 0 (float32 buffer, computed in float64)."""
-    def alpha_bar(j: int) -> float:
-        return math.sin(0.5 * math.pi * j / M / (C_2 + 1)) ** 2
+MAX_GRID_STEPS = 10_000  # iDDPM's M (EDM uses 1000): the grid is a Python loop of M steps (~1 s at the limit)
 
-    u = torch.zeros(M + 1, dtype=torch.float64)
+
+def _iddpm_grid(C_1: float, C_2: float, M: int) -> torch.Tensor:
+    """Improved-DDPM sigma grid u_0 > ... > u_M = 0, computed on the CPU with EDM's float32 ops exactly."""
+    if not 1 <= M <= MAX_GRID_STEPS:
+        raise S4SError(f"iDDPMPrecond M={M} is out of range; use 1..{MAX_GRID_STEPS} (EDM uses 1000)")
+
+    def alpha_bar(j: int) -> torch.Tensor:
+        return (0.5 * math.pi * torch.tensor(j, device="cpu") / M / (C_2 + 1)).sin() ** 2
+
+    u = torch.zeros(M + 1, device="cpu")  # float32, like EDM; explicit CPU so meta builds work too
     for j in range(M, 0, -1):
-        ratio = max(alpha_bar(j - 1) / alpha_bar(j), C_1)
-        u[j - 1] = math.sqrt((float(u[j]) ** 2 + 1) / ratio - 1)
-    return u.to(torch.float32)
+        u[j - 1] = ((u[j] ** 2 + 1) / (alpha_bar(j - 1) / alpha_bar(j)).clip(min=C_1) - 1).sqrt()
+    return u
 
 
 class iDDPMPrecond(_Precond):  # noqa: N801 (EDM's class name)
@@ -186,7 +191,7 @@ class iDDPMPrecond(_Precond):  # noqa: N801 (EDM's class name)
         super().__init__(img_resolution, img_channels, label_dim, use_fp16, model_type, model_kwargs,
                          float(u[M - 1]), float(u[0]), 0.5, name)
         self.C_1, self.C_2, self.M = float(C_1), float(C_2), int(M)
-        self.register_buffer("u", u)
+        self.register_buffer("u", u.to(torch.get_default_device()))  # meta inside `with torch.device("meta")`
 
     def sigma_index(self, sigma: torch.Tensor) -> torch.Tensor:
         """Index of the nearest grid sigma, same shape as sigma."""

@@ -86,7 +86,6 @@ class EDMLayoutPickler(pickle._Pickler):
         self.renamed: dict[int, tuple[str, str]] = {id(EasyDict): ("dnnlib.util", "EasyDict")}
         if numpy_legacy:
             self.renamed[id(np.float64(0).__reduce__()[0])] = ("numpy.core.multiarray", "scalar")
-            self.renamed[id(np.zeros(1).__reduce__()[0])] = ("numpy.core.multiarray", "_reconstruct")
 
     def record(self, class_name: str, state: dict) -> tuple:
         meta = dict(type="class", version=self.version, module_src=self.module_src, class_name=class_name, state=state)
@@ -123,8 +122,8 @@ def dump_edm_pickle(path: Path, net: nn.Module, kwargs: dict, module_src: str, n
     data = top({
         "ema": net,
         "loss_fn": Persistent("EDMLoss", P_mean=-1.2, P_std=1.2, sigma_data=0.5, _init_args=(), _init_kwargs={}),
-        "augment_pipe": Persistent("AugmentPipe", p=np.float64(0.12), xflip=np.float32(1e8),
-                                   constant=np.arange(4, dtype=np.float32), _init_args=(), _init_kwargs={}),
+        "augment_pipe": Persistent("AugmentPipe", p=np.float64(0.12), xflip=np.float32(1e8), yflip=np.int64(1),
+                                   enabled=np.bool_(True), _init_args=(), _init_kwargs={}),
         "dataset_kwargs": {"class_name": "training.dataset.ImageFolderDataset", "resolution": 8, "extra": extra},
     })
     with open(path, "wb") as f:

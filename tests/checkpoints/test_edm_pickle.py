@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import builtins
+import collections
 import os
 import pickle
+import re
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from edm_pickles import TINY, EasyDict, dump_edm_pickle, tiny_net
@@ -63,13 +68,13 @@ def test_payload_would_run_if_executed(payload: tuple[Path, str]) -> None:
 
 
 class Call:
-    """Pickles as `func(*args)`: what a malicious checkpoint would do."""
+    """Pickles as `func(*args)`, then restores `state` on the result if given: what a malicious checkpoint does."""
 
-    def __init__(self, func: object, *args: object) -> None:
-        self.func, self.args = func, args
+    def __init__(self, func: object, *args: object, state: object = None) -> None:
+        self.func, self.args, self.state = func, args, state
 
     def __reduce__(self) -> tuple:
-        return self.func, self.args
+        return (self.func, self.args) if self.state is None else (self.func, self.args, self.state)
 
 
 @pytest.mark.parametrize("attack", ["os.system", "builtins.exec", "hidden-in-edm-pickle"])
@@ -105,3 +110,70 @@ def test_not_a_network_pickle(tmp_path: Path) -> None:
         load_checkpoint(path)
     with pytest.raises(S4SError, match="not found"):
         load_checkpoint(tmp_path / "missing.pkl")
+
+
+SCALAR = np.float64(0).__reduce__()[0]  # numpy's scalar(dtype, bytes), pickled as numpy._core.multiarray.scalar
+OVERLAPPING = (3, "|", None, ("a", "b"), {"a": (np.dtype("O"), 0), "b": (np.dtype("i8"), 0)}, 8, 1, 0)
+NUMPY_ATTACKS = {  # only allowlisted names; before the fix the first one segfaulted in `.item()`
+    "object pointer from bytes": (Call(SCALAR, Call(np.dtype, "V8", False, True, state=OVERLAPPING), b"A" * 8),
+                                  "numpy dtype 'V8', not a plain number type"),
+    "float64 state with a 16-byte size": (Call(SCALAR, Call(np.dtype, "f8", False, True,
+                                                            state=(3, "<", None, None, None, 16, 1, 0)), b"A" * 16),
+                                          "numpy 'f8' dtype with fields, objects or a subarray"),
+    "short scalar": (Call(SCALAR, np.dtype("f8"), b"A" * 4), "numpy scalar that is not a plain number of its"),
+    "state on an OrderedDict": (Call(collections.OrderedDict, state={"x": 1}),
+                                "pickled state on an object of type OrderedDict"),
+    "array": (np.arange(3), r"refers to numpy\._core\.multiarray\._reconstruct"),
+}
+LOAD_EACH = """
+import sys
+from s4s_export.checkpoints import load_checkpoint
+from s4s_export.errors import S4SError
+for path in sys.argv[1:]:
+    try:
+        load_checkpoint(path)
+        print("loaded", path)
+    except S4SError as e:
+        print(e)
+"""
+
+
+def test_numpy_attacks_are_refused_in_a_subprocess(tmp_path: Path) -> None:
+    """Each crafted value sits in the network's recorded kwargs, where `.item()` would read it."""
+    class_name, kwargs = TINY["vp"]
+    net = tiny_net(class_name, kwargs)
+    paths = [dump_edm_pickle(tmp_path / f"{i}.pkl", net, dict(kwargs, sigma_data=value), "")
+             for i, (value, _) in enumerate(NUMPY_ATTACKS.values())]
+    r = subprocess.run([sys.executable, "-c", LOAD_EACH, *map(str, paths)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"the loader crashed (exit {r.returncode}): {r.stderr[-2000:]}"
+    lines = r.stdout.splitlines()
+    assert len(lines) == len(paths)
+    for line, path, (name, (_, reason)) in zip(lines, paths, NUMPY_ATTACKS.items()):
+        assert line.startswith(f"refusing to load {path}: it ") and re.search(reason, line), (name, line)
+
+
+def test_module_cycle_is_refused(tmp_path: Path) -> None:
+    class_name, kwargs = TINY["ddpmpp-cond"]
+    net = tiny_net(class_name, kwargs)
+    net.model.enc._modules["loop"] = net.model.enc  # a ModuleDict that contains itself
+    path = dump_edm_pickle(tmp_path / "cycle.pkl", net, kwargs, "")
+    with pytest.raises(S4SError, match=f"{path}: module model.enc.loop in the pickle is already part of its module"):
+        load_checkpoint(path)
+
+
+def test_self_referencing_kwargs_are_refused(tmp_path: Path) -> None:
+    class_name, kwargs = TINY["vp"]
+    loop: list = []
+    loop.append(loop)
+    path = dump_edm_pickle(tmp_path / "kw.pkl", tiny_net(class_name, kwargs), dict(kwargs, channel_mult=loop), "")
+    with pytest.raises(S4SError, match="recorded constructor kwargs nest over 8 deep .*contain themselves"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(("change", "reason"), [(dict(model_channels=2**40), "Storage size calculation overflowed"),
+                                                (dict(num_blocks=10**9), "bigger EDMPrecond than the")])
+def test_recorded_giant_network_costs_no_memory(change: dict, reason: str, tmp_path: Path) -> None:
+    class_name, kwargs = TINY["ncsnpp"]
+    path = dump_edm_pickle(tmp_path / "giant.pkl", tiny_net(class_name, kwargs), dict(kwargs, **change), "")
+    with pytest.raises(S4SError, match=reason):  # refused on the meta device, before any allocation
+        load_checkpoint(path)

@@ -59,3 +59,15 @@ def test_missing_weights_cli_message(command: str, tmp_path: Path) -> None:
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: model 'ffhq' needs " + FFHQ_FILE)
     assert f"download {PRESETS['ffhq'].url} and save it as {tmp_path / FFHQ_FILE}" in lines[0]
+
+
+def test_missing_checkpoint_stops_before_torch(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.pkl"
+    report = "import atexit, sys; atexit.register(lambda: print('torch' in sys.modules)); "
+    r = subprocess.run([sys.executable, "-c", report + "from s4s_export.cli import main; main()", "learn", "--model",
+                        "ffhq", "--checkpoint", str(missing)], capture_output=True, text=True, timeout=120,
+                       cwd=tmp_path, env={**os.environ, CACHE_ENV: str(tmp_path / "cache"), "S4S_QUIET": "1"})
+    assert r.returncode == 2 and r.stdout == "False\n"  # torch was never imported
+    assert r.stderr.splitlines() == [f"error: checkpoint file not found: {missing}; --checkpoint takes an existing "
+                                     f"EDM pickle, torch state dict or safetensors file"]
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "s4s-workspace").exists()

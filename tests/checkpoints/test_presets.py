@@ -88,7 +88,8 @@ def test_download_records_sha256_then_uses_cache(cache: Path, source: tuple[Path
     cached = cache / "tiny-edm.pkl"
     assert preset.is_cached() and cached.read_bytes() == path.read_bytes()
     record = json.loads(record_path(cached).read_text())
-    assert record == {"url": path.as_uri(), "sha256": sha256_file(path), "bytes": path.stat().st_size}
+    assert record == {"url": path.as_uri(), "sha256": sha256_file(path), "bytes": path.stat().st_size,
+                      "verified_mtime_ns": cached.stat().st_mtime_ns}
     path.unlink()  # from now on only the cache has it
     assert first.info.name == "tiny" and torch.equal(outputs(first), outputs(net))
     assert torch.equal(outputs(preset.load()), outputs(net))
@@ -106,6 +107,7 @@ def test_download_failure_names_placement(cache: Path, tmp_path: Path) -> None:
     url = (tmp_path / "nowhere" / "tiny-edm.pkl").as_uri()
     with pytest.raises(S4SError, match=f"download failed .*save it as {cache / 'tiny-edm.pkl'}"):
         tiny_preset(url).load()
+    assert not cache.exists()  # a failed lookup creates no directories
 
 
 def test_cached_file_size_is_checked(cache: Path, source: tuple[Path, torch.nn.Module]) -> None:
@@ -114,8 +116,29 @@ def test_cached_file_size_is_checked(cache: Path, source: tuple[Path, torch.nn.M
     preset.load()
     with open(cache / "tiny-edm.pkl", "ab") as f:
         f.write(b"junk")
-    with pytest.raises(S4SError, match="delete it"):
+    size = path.stat().st_size
+    with pytest.raises(S4SError, match=f"has {size + 4} bytes but was downloaded with {size}; delete .* to download"):
         preset.load()
+
+
+def test_cached_file_sha256_is_checked_once_per_change(cache: Path, source: tuple[Path, torch.nn.Module],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    path, net = source
+    preset = tiny_preset(path.as_uri())
+    preset.load()
+    cached, good = cache / "tiny-edm.pkl", path.read_bytes()
+    cached.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))  # same size, one bit flipped
+    with pytest.raises(S4SError, match=f"cached {cached} has sha256 .* but was downloaded with .*delete {cached}"):
+        preset.load()
+    cached.write_bytes(good)  # restored: hashed once more, and the verification is recorded
+    assert torch.equal(outputs(preset.load()), outputs(net))
+    assert json.loads(record_path(cached).read_text())["verified_mtime_ns"] == cached.stat().st_mtime_ns
+
+    def no_hashing(p: Path) -> str:
+        raise AssertionError(f"{p} was hashed again although it did not change")
+
+    monkeypatch.setattr("s4s_export.cache.sha256_file", no_hashing)
+    assert torch.equal(outputs(preset.load()), outputs(net))
 
 
 def test_checkpoint_comes_first(cache: Path, source: tuple[Path, torch.nn.Module], tmp_path: Path) -> None:

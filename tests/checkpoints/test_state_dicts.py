@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -29,9 +30,11 @@ def same_outputs(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return torch.equal(a(x, sigma, labels), b(x, sigma, labels))
 
 
-def test_torch_state_dict(net: torch.nn.Module, tmp_path: Path) -> None:
+@pytest.mark.parametrize("zipped", [True, False], ids=["zip", "legacy"])
+def test_torch_state_dict(zipped: bool, net: torch.nn.Module, tmp_path: Path) -> None:
     path = tmp_path / "w.pt"
-    torch.save(net.state_dict(), path)
+    torch.save(net.state_dict(), path, _use_new_zipfile_serialization=zipped)  # legacy: torch < 1.6's format
+    assert zipfile.is_zipfile(path) == zipped
     assert same_outputs(load_checkpoint(path, SPEC, name="tiny"), net)
     with pytest.raises(S4SError, match="does not say its architecture"):
         load_checkpoint(path)
@@ -63,11 +66,12 @@ class Evil:
         return os.system, (f"touch {self.marker}",)
 
 
-def test_torch_file_with_code_is_refused(net: torch.nn.Module, tmp_path: Path,
+@pytest.mark.parametrize("zipped", [True, False], ids=["zip", "legacy"])
+def test_torch_file_with_code_is_refused(zipped: bool, net: torch.nn.Module, tmp_path: Path,
                                          payload: tuple[Path, str]) -> None:
     marker, _ = payload
     path = tmp_path / "evil.pt"
-    torch.save({**net.state_dict(), "hook": Evil(marker)}, path)
+    torch.save({**net.state_dict(), "hook": Evil(marker)}, path, _use_new_zipfile_serialization=zipped)
     with pytest.raises(S4SError, match="refusing to load"):
         load_checkpoint(path, SPEC)
     assert not marker.exists()

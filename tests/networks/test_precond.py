@@ -101,6 +101,26 @@ def test_iddpm_grid_and_rounding() -> None:
     torch.testing.assert_close(net(x, s), ref)
 
 
+def test_iddpm_grid_is_edms_float32_recurrence() -> None:
+    """NVlabs/edm's own loop (training/networks.py iDDPMPrecond), transcribed: bit-identical, also on meta."""
+    M, C_1, C_2 = 1000, 0.001, 0.008
+
+    def alpha_bar(j: int) -> torch.Tensor:
+        j = torch.as_tensor(j)
+        return (0.5 * math.pi * j / M / (C_2 + 1)).sin() ** 2
+
+    ref = torch.zeros(M + 1)
+    for j in range(M, 0, -1):
+        ref[j - 1] = ((ref[j] ** 2 + 1) / (alpha_bar(j - 1) / alpha_bar(j)).clip(min=C_1) - 1).sqrt()
+    net = iDDPMPrecond(**TINY_ADM)
+    assert torch.equal(net.u, ref) and (net.sigma_min, net.sigma_max) == (float(ref[M - 1]), float(ref[0]))
+    with torch.device("meta"):  # checkpoint loading compares shapes on meta before allocating
+        meta = iDDPMPrecond(**TINY_ADM)
+    assert meta.u.is_meta and (meta.sigma_min, meta.sigma_max) == (net.sigma_min, net.sigma_max)
+    with pytest.raises(S4SError, match="M=1000000 is out of range"):
+        iDDPMPrecond(M=10**6, **TINY_ADM)
+
+
 def test_dhariwal_conditional() -> None:
     net = randomize(EDMPrecond(label_dim=5, **TINY_ADM))
     x = torch.randn(2, 3, 8, 8)
