@@ -34,6 +34,12 @@ def build_cmd(
     """Export the sampler as one ONNX graph plus a JSON sidecar, verified against PyTorch with ONNX Runtime."""
     if model is not None:
         require_weights(model, checkpoint, random_weights)  # before torch loads: a missing file is reported at once
+    if trt:  # before the export, which takes minutes: a missing TensorRT, cuda-python or GPU is reported at once
+        from ..runtime.cuda import gpu_info
+        from ..runtime.tensorrt_build import import_tensorrt
+
+        import_tensorrt()
+        gpu_info()
     from ..export.build import BuildRequest, build_onnx, parse_batch
 
     req = BuildRequest(nfe=nfe, model=model, solver=solver, out=out, precision=precision,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,16 +20,17 @@ from ..models import get_model_spec, load_model
 from ..solverfile import library_versions, load_solver_file
 from ..solvers import SOLVERS, SolverTable, make_solver
 from .graph import OUTPUTS, SamplerGraph, sampler_graph
-from .onnx_export import OPSET, OPSET_BF16, compact, export_model, save_onnx, set_metadata
+from .onnx_export import OPSET, OPSET_BF16, compact, export_model, move_onnx, save_onnx, set_metadata
 from .precision import PRECISIONS
 from .trt_ops import TRT_LIST_VERSION, check_trt_ops, uses_float64
 from .verify import (DEVIATION_SAMPLES, Check, Verification, check_inputs, checker, compare_runtime, graph_stats,
-                     precision_deviation)
+                     precision_deviation, verification_inputs)
 
 FORMAT = "s4s-export.graph"
 VERSION = 1
 DEFAULT_NFE = 5
 DEFAULT_BATCH = (1, 64)  # dynamic batch 1..64: covers interactive use and Triton's dynamic batching
+EXPORT_LIBRARIES = ("onnx", "onnxscript", "onnx_ir", "onnxruntime")  # wrote and verified the graph
 
 
 @dataclass
@@ -51,10 +55,14 @@ class BuildRequest:
 @dataclass
 class Resolved:
     denoiser: Denoiser
-    model: str
     solver: SolverTable
     source: dict  # where the solver came from
     learned: dict = field(default_factory=dict)  # the solver file's provenance (learned solvers)
+
+    @property
+    def model(self) -> str:
+        """The denoiser's own name, used in every output: an architecture twin's says so (`ffhq-twin`)."""
+        return self.denoiser.info.name
 
 
 @dataclass
@@ -97,31 +105,32 @@ def resolve(req: BuildRequest) -> Resolved:
         name = req.model or ws.model_name
         denoiser = (ws.load_model() if req.model is None and req.checkpoint is None and not req.random_weights
                     else load_model(name, req.checkpoint, req.random_weights))
-        return _from_file(denoiser, name, path, nfe, {"kind": "workspace", "workdir": str(ws.root)})
+        return _from_file(denoiser, path, nfe, {"kind": "workspace", "workdir": str(ws.root)})
     name = req.model or "demo"
     denoiser = load_model(name, req.checkpoint, req.random_weights)
     if req.solver in SOLVERS:
         info = denoiser.info
         table = make_solver(req.solver, req.nfe or DEFAULT_NFE, get_model_spec(name).schedule, info.sigma_min,
                             info.sigma_max)
-        return Resolved(denoiser, name, table, {"kind": "classical", "name": req.solver, **table.meta})
+        return Resolved(denoiser, table, {"kind": "classical", "name": req.solver, **table.meta})
     if req.solver.endswith(".json") or Path(req.solver).is_file():
-        return _from_file(denoiser, name, Path(req.solver), req.nfe, {"kind": "file"})
+        return _from_file(denoiser, Path(req.solver), req.nfe, {"kind": "file"})
     raise choice_error("solver", req.solver, [*SOLVERS, "a solver file path (.json)"])
 
 
-def _from_file(denoiser: Denoiser, name: str, path: Path, nfe: int | None, source: dict) -> Resolved:
+def _from_file(denoiser: Denoiser, path: Path, nfe: int | None, source: dict) -> Resolved:
     sf = load_solver_file(path, expect_identity=denoiser.identity_dict())
     if nfe is not None and sf.solver.nfe != nfe:
         raise S4SError(f"{path} is a solver for NFE {sf.solver.nfe}, not {nfe}; drop --nfe or pass its solver file")
     learned = {k: sf.info[k] for k in ("method", "order_cap", "predictor_corrector", "schedule", "teacher", "distance",
                                        "validation", "versions") if k in sf.info}
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return Resolved(denoiser, name, sf.solver, {**source, "file": str(path), "file_sha256": digest}, learned)
+    return Resolved(denoiser, sf.solver, {**source, "file": str(path), "file_sha256": digest}, learned)
 
 
 def output_path(req: BuildRequest, r: Resolved) -> Path:
-    """`--out` as a file when it ends in .onnx, else `<out>/<model>-<solver>-nfe<N>-<precision>[-uint8].onnx`."""
+    """`--out` as a file when it ends in .onnx, else `<out>/<model>-<solver>-nfe<N>-<precision>[-uint8].onnx`
+    (`<model>` is the denoiser's own name, e.g. `ffhq-twin` for an architecture twin)."""
     out = Path(req.out)
     if out.suffix == ".onnx":
         return out
@@ -163,7 +172,7 @@ def describe(r: Resolved, req: BuildRequest, opset: int) -> dict:
         "opset": opset,
         "model": {**r.denoiser.identity_dict(), "num_classes": info.num_classes, "conditioning": info.conditioning,
                   "sigma_min": info.sigma_min, "sigma_max": info.sigma_max, "sigma_data": info.sigma_data},
-        "provenance": {"learned": r.learned, "command": req.command, "versions": library_versions()},
+        "provenance": {"learned": r.learned, "command": req.command, "versions": export_versions()},
     }
     if info.num_classes:
         doc["num_classes"] = info.num_classes
@@ -171,12 +180,30 @@ def describe(r: Resolved, req: BuildRequest, opset: int) -> dict:
     return doc
 
 
+def export_versions() -> dict:
+    """`library_versions()` plus the ONNX libraries (those importable) that wrote and verified the graph."""
+    versions = library_versions()
+    for name in EXPORT_LIBRARIES:
+        try:
+            versions[name] = importlib.import_module(name).__version__
+        except ImportError:
+            continue
+    return versions
+
+
 def weights_bytes(denoiser: Denoiser) -> int:
     return sum(t.numel() * t.element_size() for t in denoiser.state_dict().values())
 
 
 def build_onnx(req: BuildRequest, log: Callable[[str], None] = lambda _: None) -> BuildResult:
-    """Resolve, trace, verify and write; S4SError when a check fails (the graph is kept as `*.failed.onnx`)."""
+    """Resolve, trace, verify and install; S4SError when a check fails.
+
+    The graph is written and verified in a staging folder beside the output. Only a verified graph
+    replaces the output: the old sidecar is removed first, the graph (and its .data) moved into
+    place, the new sidecar written last. A graph that fails verification is kept as
+    `<stem>.failed.onnx` (weights in `<stem>.failed.onnx.data` if external); an earlier graph and its
+    sidecar stay as they were. An interrupt before the install leaves the output folder as it was.
+    """
     if req.precision not in PRECISIONS:
         raise choice_error("precision", req.precision, list(PRECISIONS))
     if req.output not in OUTPUTS:
@@ -201,31 +228,36 @@ def build_onnx(req: BuildRequest, log: Callable[[str], None] = lambda _: None) -
     compact(proto)
     doc = describe(r, req, opset)
     set_metadata(proto, doc, f"{r.model}: {r.solver.nfe}-step {r.solver.name} sampler, noise -> images (s4s-export)")
-    files = save_onnx(proto, path, req.external_data)
-    del proto
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".staging", dir=path.parent))
+    try:
+        staged = save_onnx(proto, staging / path.name, req.external_data)
+        del proto
 
-    log("verifying")
-    t = time.perf_counter()
-    sizes = sorted({lo, min(hi, max(lo, 3))})
-    input_sets = [check_inputs(module, info.shape, b, info.num_classes, req.guidance_scale + i)
-                  for i, b in enumerate(sizes)]
-    stats = graph_stats(path, weights_bytes(r.denoiser))
-    trt_detail = f"{len(stats['ops'])} op types, all in the TensorRT {TRT_LIST_VERSION} parser list" + (
-        "; float64 tensors run as float32 in TensorRT" if double else "")
-    checks = [checker(path),
-              Check("TensorRT ops", True, trt_detail),
-              compare_runtime(path, module, req.precision, input_sets)]
-    if req.precision != "fp32":
-        dev = check_inputs(module, info.shape, DEVIATION_SAMPLES, info.num_classes, req.guidance_scale)
-        full = sampler_graph(r.denoiser, r.solver, "fp32", "float")
-        checks.append(precision_deviation(SamplerGraph(module.sampler, "float"), full, dev, req.precision))
-    verification = Verification(checks, stats)
-    seconds["verify"] = time.perf_counter() - t
-    if not verification.ok:
-        failed = path.rename(path.with_name(path.stem + ".failed.onnx"))  # its .data (if any) keeps its name
-        path.with_suffix(".json").unlink(missing_ok=True)  # a previous build's sidecar no longer describes a graph
-        raise S4SError(f"verification failed ({'; '.join(verification.failures())}); the graph was kept as "
-                       f"{failed} for inspection")
+        log("verifying")
+        t = time.perf_counter()
+        input_sets = verification_inputs(module, info.shape, req.batch, info.num_classes, req.guidance_scale)
+        stats = graph_stats(staged[0], weights_bytes(r.denoiser))
+        trt_detail = f"{len(stats['ops'])} op types, all in the TensorRT {TRT_LIST_VERSION} parser list" + (
+            "; float64 tensors run as float32 in TensorRT" if double else "")
+        checks = [checker(staged[0]),
+                  Check("TensorRT ops", True, trt_detail),
+                  compare_runtime(staged[0], module, req.precision, input_sets)]
+        if req.precision != "fp32":
+            dev = check_inputs(module, info.shape, DEVIATION_SAMPLES, info.num_classes, req.guidance_scale)
+            full = sampler_graph(r.denoiser, r.solver, "fp32", "float")
+            checks.append(precision_deviation(SamplerGraph(module.sampler, "float"), full, dev, req.precision))
+        verification = Verification(checks, stats)
+        seconds["verify"] = time.perf_counter() - t
+        if not verification.ok:
+            failed = move_onnx(staged, path.with_name(path.stem + ".failed.onnx"))[0]
+            raise S4SError(f"verification failed ({'; '.join(verification.failures())}); the graph was kept as "
+                           f"{failed} for inspection" + (f" and {path} is unchanged" if path.exists() else ""))
+        sidecar = path.with_suffix(".json")
+        sidecar.unlink(missing_ok=True)  # never an old sidecar beside the new graph, even if interrupted here
+        files = move_onnx(staged, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     doc_file = {**doc, "onnx": path.name, "verification": verification.to_dict()}
-    sidecar = atomic_write_text(path.with_suffix(".json"), json.dumps(doc_file, indent=1) + "\n")
+    atomic_write_text(sidecar, json.dumps(doc_file, indent=1) + "\n")
     return BuildResult(path, files, sidecar, doc_file, verification, seconds)

@@ -19,13 +19,14 @@ def to_images(x: torch.Tensor, output: str) -> torch.Tensor:
     """float: NCHW clamped to [-1, 1]; uint8: NHWC floor(127.5 x + 128) of the clamped x (EDM's conversion).
 
     floor(127.5 x + 128) is 127.5 (x + 1) rounded half up, so -1 -> 0 and 1 -> 255; the explicit
-    floor keeps the integer cast exact in every runtime.
+    floor keeps the integer cast exact in every runtime. The cast is the graph's last node: TensorRT
+    allows UINT8 only at network inputs and outputs, so the transpose runs on floats.
     """
     x = x.clamp(-1, 1)
     if output == "float":
         return x
     if output == "uint8":
-        return (x * 127.5 + 128).floor().to(torch.uint8).permute(0, 2, 3, 1)
+        return (x * 127.5 + 128).floor().permute(0, 2, 3, 1).to(torch.uint8)
     raise choice_error("output", output, OUTPUTS)
 
 

@@ -283,6 +283,33 @@ def save_onnx(proto: onnx.ModelProto, path: str | Path, external_data: bool | No
     return [path, data] if external_data else [path]
 
 
+def move_onnx(files: list[Path], dest: str | Path) -> list[Path]:
+    """Move a graph written by `save_onnx` (`files`: the graph[, its .data]) to `dest`, replacing what is there.
+
+    External weights become `<dest>.data`, the graph rewritten to point there when the name changes;
+    they move before the graph, so the graph never appears without them. Without external weights, a
+    stale `<dest>.data` of an earlier graph is removed after the graph is replaced. Returns the new paths.
+    """
+    src, dest = Path(files[0]), Path(dest)
+    data = dest.with_name(dest.name + ".data")
+    if len(files) == 1:
+        os.replace(src, dest)
+        data.unlink(missing_ok=True)
+        return [dest]
+    if Path(files[1]).name != data.name:
+        model = onnx.load(str(src), load_external_data=False)
+        tensors = [*model.graph.initializer, *(a.t for n in model.graph.node for a in n.attribute if a.HasField("t"))]
+        for tensor in tensors:
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    entry.value = data.name
+        onnx.save_model(model, str(src))
+        _fsync(src)
+    os.replace(files[1], data)
+    os.replace(src, dest)
+    return [dest, data]
+
+
 def _fsync(path: Path) -> None:
     with open(path, "rb+") as f:
         os.fsync(f.fileno())

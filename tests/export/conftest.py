@@ -11,12 +11,18 @@ from s4s_export.export.build import BuildRequest, build_onnx
 
 @pytest.fixture(scope="session", autouse=True)
 def tiny_models():
-    """Register `tiny` (unconditional) and `tiny-cond` (NUM_CLASSES classes) for --model."""
+    """Register `tiny` (unconditional) and `tiny-cond` (NUM_CLASSES classes) for --model, and `tiny-preset`,
+    a checkpoint preset whose `--random-weights` twin is named `tiny-preset-twin` (as presets name theirs)."""
     with pytest.MonkeyPatch.context() as mp:
         for name, labels in (("tiny", 0), ("tiny-cond", NUM_CLASSES)):
             mp.setitem(models.MODELS, name, models.ModelSpec(
                 name, "test network", "1x8x8", "class" if labels else "none",
                 lambda labels=labels, name=name: tiny_net(labels, name), lambda: True))
+        mp.setitem(models.MODELS, "tiny-preset", models.ModelSpec(
+            "tiny-preset", "test preset", "1x8x8", "none",
+            lambda checkpoint=None, random_weights=False: tiny_net(0, "tiny-preset-twin" if random_weights else
+                                                                   "tiny-preset"),
+            lambda: True, accepts_checkpoint=True))
         yield
 
 

@@ -1,12 +1,14 @@
-"""`s4s-export build` from the command line: workspace solvers, refusals and option errors."""
+"""`s4s-export build` from the command line: workspace solvers, refusals, option errors, --trt and --triton."""
 
 import json
 import sys
+import types
 
 import pytest
 
 from s4s_export import cli
 from s4s_export.gmm import digits_gmm
+from s4s_export.runtime import cuda
 from s4s_export.solverfile import SolverFile, save_solver_file
 from s4s_export.solvers import make_solver
 from s4s_export.workspace import Workspace
@@ -58,3 +60,41 @@ def test_option_errors_are_one_line(monkeypatch, capsys, tmp_path, args, message
     code, _, err = run(monkeypatch, capsys, *args, "--out", str(tmp_path))
     assert code == 2 and message in err and err.startswith("error: ") and err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
+
+
+TINY = ("--model", "tiny", "--solver", "euler", "--nfe", "1")
+
+
+@pytest.mark.parametrize("missing,message", [
+    ("tensorrt", "TensorRT is not available"),
+    ("cuda-python", "TensorRT execution needs cuda-python"),
+    ("gpu", "no usable NVIDIA GPU here (no devices)"),
+])
+def test_trt_is_checked_before_the_export(monkeypatch, capsys, tmp_path, missing, message):
+    if missing == "tensorrt":
+        monkeypatch.setitem(sys.modules, "tensorrt", None)  # `import tensorrt` raises ImportError
+    else:
+        monkeypatch.setitem(sys.modules, "tensorrt", types.ModuleType("tensorrt"))
+    if missing == "cuda-python":
+        monkeypatch.setitem(sys.modules, "cuda", None)
+        monkeypatch.setitem(sys.modules, "cuda.bindings", None)
+    if missing == "gpu":
+        monkeypatch.setattr(cuda, "import_cudart", lambda: types.SimpleNamespace(cudaGetDeviceCount=lambda: (0, 0)))
+    code, out, err = run(monkeypatch, capsys, *TINY, "--out", str(tmp_path), "--trt")
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert "install" in err or "onnxruntime" in err  # names the fix
+    assert out == "" and list(tmp_path.iterdir()) == []  # stopped before tracing: no .onnx
+
+
+def test_triton_repository_is_written(monkeypatch, capsys, tmp_path):
+    repo = tmp_path / "repo"
+    code, out, err = run(monkeypatch, capsys, *TINY, "--batch-range", "1:4", "--out", str(tmp_path / "g"),
+                         "--triton", str(repo))
+    assert code == 0, err
+    graph = tmp_path / "g" / "tiny-euler-nfe1-fp32.onnx"
+    assert f"wrote Triton model repository {repo}" in out
+    assert [p.name for p in repo.iterdir()] == [graph.stem]
+    assert (repo / graph.stem / "1" / "model.onnx").read_bytes() == graph.read_bytes()
+    config = (repo / graph.stem / "config.pbtxt").read_text()
+    assert f'name: "{graph.stem}"' in config and 'platform: "onnxruntime_onnx"' in config
+    assert "max_batch_size: 4" in config and "dynamic_batching" in config and "dims: [ 1, 8, 8 ]" in config

@@ -1,6 +1,7 @@
 """fp32 export of a tiny random SongUNet at NFE 3: ORT matches the core Sampler, dynamic batch, metadata."""
 
 import json
+from collections import Counter
 
 import numpy as np
 import onnx
@@ -10,7 +11,7 @@ import torch
 
 from s4s_export.export import inspect_onnx
 from s4s_export.export.onnx_export import save_onnx
-from s4s_export.export.verify import relative_error
+from s4s_export.export.verify import Verification, graph_stats, relative_error
 from s4s_export.models import load_model
 from s4s_export.sampler import Sampler
 from s4s_export.solvers import make_solver
@@ -51,9 +52,15 @@ def test_dynamic_batch_gives_per_sample_identical_results(result):
 
 def test_weights_once_and_solver_constants_as_initializers(result):
     model = onnx.load(str(result.onnx_path))
-    net_bytes = sum(t.numel() * t.element_size() for t in load_model("tiny").state_dict().values())
-    init_bytes = sum(len(t.raw_data) or onnx.numpy_helper.to_array(t).nbytes for t in model.graph.initializer)
-    assert init_bytes <= net_bytes + 2048  # three unrolled denoiser calls share one copy of the weights
+    net = load_model("tiny")
+    net_bytes = sum(t.numel() * t.element_size() for t in net.state_dict().values())
+    arrays = [onnx.numpy_helper.to_array(t) for t in model.graph.initializer]
+    assert sum(a.nbytes for a in arrays) <= net_bytes + 2048  # three unrolled denoiser calls share one copy
+    contents = [(a.dtype.str, a.tobytes()) for a in arrays]
+    assert len(set(contents)) == len(contents)  # no initializer duplicated, whatever its shape
+    values = Counter(np.sort(a.ravel()).tobytes() for a in arrays if a.dtype == np.float32)
+    for name, p in net.named_parameters():  # each weight once (some stored transposed or flattened)
+        assert values[np.sort(p.numpy().ravel()).tobytes()] == 1, name
     assert not any(n.op_type == "Constant" for n in model.graph.node)
     ops = {n.op_type for n in model.graph.node}
     assert not ops & {"Loop", "If", "Scan", "RandomNormal", "RandomNormalLike"}
@@ -70,11 +77,28 @@ def test_metadata_sidecar_and_inspect(result):
     assert info["batch_range"] == list(BATCH) and info["graph"]["opset"] == 20
     assert [(i["name"], i["dtype"]) for i in info["inputs"]] == [("noise", "float32")]
     assert [(o["name"], o["dtype"]) for o in info["outputs"]] == [("images", "float32")]
+    assert {"s4s_export", "torch", "numpy", "python", "onnx", "onnxscript", "onnx_ir", "onnxruntime"} <= set(
+        info["provenance"]["versions"])
+    assert info["provenance"]["versions"]["onnxruntime"] == ort.__version__
     sidecar = json.loads(result.sidecar.read_text())
     assert sidecar["onnx"] == result.onnx_path.name and sidecar["verification"]["ok"]
     for key, value in sidecar.items():  # the .onnx alone carries the sidecar's description
         if key not in ("onnx", "verification", "inputs", "outputs"):
             assert info[key] == value, key
+
+
+def test_size_ratio_is_recorded_and_flagged(result):
+    stats = json.loads(result.sidecar.read_text())["verification"]["stats"]
+    files = result.onnx_path.stat().st_size
+    assert stats["file_bytes"] == files and stats["size_ratio"] == pytest.approx(files / stats["weights_bytes"])
+    assert stats["weights_bytes"] == sum(t.numel() * t.element_size() for t in load_model("tiny").state_dict().values())
+    assert stats["size_within_1.1x"] == (stats["size_ratio"] <= 1.1)
+    warnings = [line for line in result.verification.lines() if line.startswith("warning:")]
+    assert result.verification.ok  # reported, never a failure
+    # a 1x8x8 network with 8 channels: the three unrolled evaluations' structure outweighs its weights
+    assert not stats["size_within_1.1x"] and len(warnings) == 1 and "over the 1.1x target" in warnings[0]
+    within = Verification([], graph_stats(result.onnx_path, files))  # the same file against weights as large
+    assert within.stats["size_within_1.1x"] and not any(line.startswith("warning:") for line in within.lines())
 
 
 def test_external_data_is_loaded_everywhere(result, tmp_path):

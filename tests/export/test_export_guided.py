@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from s4s_export.export import inspect_onnx
+from s4s_export.export.graph import sampler_graph
 from s4s_export.export.guidance import GuidedDenoiser
-from s4s_export.export.verify import relative_error
+from s4s_export.export.verify import relative_error, verification_inputs
 from s4s_export.models import load_model
 from s4s_export.sampler import Sampler
 from s4s_export.solvers import make_solver
-
 
 
 def feeds(noise, labels, scale):
@@ -40,5 +40,26 @@ def test_guided_graph_matches_pytorch_at_run_time_scales(built, model, solver, s
     info = inspect_onnx(result.onnx_path)
     assert info["guidance_scale"] == 1.5 and info["num_classes"] == k and info["model"]["num_classes"] == k
     assert info["inputs"][2] == {"name": "guidance_scale", "dtype": "float32", "shape": []}
+    ort_check = next(c for c in result.verification.checks if c.name.startswith("ORT"))
+    assert "batch 1, 3 (2 labelled, 2 null; guidance scales 1.5, 2.5)" in ort_check.detail
 
 
+@pytest.mark.parametrize("batch,sets", [((1, 1), [(1, 1.5), (1, 2.5)]), ((2, 2), [(2, 1.5)]),
+                                        ((1, 8), [(1, 1.5), (3, 2.5)])])
+def test_verification_compares_labelled_and_null_samples(batch, sets):
+    model = load_model("gmm-cond")
+    k = model.info.num_classes
+    module = sampler_graph(model, make_solver("euler", 1, "logsnr"))
+    inputs = verification_inputs(module, model.info.shape, batch, k, 1.5)
+    assert [(x[0].shape[0], float(x[2])) for x in inputs] == sets
+    labels = torch.cat([x[1] for x in inputs])
+    assert (labels == k).any() and ((labels >= 0) & (labels < k)).any()
+    plain = sampler_graph(load_model("gmm"), make_solver("euler", 1, "logsnr"))
+    sizes = {b for b, _ in sets}
+    assert [len(x) for x in verification_inputs(plain, model.info.shape, batch, 0, 1.5)] == [1] * len(sizes)
+
+
+def test_static_batch_one_verifies_guidance(built):
+    result = built(model="gmm-cond", solver="euler", nfe=1, batch=(1, 1), guidance_scale=1.5)
+    ort_check = next(c for c in result.verification.checks if c.name.startswith("ORT"))
+    assert ort_check.ok and "batch 1, 1 (1 labelled, 1 null; guidance scales 1.5, 2.5)" in ort_check.detail

@@ -1,7 +1,9 @@
 """uint8 NHWC output: the same graph's float output, quantised inside the graph."""
 
 import numpy as np
+import onnx
 import onnxruntime as ort
+from onnx import TensorProto
 
 from s4s_export.export import inspect_onnx
 
@@ -24,3 +26,19 @@ def test_uint8_output_equals_float_output_after_quantisation(built):
     assert len(np.unique(u)) > 20  # a real spread of levels, not a saturated image
     out = inspect_onnx(uint8_graph.onnx_path)["outputs"][0]
     assert out["dtype"] == "uint8" and out["shape"][1:] == [8, 8, 1]
+
+
+def test_uint8_only_at_the_output(built):
+    """TensorRT allows UINT8 only at network IO: the output's Cast is the last node and nothing else is uint8."""
+    model = onnx.load(str(built(model="tiny", solver="dpmpp3m", nfe=3, batch=BATCH, output="uint8").onnx_path))
+    g = onnx.shape_inference.infer_shapes(model, strict_mode=True).graph
+    producer = next(n for n in g.node if g.output[0].name in n.output)
+    assert producer.op_type == "Cast" and [a.i for a in producer.attribute if a.name == "to"] == [TensorProto.UINT8]
+    assert producer == g.node[-1] and not any(g.output[0].name in n.input for n in g.node)
+    casts_to_uint8 = [n for n in g.node if n.op_type == "Cast" and any(
+        a.name == "to" and a.i == TensorProto.UINT8 for a in n.attribute)]
+    assert casts_to_uint8 == [producer]
+    typed = {v.name: v.type.tensor_type.elem_type for v in (*g.input, *g.value_info)}
+    typed.update({t.name: t.data_type for t in g.initializer})
+    assert all(typed.get(x) != TensorProto.UINT8 for n in g.node for x in n.input)  # no node consumes uint8
+    assert [v.name for v in g.value_info if v.type.tensor_type.elem_type == TensorProto.UINT8] == []
