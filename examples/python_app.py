@@ -1,6 +1,8 @@
 """A torch-free app over the Python runtime: sample images from a baked sampler and save a PNG grid.
 
-    pip install numpy onnxruntime          # plus s4s-export itself (its runtime needs no torch)
+The runtime imports no torch: at run time it needs only numpy and onnxruntime (TensorRT and cuda-python
+for a .plan engine). The app prints whether torch got loaded.
+
     python examples/python_app.py sampler.onnx --n 16 --seed 0 --out grid.png
     python examples/python_app.py sampler.plan --n 64 --labels 0,1,2   # a TensorRT engine, on a GPU
 """

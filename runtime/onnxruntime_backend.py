@@ -1,18 +1,26 @@
 """Run an exported sampler graph with ONNX Runtime: CPU, CUDA or TensorRT execution providers.
 
 The TensorRT provider builds its engine itself on first use and caches it (engine and timing cache)
-in `<model>.ort-trt/` next to the graph; its optimisation profile spans the batch range. Precision
-comes from the graph (strong typing): no `trt_fp16_enable`.
+in `<model>.ort-trt/` next to the graph; its optimisation profile spans the batch range. No
+`trt_fp16_enable` is set; whether the provider's networks are strongly typed (precision as in the
+graph) is unverified, see docs/runtime.md.
+
+onnxruntime quietly runs on CPU when a requested provider fails to start; here every requested provider
+must be running after the session is made (an S4SError otherwise), except for the automatic default,
+which falls back to CPU with a logged warning.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import S4SError
 from .spec import GraphSpec, TensorSpec, check_graph, parse_metadata, read_sidecar
+
+log = logging.getLogger(__name__)
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 TRT_EP_MAX_BATCH = 16  # profile max of the TensorRT provider when no max_batch is given
@@ -30,7 +38,10 @@ def import_onnxruntime():
 
 
 def default_providers() -> list[str]:
-    """CUDA when this onnxruntime has it, then CPU (TensorRT only on request: its first run builds an engine)."""
+    """CUDA when this onnxruntime has it, then CPU (TensorRT only on request: its first run builds an engine).
+
+    If CUDA then does not start, OrtBackend falls back to CPU with a warning.
+    """
     available = import_onnxruntime().get_available_providers()
     return ["cuda", "cpu"] if PROVIDERS["cuda"] in available else ["cpu"]
 
@@ -81,7 +92,8 @@ class OrtBackend:
                  max_batch: int | None = None, threads: int | None = None):
         ort = import_onnxruntime()
         path = Path(path)
-        names = providers if providers is not None else default_providers()
+        automatic = providers is None
+        names = default_providers() if automatic else providers
         full = [provider_name(n) for n in names]
         available = ort.get_available_providers()
         missing = [n for n, f in zip(names, full, strict=True) if f not in available]
@@ -97,22 +109,45 @@ class OrtBackend:
             max_batch = max_batch or TRT_EP_MAX_BATCH
             path.with_name(path.stem + ".ort-trt").mkdir(exist_ok=True)
         chosen = provider_options(full, path, inputs, (1, max_batch or TRT_EP_MAX_BATCH), device_id)
-        self.session = self._session(ort, path, options, chosen)
+        self.session = self._started(ort, path, options, chosen, full, automatic)
         meta = parse_metadata(self.session.get_modelmeta().custom_metadata_map)
         self.spec: GraphSpec = check_graph(path, [_spec(a) for a in self.session.get_inputs()],
                                            [_spec(a) for a in self.session.get_outputs()], {**meta, **read_sidecar(path)})
         if max_batch is not None:
-            lo, hi = self.spec.batch_range
-            self.spec.batch_range = (lo, max_batch if hi is None else min(hi, max_batch))
+            self.spec.limit_batch(max_batch)
         self.providers = self.session.get_providers()
         self._output = [self.spec.output.name]
+
+    @classmethod
+    def _started(cls, ort, path: Path, options, chosen: list, full: list[str], automatic: bool):
+        """A session running every provider in `full`; for the automatic default, a CPU session and a warning."""
+        try:
+            session = cls._session(ort, path, options, chosen)
+            failed = [p for p in full if p not in session.get_providers()]
+            reason = f"it fell back to {', '.join(session.get_providers())}; onnxruntime's log above says why"
+        except S4SError as e:
+            if not automatic or full == [PROVIDERS["cpu"]]:
+                raise
+            session, failed, reason = None, [p for p in full if p != PROVIDERS["cpu"]], str(e)
+        if not failed:
+            return session
+        if not automatic:
+            raise S4SError(f"onnxruntime could not start {', '.join(failed)} for {path} ({reason}); check the NVIDIA "
+                           "driver and the CUDA/cuDNN (and TensorRT) libraries onnxruntime-gpu needs, or pass "
+                           "providers=['cpu']")
+        if session is None:
+            session = cls._session(ort, path, options, [PROVIDERS["cpu"]])
+        log.warning("onnxruntime could not start %s for %s (%s); running on CPU. Pass providers=['cpu'] to skip "
+                    "the attempt, or fix the GPU setup (NVIDIA driver, CUDA/cuDNN libraries)", ", ".join(failed), path,
+                    reason)
+        return session
 
     @staticmethod
     def _session(ort, path: Path, options, providers: list):
         if not path.is_file():
             raise S4SError(f"{path} does not exist; export the sampler first with `s4s-export build`")
-        try:
-            return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        try:  # enable_fallback=0: a provider failing at load or at run time raises instead of switching to CPU
+            return ort.InferenceSession(str(path), sess_options=options, providers=providers, enable_fallback=0)
         except Exception as e:  # onnxruntime raises its own exception types for bad files
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise S4SError(f"onnxruntime could not load {path}: {first}") from None

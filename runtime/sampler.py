@@ -37,10 +37,13 @@ class Sampler:
         """Load `model.onnx` (onnxruntime) or `model.plan` / `.engine` (TensorRT).
 
         providers: onnxruntime execution providers in order of preference, short names `cpu`, `cuda`,
-            `tensorrt` (default: cuda then cpu when available, else cpu).
-        max_batch: largest batch per run (larger requests are split); also the TensorRT provider's profile max.
+            `tensorrt`; each must start (S4SError otherwise). Default: cuda then cpu when this onnxruntime has
+            CUDA (falling back to cpu with a warning if CUDA does not start), else cpu.
+        max_batch: largest batch per run (larger requests are split; never below a fixed or minimum batch);
+            also the TensorRT provider's profile max.
         threads: onnxruntime intra-op threads (default: onnxruntime's choice).
-        cuda_graph_batch: TensorRT engines only: capture the run at this batch as a CUDA graph.
+        cuda_graph_batch: TensorRT engines only: replay runs at this batch as a CUDA graph (within the batch
+            range after max_batch).
         """
         path = Path(path)
         if max_batch is not None and (not isinstance(max_batch, int) or max_batch < 1):
@@ -50,10 +53,7 @@ class Sampler:
                 raise S4SError("providers and threads apply to .onnx graphs; a TensorRT engine runs on TensorRT itself")
             from .tensorrt_runner import TrtRunner
 
-            backend = TrtRunner(path, device_id=device_id, cuda_graph_batch=cuda_graph_batch)
-            if max_batch is not None:
-                lo, hi = backend.spec.batch_range
-                backend.spec.batch_range = (lo, min(hi, max(lo, max_batch)))
+            backend = TrtRunner(path, device_id=device_id, max_batch=max_batch, cuda_graph_batch=cuda_graph_batch)
         elif path.suffix == ".onnx":
             if cuda_graph_batch is not None:
                 raise S4SError("cuda_graph_batch applies to TensorRT engines (.plan); not to .onnx graphs")

@@ -54,6 +54,11 @@ class GraphSpec:
     def conditional(self) -> bool:
         return LABELS in self.inputs
 
+    def limit_batch(self, max_batch: int) -> None:
+        """Cap the largest batch per run at `max_batch`, never below the minimum (a fixed batch stays as it is)."""
+        lo, hi = self.batch_range
+        self.batch_range = (lo, max(lo, max_batch if hi is None else min(hi, max_batch)))
+
     @property
     def num_classes(self) -> int | None:
         """Number of classes of a conditional model (label == num_classes is the null label), if recorded."""

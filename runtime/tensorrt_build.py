@@ -2,9 +2,10 @@
 
 The network is strongly typed: precision comes from the ONNX graph (TensorRT 11 has no FP16 builder
 flag; an FP16 engine needs an FP16 graph). One optimisation profile covers the batch range, the
-timing cache persists across builds, and an engine is rebuilt only when its key changes: the graph's
+timing cache persists across builds, and an engine is built only for a key not seen before: the graph's
 sha256, the GPU (name and compute capability), the TensorRT version and the build settings.
-The key is stored in the engine's sidecar (`model.plan.json`), next to the graph's own description.
+Plans are cached per key in $S4S_CACHE/tensorrt/engines/<key hash>.plan and linked (or copied) to the
+output path, whose sidecar (`model.plan.json`) holds the key next to the graph's own description.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import shutil
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 from ..errors import S4SError
-from ..fileio import atomic_write_bytes, atomic_write_text
+from ..fileio import atomic_write, atomic_write_bytes, atomic_write_text
 from .cache import cache_root
 from .cuda import GpuInfo, check, gpu_info, import_cudart
 from .spec import parse_metadata, read_sidecar, sidecar_path
@@ -40,6 +45,18 @@ def import_tensorrt() -> ModuleType:
                        "`pip install tensorrt-cu12` or `pip install tensorrt-cu13` (its libraries come from NVIDIA's "
                        "package index), or serve the .onnx with onnxruntime instead") from None
     return trt
+
+
+_LOGGERS: dict[ModuleType, trt.Logger] = {}  # one per tensorrt module: in practice one (tests swap in a test double)
+_LOGGERS_LOCK = threading.Lock()
+
+
+def trt_logger(trt: ModuleType) -> trt.Logger:
+    """The process's one TensorRT logger (WARNING and up): TensorRT warns when builders and runtimes get different ones."""
+    with _LOGGERS_LOCK:
+        if trt not in _LOGGERS:
+            _LOGGERS[trt] = trt.Logger(trt.Logger.WARNING)
+        return _LOGGERS[trt]
 
 
 def onnx_sha256(onnx_path: Path) -> str:
@@ -67,6 +84,12 @@ def engine_key(onnx_path: Path, gpu: GpuInfo, trt_version: str, batch_range: tup
     return {"onnx_sha256": onnx_sha256(onnx_path), "gpu": gpu.name, "compute_capability": gpu.compute_capability,
             "tensorrt": trt_version, "batch_range": list(batch_range), "opt_level": opt_level,
             "hardware_compat": hardware_compat, "tf32": tf32, "workspace_bytes": workspace_bytes}
+
+
+def engine_cache_path(key: dict) -> Path:
+    """Where the plan for `key` is cached: $S4S_CACHE/tensorrt/engines/<sha256 of the key>.plan."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+    return cache_root() / "tensorrt" / "engines" / f"{digest}.plan"
 
 
 def check_engine_target(path: Path, key: dict, gpu: GpuInfo, trt_version: str) -> None:
@@ -107,7 +130,8 @@ def build_engine(onnx_path: str | Path, out_path: str | Path | None = None, *,
         (default: one per TensorRT version and GPU in $S4S_CACHE/tensorrt, ~/.cache/s4s-export/tensorrt).
     hardware_compat: build for any Ampere-or-newer GPU (fewer tactics, may be slower).
     tf32: allow TF32 for FP32 convolutions and matmuls (TensorRT's default).
-    force: rebuild even when the existing engine's key matches.
+    force: rebuild even when an engine with the same key exists (in out_path or the engine cache).
+    verbose: show TensorRT's INFO messages during this build.
     """
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
@@ -120,8 +144,44 @@ def build_engine(onnx_path: str | Path, out_path: str | Path | None = None, *,
     if not force and out_path.is_file() and read_sidecar(out_path).get("engine") == key:
         log.info("engine %s is up to date", out_path)
         return out_path
-    check(import_cudart().cudaSetDevice(device_id))
-    logger = trt.Logger(trt.Logger.INFO if verbose else trt.Logger.WARNING)
+    cached = engine_cache_path(key)
+    if force or not (cached.is_file() and read_sidecar(cached).get("engine") == key):
+        check(import_cudart().cudaSetDevice(device_id))
+        logger: trt.Logger = trt_logger(trt)
+        logger.min_severity = trt.Logger.INFO if verbose else trt.Logger.WARNING
+        try:
+            plan = _build(trt, logger, onnx_path, gpu, batch_range, opt_level, timing_cache, hardware_compat, tf32,
+                          workspace_bytes)
+        finally:
+            logger.min_severity = trt.Logger.WARNING
+        _replace_plan(cached, lambda tmp: tmp.write_bytes(plan), {"engine": key})
+    else:
+        log.info("reusing the cached engine %s for %s", cached, onnx_path)
+    _replace_plan(out_path, lambda tmp: _link_or_copy(cached, tmp),
+                  {**onnx_info(onnx_path), "onnx": onnx_path.name, "engine": key})
+    return out_path
+
+
+def _replace_plan(path: Path, write: Callable[[Path], None], description: dict) -> None:
+    """Replace a plan and its sidecar; the old sidecar goes first, so a crash never pairs a key with another plan."""
+    sidecar_path(path).unlink(missing_ok=True)
+    atomic_write(path, write)
+    atomic_write_text(sidecar_path(path), json.dumps(description, indent=1) + "\n")
+
+
+def _link_or_copy(src: Path, tmp: Path) -> None:
+    """Put `src` at `tmp` as a hard link (no second copy of a large plan), or as a copy across file systems."""
+    tmp.unlink()
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+
+
+def _build(trt: ModuleType, logger: trt.Logger, onnx_path: Path, gpu: GpuInfo, batch_range: tuple[int, int, int],
+           opt_level: int, timing_cache: str | Path | None, hardware_compat: bool, tf32: bool,
+           workspace_bytes: int | None) -> bytes:
+    """Parse the graph and build the serialized engine, updating the timing cache."""
     builder: trt.Builder = trt.Builder(logger)
     flags = 0
     if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):  # opt-in on 10.x; always on (flag ignored) on 11.x
@@ -152,12 +212,9 @@ def build_engine(onnx_path: str | Path, out_path: str | Path | None = None, *,
     if plan is None:
         raise S4SError(f"TensorRT could not build an engine from {onnx_path} (its log above says why); "
                        "try a larger workspace_bytes or a lower opt_level")
-    atomic_write_bytes(out_path, bytes(memoryview(plan)))
     updated: trt.ITimingCache = config.get_timing_cache()
     atomic_write_bytes(cache_path, bytes(memoryview(updated.serialize())))
-    description = {**onnx_info(onnx_path), "onnx": onnx_path.name, "engine": key}
-    atomic_write_text(sidecar_path(out_path), json.dumps(description, indent=1) + "\n")
-    return out_path
+    return bytes(memoryview(plan))
 
 
 def _parse_failure(onnx_path: Path, parser: trt.OnnxParser) -> str:

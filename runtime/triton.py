@@ -3,11 +3,13 @@
     repo/<name>/config.pbtxt + repo/<name>/1/model.onnx          platform onnxruntime_onnx
     repo/<name>_trt/config.pbtxt + repo/<name>_trt/1/model.plan  platform tensorrt_plan (with an engine)
 
-Dynamic batching needs every input to carry the batch dimension. A class-conditional graph with a
-scalar `guidance_scale` input, or a graph with a fixed batch, is written with `max_batch_size: 0`
-(full shapes, batch dimension -1; clients batch their own requests). Each config.pbtxt is parsed with
-Triton's own schema (`model_config_pb2` of the tritonclient package) when that is available; without it
-the config is written unchecked.
+Dynamic batching needs every input to carry the batch dimension. A class-conditional graph has a
+scalar `guidance_scale` input, so it gets NO dynamic batching: it is written, like a graph with a fixed
+batch, with `max_batch_size: 0` (full shapes, batch dimension -1; each request runs alone, as sent).
+An engine must come from build_engine for this very graph (its sidecar's onnx_sha256 is checked), and
+with dynamic batching its profile must start at batch 1 (Triton forms batches from 1 up). Each
+config.pbtxt is parsed with Triton's own schema (`model_config_pb2` of the tritonclient package) when that
+is available; without it the config is written unchecked.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from types import ModuleType
 from ..errors import S4SError
 from ..fileio import atomic_write, atomic_write_text
 from .cache import cache_root
-from .spec import GraphSpec, TensorSpec, read_sidecar
+from .spec import GraphSpec, TensorSpec, read_sidecar, sidecar_path
+from .tensorrt_build import onnx_sha256
 
 _TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "float64": "TYPE_FP64", "int64": "TYPE_INT64",
                  "int32": "TYPE_INT32", "uint8": "TYPE_UINT8"}
@@ -58,10 +61,15 @@ def validate_config(text: str, where: str = "config.pbtxt") -> bool:
     return True
 
 
+def dynamic_batching(spec: GraphSpec, max_batch: int) -> bool:
+    """Whether Triton may batch requests: a dynamic batch dimension on every input (no scalar guidance_scale)."""
+    return max_batch > 0 and spec.noise.shape[0] is None and all(t.shape for t in spec.inputs.values())
+
+
 def config_text(spec: GraphSpec, name: str, platform: str, max_batch: int, queue_delay_us: int,
                 instances: int | None) -> str:
     """config.pbtxt for one model."""
-    batched = max_batch > 0 and spec.noise.shape[0] is None and all(t.shape for t in spec.inputs.values())
+    batched = dynamic_batching(spec, max_batch)
 
     def tensor(t: TensorSpec) -> str:
         if t.dtype.name not in _TRITON_TYPES:
@@ -84,10 +92,31 @@ def _copy(src: Path, dst: Path) -> None:
     atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
 
 
+def _engine_max_batch(engine_path: Path, onnx_path: Path, spec: GraphSpec, max_batch: int) -> int:
+    """max_batch capped by the engine's profile, after checking the engine was built from this graph for Triton."""
+    key = read_sidecar(engine_path).get("engine")
+    rebuild = f"rebuild it with runtime.build_engine('{onnx_path}') or `s4s-export build --trt`"
+    if not isinstance(key, dict) or "onnx_sha256" not in key or len(key.get("batch_range") or ()) != 3:
+        raise S4SError(f"{sidecar_path(engine_path)} is missing or has no build key (onnx_sha256, batch_range), "
+                       f"so {engine_path} cannot be matched to {onnx_path}; {rebuild}")
+    if key["onnx_sha256"] != onnx_sha256(onnx_path):
+        raise S4SError(f"{engine_path} was built from another graph than {onnx_path} (sha256 differs); {rebuild}")
+    lo, _, hi = key["batch_range"]
+    engine_max = min(max_batch, hi)
+    if lo > 1 and dynamic_batching(spec, engine_max):
+        raise S4SError(f"{engine_path}'s profile starts at batch {lo}, but Triton's dynamic batching sends batches "
+                       f"from 1; rebuild it from batch 1: runtime.build_engine('{onnx_path}', "
+                       f"batch_range=(1, {min(4, hi)}, {hi}))")
+    return engine_max
+
+
 def write_triton_repository(onnx_path: str | Path, repo_dir: str | Path, engine_path: str | Path | None = None, *,
                             name: str | None = None, max_batch: int = 16, queue_delay_us: int = 1000,
                             instances: int = 1) -> Path:
     """Write (or update) a Triton model repository serving `onnx_path`, and `engine_path` when given.
+
+    The engine must have been built from `onnx_path` by build_engine (its sidecar records the graph's sha256),
+    and, when the graph allows dynamic batching, with a profile starting at batch 1.
 
     max_batch: Triton's max_batch_size (capped by the engine's batch range for the TensorRT model).
     queue_delay_us: how long dynamic batching waits to fill a batch.
@@ -105,8 +134,7 @@ def write_triton_repository(onnx_path: str | Path, repo_dir: str | Path, engine_
         engine_path = Path(engine_path)
         if not engine_path.is_file():
             raise S4SError(f"{engine_path} does not exist; build it with `s4s-export build --trt`")
-        built = read_sidecar(engine_path).get("engine", {}).get("batch_range")
-        engine_max = min(max_batch, built[2]) if built else max_batch
+        engine_max = _engine_max_batch(engine_path, onnx_path, spec, max_batch)
         models.append((f"{name}_trt", "tensorrt_plan", engine_path, "model.plan", engine_max, instances))
     for model, platform, source, filename, batch, count in models:
         text = config_text(spec, model, platform, batch, queue_delay_us, count)

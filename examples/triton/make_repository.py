@@ -22,7 +22,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("onnx")
     parser.add_argument("repository")
-    parser.add_argument("--engine", help="TensorRT plan built from the same graph (adds <name>_trt)")
+    parser.add_argument("--engine", help="TensorRT plan that build_engine made from this graph (adds <name>_trt)")
     parser.add_argument("--max-batch", type=int, default=16)
     parser.add_argument("--name")
     args = parser.parse_args()

@@ -91,3 +91,37 @@ def test_not_a_sampler_graph(tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     with pytest.raises(S4SError, match="onnxruntime could not load"):
         Sampler.load(tmp_path / "junk.onnx")
+
+
+@pytest.fixture
+def cuda_listed_but_absent(monkeypatch):
+    """Our provider check sees CUDA in this onnxruntime; onnxruntime itself has none, so it quietly runs on CPU
+    (as it does when a real CUDA provider fails to start)."""
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    listed = [*onnxruntime.get_available_providers(), "CUDAExecutionProvider"]
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: listed)
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider' is not in available provider names")
+def test_a_requested_provider_that_does_not_start_is_an_error(graphs, cuda_listed_but_absent):
+    with pytest.raises(S4SError) as info:
+        Sampler.load(graphs["uncond"], providers=["cuda", "cpu"])
+    message = str(info.value)
+    assert "onnxruntime could not start CUDAExecutionProvider" in message and "fell back to CPUExecutionProvider" in message
+    assert "providers=['cpu']" in message and "\n" not in message
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider' is not in available provider names")
+def test_the_default_providers_fall_back_to_cpu_with_a_warning(graphs, cuda_listed_but_absent, caplog, tmp_path):
+    with caplog.at_level("WARNING", logger="s4s_export.runtime.onnxruntime_backend"):
+        sampler = Sampler.load(graphs["uncond"])
+        (record,) = caplog.records
+        assert "could not start CUDAExecutionProvider" in record.getMessage() and "running on CPU" in record.getMessage()
+        assert sampler.backend.providers == ["CPUExecutionProvider"] and sampler(seed=0, n=2).shape[0] == 2
+        (tmp_path / "junk.onnx").write_bytes(b"not a model")
+        with pytest.raises(S4SError, match="onnxruntime could not load"):  # a bad file is an error, not a fallback
+            Sampler.load(tmp_path / "junk.onnx")
+        assert len(caplog.records) == 1

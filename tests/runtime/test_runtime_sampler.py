@@ -79,6 +79,24 @@ def test_fixed_batch_graph(graphs):
         sampler(seed=0, n=3)
 
 
+def test_max_batch_never_goes_below_a_fixed_batch(graphs):
+    sampler = Sampler.load(graphs["fixed2"], max_batch=1)
+    assert sampler.spec.batch_range == (2, 2), "a max_batch below the graph's batch cannot shrink it"
+    assert sampler(seed=0, n=4).shape == (4, *CHW)
+
+
+@pytest.mark.parametrize("batch_range,max_batch,expected", [((1, None), 16, (1, 16)), ((1, 8), 16, (1, 8)),
+                                                             ((1, 8), 3, (1, 3)), ((4, 4), 2, (4, 4)),
+                                                             ((32, 32), 16, (32, 32)), ((2, 8), 1, (2, 2))])
+def test_limit_batch(batch_range, max_batch, expected):
+    from s4s_export.runtime.spec import GraphSpec, TensorSpec
+
+    spec = GraphSpec({"noise": TensorSpec("noise", np.dtype("float32"), (None, *CHW))},
+                     TensorSpec("images", np.dtype("float32"), (None, *CHW)), batch_range)
+    spec.limit_batch(max_batch)
+    assert spec.batch_range == expected
+
+
 def test_plan_batches_matches_brute_force():
     for lo in range(1, 6):
         for hi in range(lo, 9):

@@ -38,6 +38,7 @@ def test_build_without_tensorrt_names_it_and_the_install(graphs):
 def test_loading_an_engine_without_tensorrt(tmp_path):
     plan = tmp_path / "model.plan"
     plan.write_bytes(b"\0" * 16)
+    (tmp_path / "model.plan.json").write_text("{}")
     with pytest.raises(S4SError, match="TensorRT is not available"):
         Sampler.load(plan)
     with pytest.raises(S4SError, match="does not exist"):
@@ -85,7 +86,7 @@ def test_onnxruntime_provider_options(tmp_path):
     assert options["trt_profile_opt_shapes"] == "noise:4x1x6x5,class_labels:4"
     assert options["trt_profile_max_shapes"] == "noise:16x1x6x5,class_labels:16"
     assert options["trt_engine_cache_path"] == str(tmp_path / "m.ort-trt") and options["device_id"] == 1
-    assert "trt_fp16_enable" not in options, "precision comes from the graph"
+    assert "trt_fp16_enable" not in options, "the weak-typing switch must not lower an FP32 graph's precision"
     assert cuda == ("CUDAExecutionProvider", {"device_id": 1}) and cpu == "CPUExecutionProvider"
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from s4s_export.errors import S4SError
 from s4s_export.runtime import write_triton_repository
+from s4s_export.runtime.tensorrt_build import onnx_sha256
 from s4s_export.runtime.triton import model_config_schema, validate_config
 
 
@@ -17,6 +18,15 @@ def schema():
     if module is None:
         pytest.skip("Triton's model-config schema is absent: pip install tritonclient, or run .ci/fetch_runtime_wheels.sh")
     return module
+
+
+def fake_engine(tmp_path, graph, batch_range, name=None):
+    """Plan bytes plus the sidecar build_engine writes (only the keys Triton's writer reads)."""
+    plan = tmp_path / (name or f"{graph.stem}.plan")
+    plan.write_bytes(b"engine bytes")
+    key = {"onnx_sha256": onnx_sha256(graph), "batch_range": list(batch_range)}
+    plan.with_name(plan.name + ".json").write_text(json.dumps({"engine": key}))
+    return plan
 
 
 def parse(schema, path):
@@ -39,9 +49,7 @@ def test_unconditional_graph_gets_dynamic_batching(schema, graphs, tmp_path):
 
 
 def test_scalar_guidance_disables_batching_and_engine_model(schema, graphs, tmp_path):
-    plan = tmp_path / "cond.plan"
-    plan.write_bytes(b"engine bytes")
-    (tmp_path / "cond.plan.json").write_text(json.dumps({"engine": {"batch_range": [1, 4, 6]}}))
+    plan = fake_engine(tmp_path, graphs["cond"], [2, 4, 6])  # min 2 is fine: no dynamic batching here
     repo = write_triton_repository(graphs["cond"], tmp_path / "repo", engine_path=plan, max_batch=8, instances=2)
     onnx_config = parse(schema, repo / "cond" / "config.pbtxt")
     assert onnx_config.max_batch_size == 0 and not onnx_config.HasField("dynamic_batching")
@@ -49,15 +57,14 @@ def test_scalar_guidance_disables_batching_and_engine_model(schema, graphs, tmp_
     assert dims == {"noise": ([-1, 1, 6, 5], schema.TYPE_FP32), "class_labels": ([-1], schema.TYPE_INT64),
                     "guidance_scale": ([], schema.TYPE_FP32)}
     trt_config = parse(schema, repo / "cond_trt" / "config.pbtxt")
+    assert trt_config.max_batch_size == 0 and not trt_config.HasField("dynamic_batching")
     assert trt_config.platform == "tensorrt_plan" and (repo / "cond_trt" / "1" / "model.plan").read_bytes() == b"engine bytes"
     (group,) = trt_config.instance_group
     assert group.count == 2 and group.kind == group.KIND_GPU
 
 
 def test_engine_batch_range_caps_max_batch(schema, graphs, tmp_path):
-    plan = tmp_path / "uncond.plan"
-    plan.write_bytes(b"engine")
-    (tmp_path / "uncond.plan.json").write_text(json.dumps({"engine": {"batch_range": [1, 2, 4]}}))
+    plan = fake_engine(tmp_path, graphs["uncond"], [1, 2, 4])
     repo = write_triton_repository(graphs["uncond"], tmp_path / "repo", engine_path=plan, max_batch=16)
     assert parse(schema, repo / "uncond" / "config.pbtxt").max_batch_size == 16
     assert parse(schema, repo / "uncond_trt" / "config.pbtxt").max_batch_size == 4
@@ -73,6 +80,22 @@ def test_schema_violations_are_reported(schema):
     assert validate_config('name: "m"\nplatform: "onnxruntime_onnx"\n')
     with pytest.raises(S4SError, match="does not match Triton's model-config schema"):
         validate_config('name: "m"\nmax_batch_size: "eight"\n')
+
+
+def test_engines_that_cannot_serve_the_graph_are_refused(graphs, tmp_path):
+    uncond = graphs["uncond"]
+    plan = fake_engine(tmp_path, uncond, [2, 4, 8])
+    with pytest.raises(S4SError) as info:
+        write_triton_repository(uncond, tmp_path / "repo", engine_path=plan)
+    message = str(info.value)
+    assert "profile starts at batch 2" in message and "batch_range=(1, 4, 8)" in message and "\n" not in message
+    other = fake_engine(tmp_path, graphs["cond"], [1, 2, 4], name="other.plan")
+    with pytest.raises(S4SError, match="was built from another graph than .*uncond.onnx"):
+        write_triton_repository(uncond, tmp_path / "repo", engine_path=other)
+    other.with_name("other.plan.json").unlink()
+    with pytest.raises(S4SError, match="is missing or has no build key"):
+        write_triton_repository(uncond, tmp_path / "repo", engine_path=other)
+    assert not (tmp_path / "repo").exists(), "nothing is written before the checks pass"
 
 
 def test_bad_arguments(graphs, tmp_path):

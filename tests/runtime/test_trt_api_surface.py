@@ -10,12 +10,16 @@ names checked are collected from the runtime's own source, so the check cannot d
   (`builder: trt.Builder = ...`, `def f(parser: trt.OnnxParser)`): the convention the runtime follows;
 - keyword arguments of calls on those (checked against the pybind11 signatures).
 
+The collector is tested on a snippet and must find known names in the runtime, so it cannot silently
+collect nothing. The TensorRT / cudart test double (tensorrt_double.py) is held to the same names.
+
 Fetch the wheels with .ci/fetch_runtime_wheels.sh; without them these tests skip.
 """
 
 from __future__ import annotations
 
 import ast
+import enum
 import json
 import os
 import shutil
@@ -53,20 +57,29 @@ def _trt_class(annotation: ast.AST | None) -> str | None:
     return None
 
 
+MODULE_ATTRS = {attr for _, attr, _ in MODULES.values()}
+
+
 def _chain(node: ast.Attribute) -> tuple[ast.AST, list[str]]:
+    """The base and attribute names of `a.b.c`; the base stops at a `_trt` / `_cudart` attribute (`self._trt.X`)."""
     names = []
-    while isinstance(node, ast.Attribute):
+    while isinstance(node, ast.Attribute) and node.attr not in MODULE_ATTRS:
         names.insert(0, node.attr)
         node = node.value
     return node, names
 
 
-def collect_usage() -> dict:
-    """{"trt": [[...chain]], "cudart": [...], "members": [[class, member]], "kwargs": [[class, method, [kw]]]}."""
+def collect_usage(sources: list[tuple[str, str]] | None = None) -> dict:
+    """{"trt": [[...chain]], "cudart": [...], "members": [[class, member]], "kwargs": [[class, method, [kw]]]}.
+
+    sources: (filename, code) pairs; default every runtime/*.py.
+    """
+    if sources is None:
+        sources = [(str(path), path.read_text()) for path in sorted(RUNTIME.glob("*.py"))]
     chains = {"trt": set(), "cudart": set()}
     members, kwargs = set(), set()
-    for path in sorted(RUNTIME.glob("*.py")):
-        tree = ast.parse(path.read_text(), filename=str(path))
+    for filename, code in sources:
+        tree = ast.parse(code, filename=filename)
         for function in [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
             typed = {a.arg: _trt_class(a.annotation) for a in function.args.args + function.args.kwonlyargs}
             typed.update({n.target.id: _trt_class(n.annotation) for n in ast.walk(function)
@@ -76,7 +89,7 @@ def collect_usage() -> dict:
                 if isinstance(node, ast.Attribute):
                     base, names = _chain(node)
                     module = _module_of(base)
-                    if module and not (isinstance(base, ast.Attribute) and names[0].startswith("_")):
+                    if module and names:
                         chains[module].add(tuple(names))
                     if isinstance(node.value, ast.Name) and node.value.id in typed:
                         members.add((typed[node.value.id], node.attr))
@@ -115,14 +128,43 @@ CHECK = textwrap.dedent("""
 """)
 
 
+SNIPPET = textwrap.dedent("""
+    def f(self, runner, builder: trt.Builder, n):
+        trt = import_tensorrt()
+        trt.BuilderFlag.TF32
+        self._trt.TensorIOMode.INPUT
+        self._cudart.cudaStreamDestroy(s)
+        runner._cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+        self.runner._cudart.cudaGraphLaunch(g, s)
+        import_cudart().cudaGetDeviceCount()
+        config: trt.IBuilderConfig = builder.create_builder_config()
+        config.set_timing_cache(cache, ignore_mismatch=False)
+        self._private.attribute
+        n.shape
+""")
+
+
+def test_collector_finds_every_form():
+    found = collect_usage([("snippet.py", SNIPPET)])
+    assert found["trt"] == [("Builder",), ("BuilderFlag",), ("BuilderFlag", "TF32"), ("IBuilderConfig",),
+                            ("TensorIOMode",), ("TensorIOMode", "INPUT")]
+    assert found["cudart"] == [("cudaGetDeviceCount",), ("cudaGraphLaunch",), ("cudaMemcpyKind",),
+                               ("cudaMemcpyKind", "cudaMemcpyHostToDevice"), ("cudaStreamDestroy",)]
+    assert found["members"] == [("Builder", "create_builder_config"), ("IBuilderConfig", "set_timing_cache")]
+    assert found["kwargs"] == [("IBuilderConfig", "set_timing_cache", ("ignore_mismatch",))]
+
+
 @pytest.fixture(scope="module")
 def usage() -> dict:
     found = collect_usage()
     classes = {c for c, _ in found["members"]}
     assert {"Builder", "IBuilderConfig", "INetworkDefinition", "OnnxParser", "IOptimizationProfile", "ITensor",
-            "ICudaEngine", "IExecutionContext", "Runtime", "ParserError"} <= classes, classes
+            "ICudaEngine", "IExecutionContext", "Runtime", "ParserError", "Logger"} <= classes, classes
     assert ("NetworkDefinitionCreationFlag", "STRONGLY_TYPED") in found["trt"]
-    assert ("cudaMemcpyAsync",) in found["cudart"] and ("ICudaEngine", "get_tensor_profile_shape") in found["members"]
+    assert {("cudaMemcpyAsync",), ("cudaStreamDestroy",), ("cudaGraphExecDestroy",)} <= set(found["cudart"]), \
+        "names reached through self._cudart / runner._cudart must be collected"
+    assert ("ICudaEngine", "get_tensor_profile_shape") in found["members"]
+    assert ("Logger", "min_severity") in found["members"]
     return found
 
 
@@ -182,3 +224,32 @@ def test_the_check_catches_a_removed_name(usage, stubs):
     assert ten == ["IBuilderConfig.set_timing_cache(keyword not_a_parameter)"]
     assert eleven == ["BuilderFlag.FP16", "IBuilderConfig.int8_calibrator",
                       "IBuilderConfig.set_timing_cache(keyword not_a_parameter)"]
+
+
+def double_usage() -> dict:
+    """Every public name of the TensorRT / cudart test double, as chains for the same check."""
+    from tensorrt_double import TensorRTDouble
+
+    double, chains = TensorRTDouble(), {"trt": [], "cudart": []}
+    for which, module in (("trt", double.trt), ("cudart", double.cudart)):
+        for name, value in vars(module).items():
+            if name.startswith("_"):
+                continue
+            chains[which].append([name])
+            if isinstance(value, type):
+                members = value.__members__ if issubclass(value, enum.Enum) else \
+                    {n for klass in value.__mro__[:-1] if klass.__module__ == "tensorrt_double" or klass is value
+                     for n in vars(klass)}
+                chains[which] += [[name, m] for m in members if not m.startswith("_")]
+    return {**chains, "members": [], "kwargs": []}
+
+
+@pytest.mark.parametrize("major", ["10", "11"])
+def test_the_test_double_uses_real_tensorrt_names(stubs, major):
+    report = _run("trt", double_usage(), _fetched("trt-bindings", major), stubs)
+    assert report["missing"] == [], f"the test double has names TensorRT {report['version']} lacks: {report['missing']}"
+
+
+def test_the_test_double_uses_real_cuda_runtime_names():
+    report = _run("cudart", double_usage(), _fetched("cuda-bindings"))
+    assert report["missing"] == [], f"the test double has names cuda-bindings lacks: {report['missing']}"
