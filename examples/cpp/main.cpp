@@ -6,11 +6,14 @@
 // --noise reads N*C*H*W little-endian float32 (N from the file size) instead of generating noise
 // (std::mt19937 normal: NOT the same stream as the Python runtime's numpy noise).
 // --raw writes the sampler's output tensor as raw bytes (float32 or uint8) for comparisons.
+// Without --guidance, conditional graphs use their recorded default guidance scale (else 1.0), as in Python.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <fstream>
 #include <iostream>
+#include <locale>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -26,6 +29,17 @@ std::vector<std::string> split(const std::string& text) {
   for (std::string part; std::getline(stream, part, ',');)
     if (!part.empty()) parts.push_back(part);
   return parts;
+}
+
+// The whole of `value` as a number of type T; s4s::Error naming the flag otherwise.
+template <typename T>
+T number(const std::string& flag, const std::string& value) {
+  std::istringstream in(value);
+  in.imbue(std::locale::classic());
+  T out{};
+  if (!(in >> out) || !(in >> std::ws).eof())
+    throw s4s::Error(flag + " needs a number, got '" + value + "'");
+  return out;
 }
 
 std::vector<float> read_noise(const std::string& path, int64_t noise_size) {
@@ -94,23 +108,24 @@ int main(int argc, char** argv) {
     std::string model = argv[1], noise_path, out = "grid.ppm", raw, labels_text;
     int64_t n = 16;
     unsigned seed = 0;
-    float guidance = 1.0f;
+    std::optional<float> guidance;  // unset: the graph's default
     s4s::Options options;
     for (int i = 2; i < argc; i += 2) {
       const std::string flag = argv[i];
       if (i + 1 >= argc) throw s4s::Error(flag + " needs a value");
       const std::string value = argv[i + 1];
-      if (flag == "--n") n = std::stoll(value);
-      else if (flag == "--seed") seed = static_cast<unsigned>(std::stoul(value));
+      if (flag == "--n") n = number<int64_t>(flag, value);
+      else if (flag == "--seed") seed = number<unsigned>(flag, value);
       else if (flag == "--noise") noise_path = value;
       else if (flag == "--labels") labels_text = value;
-      else if (flag == "--guidance") guidance = std::stof(value);
+      else if (flag == "--guidance") guidance = number<float>(flag, value);
       else if (flag == "--out") out = value;
       else if (flag == "--raw") raw = value;
-      else if (flag == "--threads") options.threads = std::stoi(value);
+      else if (flag == "--threads") options.threads = number<int>(flag, value);
       else if (flag == "--providers") options.providers = split(value);
       else throw s4s::Error("unknown option " + flag);
     }
+    if (n < 1) throw s4s::Error("--n must be at least 1, got " + std::to_string(n));
     auto sampler = s4s::Sampler::load(model, options);
     std::vector<float> noise;
     if (!noise_path.empty()) {
@@ -123,7 +138,7 @@ int main(int argc, char** argv) {
       for (auto& x : noise) x = normal(gen);
     }
     std::vector<int64_t> labels;
-    for (const auto& label : split(labels_text)) labels.push_back(std::stoll(label));
+    for (const auto& label : split(labels_text)) labels.push_back(number<int64_t>("--labels", label));
     if (!labels.empty()) {  // cycled to n, like `s4s-export sample --labels`
       const size_t given = labels.size();
       for (size_t i = given; i < static_cast<size_t>(n); ++i) labels.push_back(labels[i % given]);

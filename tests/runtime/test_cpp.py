@@ -6,18 +6,20 @@ and the onnxruntime wheel's library; skips naming what is missing.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime
 import pytest
 
 from s4s_export.runtime import Sampler, seeded_noise
 
-from runtime_helpers import CHW
+from runtime_helpers import CHW, NUM_CLASSES, export_tiny
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADERS = Path(os.environ.get("S4S_ORT_INCLUDE_DIR", Path(os.environ.get("S4S_CACHE", "~/.cache/s4s-export")).expanduser()
@@ -50,8 +52,19 @@ def build(tmp_path_factory) -> Path:
     return out
 
 
-def test_library_tests_pass(build, graphs):
-    env = {**os.environ, "S4S_TEST_UNCOND": str(graphs["uncond"]), "S4S_TEST_COND": str(graphs["cond"])}
+RECORDED_GUIDANCE = 2.5  # a conditional graph's recorded default guidance scale, not 1 (no guidance)
+
+
+@pytest.fixture(scope="module")
+def guided(tmp_path_factory) -> Path:
+    """A conditional graph whose metadata and sidecar record guidance_scale 2.5."""
+    return export_tiny(tmp_path_factory.mktemp("guided") / "guided.onnx", num_classes=NUM_CLASSES,
+                       info={"guidance_scale": RECORDED_GUIDANCE})
+
+
+def test_library_tests_pass(build, graphs, guided):
+    env = {**os.environ, "S4S_TEST_UNCOND": str(graphs["uncond"]), "S4S_TEST_COND": str(graphs["cond"]),
+           "S4S_TEST_GUIDED": str(guided), "S4S_TEST_FIXED2": str(graphs["fixed2"])}
     result = subprocess.run(["ctest", "--output-on-failure"], cwd=build, capture_output=True, text=True, env=env,
                             timeout=120)
     assert result.returncode == 0 and "100% tests passed" in result.stdout, result.stdout + result.stderr
@@ -79,6 +92,50 @@ def test_example_matches_python(build, graphs, tmp_path, graph, args, kwargs):
     assert np.abs(got - expected).max() <= 1e-6
 
 
+@pytest.mark.parametrize("source", ["metadata and sidecar", "metadata only", "sidecar overrides metadata"])
+def test_example_default_guidance_matches_python(build, tmp_path, source):
+    """Without --guidance both runtimes use the graph's recorded guidance_scale (sidecar over metadata)."""
+    graph = export_tiny(tmp_path / "g.onnx", num_classes=NUM_CLASSES, info={"guidance_scale": RECORDED_GUIDANCE})
+    default, others = RECORDED_GUIDANCE, [1.0]
+    if source == "metadata only":
+        graph.with_suffix(".json").unlink()
+    elif source == "sidecar overrides metadata":
+        sidecar = json.loads(graph.with_suffix(".json").read_text())
+        graph.with_suffix(".json").write_text(json.dumps({**sidecar, "guidance_scale": 3.25}))
+        default, others = 3.25, [1.0, RECORDED_GUIDANCE]
+    noise, labels = seeded_noise(CHW, 5, seed=3), [0, 1, 2, 3, 1]
+    sampler = Sampler.load(graph)
+    assert sampler.info["guidance_scale"] == default
+    expected = sampler(noise=noise, class_labels=labels)
+    for other in others:  # the default matters: other scales give other images
+        assert np.abs(expected - sampler(noise=noise, class_labels=labels, guidance_scale=other)).max() > 1e-2
+    got = np.fromfile(run_app(build, tmp_path, graph, noise, "--labels", ",".join(map(str, labels))),
+                      dtype="<f4").reshape(expected.shape)
+    assert np.abs(got - expected).max() <= 1e-6
+
+
+def test_python_tensorrt_profile_matches_cpp(graphs):
+    """runtime/cpp/tests/test_runtime.cpp expects these TensorRT-provider profile strings from the C++ runtime."""
+    from s4s_export.runtime.onnxruntime_backend import PROVIDERS, _spec, provider_options
+
+    inputs = [_spec(a) for a in onnxruntime.InferenceSession(str(graphs["cond"]), providers=["CPUExecutionProvider"])
+              .get_inputs()]
+    [(_, options)] = provider_options([PROVIDERS["tensorrt"]], graphs["cond"], inputs, (1, 16), 0)
+    assert {k: v for k, v in options.items() if k.startswith("trt_profile_")} == {
+        "trt_profile_min_shapes": "noise:1x1x6x5,class_labels:1", "trt_profile_opt_shapes": "noise:4x1x6x5,class_labels:4",
+        "trt_profile_max_shapes": "noise:16x1x6x5,class_labels:16"}
+
+
+def _two_outputs(path: Path) -> Path:
+    """A graph with the noise input but two outputs: not a sampler graph."""
+    noise = onnx.helper.make_tensor_value_info("noise", onnx.TensorProto.FLOAT, ["B", *CHW])
+    outputs = [onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, ["B", *CHW]) for n in ("images", "extra")]
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["noise"], [n]) for n in ("images", "extra")],
+                                   "two", [noise], outputs)
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
 def test_example_uint8_output_and_ppm(build, graphs, tmp_path):
     noise = seeded_noise(CHW, 5, seed=2)
     expected = Sampler.load(graphs["uint8"])(noise=noise)
@@ -91,7 +148,24 @@ def test_example_uint8_output_and_ppm(build, graphs, tmp_path):
     np.testing.assert_array_equal(pixels[2:2 + CHW[1], 2:2 + CHW[2], 0], expected[0, :, :, 0])
 
 
-def test_example_reports_errors(build, graphs, tmp_path):
-    result = subprocess.run([str(build / "s4s_sample"), str(graphs["cond"]), "--n", "2", "--out", str(tmp_path / "g.ppm")],
+@pytest.mark.parametrize("graph,args,message", [
+    ("cond", (), "this model is class-conditional: pass class labels (2 integers in [0, 3] (3 = unconditional))"),
+    ("cond", ("--labels", "0,4"), "class label 4 out of range; valid labels are [0, 3]"),
+    ("cond", ("--labels", "-1"), "class label -1 out of range"),
+    ("cond", ("--labels", "1", "--guidance", "big"), "--guidance needs a number, got 'big'"),
+    ("uncond", ("--guidance", "2"), "this model is unconditional: it takes no guidance_scale"),
+    ("fixed2", ("--n", "3"), "batch 3 cannot be split into runs within the batch range [2, 2]"),
+    ("fixed2", ("--n", "1"), "batch 1 is below the minimum batch 2"),
+    ("uncond", ("--n", "0"), "--n must be at least 1"),
+    ("bad sidecar", (), "is not valid JSON"),
+    ("two outputs", (), "it has 2 outputs; expected one, images"),
+])
+def test_example_reports_errors(build, graphs, tmp_path, graph, args, message):
+    if graph == "bad sidecar":
+        path = export_tiny(tmp_path / "bad.onnx")
+        path.with_suffix(".json").write_text('{"nfe": 1,')
+    else:
+        path = _two_outputs(tmp_path / "two.onnx") if graph == "two outputs" else graphs[graph]
+    result = subprocess.run([str(build / "s4s_sample"), str(path), "--n", "2", "--out", str(tmp_path / "g.ppm"), *args],
                             capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and "class-conditional" in result.stderr
+    assert result.returncode == 2 and message in result.stderr, result.stderr

@@ -27,6 +27,8 @@ const TensorInfo* find_input(const std::vector<TensorInfo>& inputs, const std::s
   return nullptr;
 }
 
+}  // namespace
+
 void check_contract(const std::string& path, const Backend& b) {
   const std::string where = path + " is not an s4s-export sampler graph: ";
   const TensorInfo* noise = find_input(b.inputs, "noise");
@@ -37,22 +39,27 @@ void check_contract(const std::string& path, const Backend& b) {
     throw Error(where + "expected input noise [B,C,H,W] float32");
   for (size_t i = 1; i < 4; ++i)
     if (noise->shape[i] < 0) throw Error(where + describe(*noise) + " should have fixed C, H, W");
-  if (find_input(b.inputs, "guidance_scale") && !find_input(b.inputs, "class_labels"))
-    throw Error(where + "it takes guidance_scale but no class_labels");
+  const TensorInfo* labels = find_input(b.inputs, "class_labels");
+  const TensorInfo* guidance = find_input(b.inputs, "guidance_scale");
+  if (guidance && !labels) throw Error(where + "it takes guidance_scale but no class_labels");
+  if (labels && (labels->shape.size() != 1 || labels->dtype != "int64"))
+    throw Error(where + describe(*labels) + " should be class_labels [B] int64");
+  if (guidance && (!guidance->shape.empty() || guidance->dtype != "float32"))
+    throw Error(where + describe(*guidance) + " should be guidance_scale [] float32");
   if (b.output.shape.size() != 4 || (b.output.dtype != "float32" && b.output.dtype != "uint8"))
     throw Error(where + "expected one output images [B,...] float32 or uint8, got " + describe(b.output));
 }
 
-}  // namespace
-
 std::vector<int64_t> plan_batches(int64_t batch, int64_t lo, int64_t hi) {
   if (batch < lo)
-    throw Error("batch " + std::to_string(batch) + " is below the minimum batch " + std::to_string(lo));
+    throw Error("batch " + std::to_string(batch) + " is below the minimum batch " + std::to_string(lo) +
+                "; ask for at least " + std::to_string(lo) + " images or rebuild with a smaller minimum batch");
   if (hi < 0 || batch <= hi) return {batch};
   const int64_t runs = (batch + hi - 1) / hi;
   if (runs * lo > batch)
     throw Error("batch " + std::to_string(batch) + " cannot be split into runs within the batch range [" +
-                std::to_string(lo) + ", " + std::to_string(hi) + "]");
+                std::to_string(lo) + ", " + std::to_string(hi) + "]; ask for a multiple of " + std::to_string(lo) +
+                " images or rebuild with a wider batch range");
   int64_t extra = batch - runs * lo;
   std::vector<int64_t> sizes;
   for (int64_t i = 0; i < runs; ++i) {
@@ -99,36 +106,68 @@ int64_t Sampler::noise_size() const {
   return chw[0] * chw[1] * chw[2];
 }
 
-Images Sampler::run(const float* noise, int64_t batch, const int64_t* labels, float guidance_scale) const {
+float Sampler::default_guidance_scale() const {
+  if (!backend_->default_guidance_error.empty()) throw Error(backend_->default_guidance_error);
+  return backend_->default_guidance;
+}
+
+// Checks as runtime/inputs.py prepare_inputs does; the guidance default comes from the graph's description.
+Images Sampler::run(const float* noise, int64_t batch, const int64_t* labels, std::optional<float> guidance_scale) const {
   if (batch < 1) throw Error("batch must be at least 1, got " + std::to_string(batch));
   if (!noise) throw Error("noise is null");
   const int64_t size = noise_size();
   for (int64_t i = 0; i < batch * size; ++i)
     if (!std::isfinite(noise[i])) throw Error("noise contains non-finite values (NaN or inf); pass finite noise");
   const int64_t classes = backend_->num_classes;
+  const bool guided = find_input(backend_->inputs, "guidance_scale") != nullptr;
+  float guidance = 0.0f;
   if (conditional()) {
-    if (!labels) throw Error("this model is class-conditional: pass class labels");
+    const std::string valid = classes > 0 ? "[0, " + std::to_string(classes) + "] (" + std::to_string(classes) +
+                                                " = unconditional)" : "non-negative integers";
+    if (!labels) throw Error("this model is class-conditional: pass class labels (" + std::to_string(batch) +
+                             " integers in " + valid + ")");
     for (int64_t i = 0; i < batch; ++i)
       if (labels[i] < 0 || (classes > 0 && labels[i] > classes))
-        throw Error("class label " + std::to_string(labels[i]) + " out of range" +
-                    (classes > 0 ? "; valid labels are [0, " + std::to_string(classes) + "]" : "; labels must be >= 0"));
+        throw Error("class label " + std::to_string(labels[i]) + " out of range; valid labels are " + valid);
+    if (guided) {
+      guidance = guidance_scale ? *guidance_scale : default_guidance_scale();
+      if (!std::isfinite(guidance)) throw Error("guidance_scale must be finite; got " + std::to_string(guidance));
+    } else if (guidance_scale) {
+      throw Error("this graph has its guidance scale baked in: it takes no guidance_scale; drop it "
+                  "or re-export with the guidance scale as an input");
+    }
   } else if (labels) {
-    throw Error("this model is unconditional: it takes no class labels");
+    throw Error("this model is unconditional: it takes no class labels; drop them");
+  } else if (guidance_scale) {
+    throw Error("this model is unconditional: it takes no guidance_scale; drop it");
   }
-  if (!std::isfinite(guidance_scale)) throw Error("guidance_scale must be finite");
-  const bool guided = find_input(backend_->inputs, "guidance_scale") != nullptr;
   const auto chw = image_shape();
   Images out;
   int64_t start = 0;
   for (int64_t n : plan_batches(batch, backend_->batch_range[0], backend_->batch_range[1])) {
     std::map<std::string, Feed> feeds{{"noise", {noise + start * size, {n, chw[0], chw[1], chw[2]}}}};
     if (labels) feeds["class_labels"] = {labels + start, {n}};
-    if (guided) feeds["guidance_scale"] = {&guidance_scale, {}};
+    if (guided) feeds["guidance_scale"] = {&guidance, {}};
     backend_->run(feeds, out);
     start += n;
   }
   out.shape[0] = batch;
   return out;
+}
+
+Images Sampler::run(const std::vector<float>& noise, const std::vector<int64_t>& labels,
+                    std::optional<float> guidance_scale) const {
+  const int64_t size = noise_size();
+  const auto chw = image_shape();
+  const int64_t count = static_cast<int64_t>(noise.size());
+  if (count == 0 || count % size != 0)
+    throw Error("noise must hold B * " + std::to_string(size) + " floats (B images of " + std::to_string(chw[0]) + "x" +
+                std::to_string(chw[1]) + "x" + std::to_string(chw[2]) + "); got " + std::to_string(count));
+  const int64_t batch = count / size;
+  if (!labels.empty() && static_cast<int64_t>(labels.size()) != batch)
+    throw Error("class labels must be one per image: " + std::to_string(batch) + " images, got " +
+                std::to_string(labels.size()) + " labels");
+  return run(noise.data(), batch, labels.empty() ? nullptr : labels.data(), guidance_scale);
 }
 
 }  // namespace s4s

@@ -9,6 +9,7 @@
 #include <iostream>
 #include <iterator>
 #include <mutex>
+#include <type_traits>
 
 #include "backend.h"
 
@@ -38,10 +39,12 @@ std::string dtype_name(nvinfer1::DataType type) {
 }
 
 size_t element_size(const std::string& dtype) {
+  if (dtype == "float32" || dtype == "int32") return 4;
   if (dtype == "float16") return 2;
   if (dtype == "int64") return 8;
   if (dtype == "uint8") return 1;
-  return 4;
+  throw Error("the engine has a tensor of type " + dtype + ", which this runtime cannot feed or read; "
+              "rebuild it from an s4s-export graph");
 }
 
 std::vector<int64_t> to_vector(const nvinfer1::Dims& dims) { return {dims.d, dims.d + dims.nbDims}; }
@@ -59,6 +62,13 @@ int64_t element_count(const std::vector<int64_t>& shape) {
   return n;
 }
 
+struct CudaFree {
+  void operator()(void* p) const noexcept { cudaFree(p); }
+};
+struct StreamDestroy {
+  void operator()(cudaStream_t s) const noexcept { cudaStreamDestroy(s); }
+};
+
 class TrtBackend final : public Backend {
  public:
   TrtBackend(const std::string& path, const Options& options) : device_(options.device_id) {
@@ -72,15 +82,26 @@ class TrtBackend final : public Backend {
     if (!engine_)
       throw Error("TensorRT could not load " + path + " (see its log): engines only run with the TensorRT version "
                   "and GPU they were built for; rebuild it with `s4s-export build --trt`");
+    std::vector<TensorInfo> outputs;
     for (int32_t i = 0; i < engine_->getNbIOTensors(); ++i) {
       const char* name = engine_->getIOTensorName(i);
       TensorInfo info{name, dtype_name(engine_->getTensorDataType(name)), to_vector(engine_->getTensorShape(name))};
-      if (engine_->getTensorIOMode(name) == nvinfer1::TensorIOMode::kINPUT) inputs.push_back(info);
-      else output = info;
+      (engine_->getTensorIOMode(name) == nvinfer1::TensorIOMode::kINPUT ? inputs : outputs).push_back(info);
     }
+    if (outputs.size() != 1)
+      throw Error(path + " is not an s4s-export sampler engine: it has " + std::to_string(outputs.size()) +
+                  " outputs; expected one, images");
+    output = outputs[0];
+    // The description is the engine's sidecar model.plan.json alone (runtime/tensorrt_runner.py).
+    Description description;
+    overlay_sidecar(path, description);
+    apply_description(description, *this);
+    check_contract(path, *this);  // before any allocation: buffer sizes rely on the contract's dtypes and shapes
     context_.reset(engine_->createExecutionContext());
     if (!context_) throw std::runtime_error("TensorRT could not create an execution context (out of GPU memory?)");
-    check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    cudaStream_t stream = nullptr;
+    check_cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
+    stream_.reset(stream);
     for (const auto& t : inputs) {
       if (t.name != "noise" || t.shape.empty()) continue;
       if (t.shape[0] < 0) {
@@ -95,14 +116,9 @@ class TrtBackend final : public Backend {
       void* buffer = nullptr;
       const auto shape = to_vector(context_->getTensorShape(t->name.c_str()));
       check_cuda(cudaMalloc(&buffer, std::max<size_t>(1, element_count(shape) * element_size(t->dtype))), "cudaMalloc");
-      buffers_[t->name] = buffer;
+      buffers_[t->name].reset(buffer);
       if (!context_->setTensorAddress(t->name.c_str(), buffer)) throw std::runtime_error("setTensorAddress " + t->name);
     }
-  }
-
-  ~TrtBackend() override {
-    for (auto& [name, buffer] : buffers_) cudaFree(buffer);
-    if (stream_) cudaStreamDestroy(stream_);
   }
 
   void run(const std::map<std::string, Feed>& feeds, Images& out) const override {
@@ -112,10 +128,10 @@ class TrtBackend final : public Backend {
     if (batch != batch_) set_batch(batch);
     for (const auto& [name, feed] : feeds) {
       const auto* t = input(name);
-      check_cuda(cudaMemcpyAsync(buffers_.at(name), feed.data, element_count(feed.shape) * element_size(t->dtype),
-                                 cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync");
+      check_cuda(cudaMemcpyAsync(buffers_.at(name).get(), feed.data, element_count(feed.shape) * element_size(t->dtype),
+                                 cudaMemcpyHostToDevice, stream_.get()), "cudaMemcpyAsync");
     }
-    if (!context_->enqueueV3(stream_)) throw std::runtime_error("TensorRT enqueueV3 failed (see its log)");
+    if (!context_->enqueueV3(stream_.get())) throw std::runtime_error("TensorRT enqueueV3 failed (see its log)");
     const auto shape = to_vector(context_->getTensorShape(output.name.c_str()));
     const size_t count = element_count(shape);
     out.shape = shape;
@@ -128,9 +144,9 @@ class TrtBackend final : public Backend {
       out.f32.resize(out.f32.size() + count);
       host = out.f32.data() + out.f32.size() - count;
     }
-    check_cuda(cudaMemcpyAsync(host, buffers_.at(output.name), count * element_size(output.dtype),
-                               cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync");
-    check_cuda(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+    check_cuda(cudaMemcpyAsync(host, buffers_.at(output.name).get(), count * element_size(output.dtype),
+                               cudaMemcpyDeviceToHost, stream_.get()), "cudaMemcpyAsync");
+    check_cuda(cudaStreamSynchronize(stream_.get()), "cudaStreamSynchronize");
   }
 
  private:
@@ -163,8 +179,8 @@ class TrtBackend final : public Backend {
   std::unique_ptr<nvinfer1::IRuntime> runtime_;
   std::unique_ptr<nvinfer1::ICudaEngine> engine_;
   std::unique_ptr<nvinfer1::IExecutionContext> context_;
-  cudaStream_t stream_ = nullptr;
-  std::map<std::string, void*> buffers_;
+  std::unique_ptr<std::remove_pointer_t<cudaStream_t>, StreamDestroy> stream_;  // RAII: a throwing constructor
+  std::map<std::string, std::unique_ptr<void, CudaFree>> buffers_;              // still releases them
   mutable int64_t batch_ = -1;
   mutable std::mutex mutex_;
 };

@@ -7,11 +7,17 @@
 // The graph contract: input `noise` [B,C,H,W] float32 (+ `class_labels` [B] int64 and `guidance_scale`
 // [] float32 for class-conditional models); output `images`, float32 NCHW in [-1, 1] or uint8 NHWC.
 // Only the batch dimension may be dynamic. Errors in the caller's input throw s4s::Error.
+//
+// The graph's description is read as the Python runtime reads it: for `.onnx`, its metadata_props overlaid
+// by the sidecar `model.json`; for engines, the sidecar `model.plan.json`. It gives num_classes (label range)
+// and the default guidance scale. ONNX Runtime's TensorRT provider gets a profile over batch 1..max_batch
+// (16 when max_batch is 0), like the Python runtime; larger requests are split.
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -56,13 +62,21 @@ class Sampler {
   std::array<int64_t, 3> image_shape() const;  // C, H, W of the noise
   int64_t noise_size() const;                  // C * H * W
   bool conditional() const;                    // takes class_labels
-  int64_t num_classes() const;                 // from the graph's metadata; 0 when not recorded
+  int64_t num_classes() const;                 // from the graph's description; 0 when not recorded
   std::array<int64_t, 2> batch_range() const;  // {min, max}; max -1: unbounded
+  // The guidance scale run() uses when given none: the graph's recorded guidance_scale, else 1.0
+  // (no guidance). Throws s4s::Error when the recorded value is not a number.
+  float default_guidance_scale() const;
 
-  // noise: batch * noise_size() floats. labels: batch class indices for conditional models
-  // (num_classes = unconditional), else nullptr. guidance_scale: used when the graph takes one.
-  // Thread-safe.
-  Images run(const float* noise, int64_t batch, const int64_t* labels = nullptr, float guidance_scale = 1.0f) const;
+  // noise: batch * noise_size() floats. labels: batch class indices in [0, num_classes] for conditional
+  // models (num_classes = unconditional), else nullptr. guidance_scale: only for graphs that take one;
+  // std::nullopt: default_guidance_scale(). Thread-safe.
+  Images run(const float* noise, int64_t batch, const int64_t* labels = nullptr,
+             std::optional<float> guidance_scale = std::nullopt) const;
+  // As above, with the batch taken from noise.size() (a multiple of noise_size()) and one label per image
+  // (labels empty for unconditional models).
+  Images run(const std::vector<float>& noise, const std::vector<int64_t>& labels = {},
+             std::optional<float> guidance_scale = std::nullopt) const;
 
  private:
   explicit Sampler(std::unique_ptr<Backend> backend);
