@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .denoiser import Denoiser
+from .errors import S4SError
 from .solvers import SolverTable
 
 
@@ -63,6 +64,10 @@ class Sampler(nn.Module):
         return self.denoiser(x, sigma, cond)
 
     def forward(self, noise: torch.Tensor, cond: object = None) -> torch.Tensor:
+        info = self.denoiser.info
+        if tuple(noise.shape[1:]) != tuple(info.shape):  # Python ints: static under tracing except the batch
+            raise S4SError(f"noise must have shape [B, {', '.join(map(str, info.shape))}] for model {info.name!r}, "
+                           f"got {list(noise.shape)}")
         table, eval_sigmas, sigma_start = self.solver()
         table, eval_sigmas = table.to(noise.dtype), eval_sigmas.to(noise.dtype)
         x_start = noise * sigma_start.to(noise.dtype)

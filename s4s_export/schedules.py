@@ -63,13 +63,17 @@ def validate_sigmas(sigmas: Sequence[float] | np.ndarray, what: str = "sigmas") 
 
 
 def make_schedule(name: str | Sequence[float], n: int, sigma_min: float, sigma_max: float) -> np.ndarray:
-    """n+1 sigmas for a named schedule, or an explicit list (which must have n+1 entries)."""
+    """n+1 sigmas from sigma_max to sigma_min: a named schedule, or an explicit list with n+1 entries and those ends."""
     if n < 1:
         raise S4SError(f"a schedule needs at least 1 step, got {n}")
     if not isinstance(name, str):
         s = validate_sigmas(name, "explicit sigmas")
         if s.size != n + 1:
             raise S4SError(f"explicit sigmas have {s.size} entries; this solver needs {n + 1} for {n} steps")
+        if not (np.isclose(s[0], sigma_max, rtol=1e-5, atol=0) and np.isclose(s[-1], sigma_min, rtol=1e-5, atol=0)):
+            raise S4SError(f"explicit sigmas run from {s[0]:g} to {s[-1]:g}, but the model's range is "
+                           f"sigma_max={sigma_max:g} to sigma_min={sigma_min:g}; start the list at {sigma_max:g} "
+                           f"and end it at {sigma_min:g}")
         return s
     if name not in SCHEDULES:
         raise choice_error("schedule", name, [*SCHEDULES, "an explicit comma-separated list of sigmas"])

@@ -29,6 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from s4s_export.networks import build_network  # noqa: E402
 from s4s_export.networks.demo import DEMO_ASSET, load_demo  # noqa: E402
+from s4s_export.sampler import Sampler  # noqa: E402
+from s4s_export.solvers import make_solver  # noqa: E402
 
 
 def digits_16x16() -> torch.Tensor:
@@ -48,39 +50,6 @@ def edm_loss(net: torch.nn.Module, y: torch.Tensor, p_mean: float, p_std: float,
     weight = (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
     d = net(y + torch.randn_like(y) * sigma, sigma.flatten())
     return (weight * (d - y).square()).mean()
-
-
-@torch.no_grad()
-def heun_sample(net: torch.nn.Module, noise: torch.Tensor, steps: int = 18, sigma_min: float = 0.002,
-                sigma_max: float = 80.0, rho: float = 7.0) -> torch.Tensor:
-    """Training-time sanity check only: EDM's deterministic Heun sampler (NFE = 2*steps-1)."""
-    i = torch.arange(steps, dtype=torch.float64)
-    t = (sigma_max ** (1 / rho) + i / (steps - 1) * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
-    t = torch.cat([t, torch.zeros(1, dtype=torch.float64)])
-    x = noise.to(torch.float64) * t[0]
-    for k in range(steps):
-        d = (x - net(x.float(), t[k].float()).double()) / t[k]
-        x_next = x + (t[k + 1] - t[k]) * d
-        if k < steps - 1:
-            d2 = (x_next - net(x_next.float(), t[k + 1].float()).double()) / t[k + 1]
-            x_next = x + (t[k + 1] - t[k]) * (0.5 * d + 0.5 * d2)
-        x = x_next
-    return x.float()
-
-
-def project_sample(net: torch.nn.Module, noise: torch.Tensor) -> torch.Tensor | None:
-    """Heun NFE 35 through the project's own Sampler, or None if that module is not available."""
-    try:
-        from s4s_export.sampler import Sampler
-        from s4s_export.solvers import make_solver
-    except ImportError:
-        return None
-    try:
-        solver = make_solver("heun", nfe=35, sigma_min=0.002, sigma_max=80.0)
-    except TypeError:
-        return None
-    with torch.no_grad():
-        return Sampler(net, solver)(noise)
 
 
 def write_png(path: Path, img: np.ndarray) -> None:
@@ -109,16 +78,13 @@ def save_grid(x: torch.Tensor, path: Path, cols: int = 8, zoom: int = 4, pad: in
     write_png(path, np.kron(grid, np.ones((zoom, zoom), dtype=np.uint8)))
 
 
-def make_grid(out_png: Path, asset: Path, seed: int = 0, n: int = 64) -> str:
-    """Draw n samples from the saved asset with Heun NFE 35; returns which sampler drew them."""
+@torch.no_grad()
+def make_grid(out_png: Path, asset: Path, seed: int = 0, n: int = 64) -> None:
+    """Draw n samples from the saved asset with the project's Sampler and EDM Heun at NFE 35."""
     net = load_demo(asset)
     noise = torch.randn(n, *net.info.shape, generator=torch.Generator().manual_seed(seed))
-    x = project_sample(net, noise)
-    which = "s4s_export.sampler.Sampler + solvers.make_solver('heun', nfe=35)"
-    if x is None:
-        x, which = heun_sample(net, noise), "local EDM Heun loop (18 steps, NFE 35)"
-    save_grid(x, out_png)
-    return which
+    solver = make_solver("heun", nfe=35, schedule="edm", sigma_min=net.info.sigma_min, sigma_max=net.info.sigma_max)
+    save_grid(Sampler(net, solver)(noise), out_png)
 
 
 def train(args: argparse.Namespace) -> None:
@@ -213,8 +179,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.grid_only:
         train(args)
     torch.set_num_threads(args.threads)
-    which = make_grid(args.png, args.out, seed=args.seed)
-    print(f"wrote {args.png} with {which}", flush=True)
+    make_grid(args.png, args.out, seed=args.seed)
+    print(f"wrote {args.png} (Sampler, heun NFE 35)", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """The sampler module: gradients w.r.t. the table and sigmas, checkpointing, dtype handling."""
 
+import pytest
 import torch
 from torch import nn
 
+from s4s_export.errors import S4SError
 from s4s_export.sampler import Sampler
 from s4s_export.solvers import SolverTable, make_solver
 
@@ -67,3 +69,9 @@ def test_denoiser_called_once_per_nfe_with_eval_sigmas(gmm):
 
     Sampler(Spy(), table).double()(torch.randn(1, *gmm.info.shape, dtype=torch.float64))
     assert seen == list(table.eval_sigmas)
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 8, 7), (2, 64), (1, 3, 8, 8)])
+def test_noise_shape_must_match_the_model(gmm, shape):
+    with pytest.raises(S4SError, match=r"noise must have shape \[B, 1, 8, 8\] for model 'gmm', got \[" + str(shape[0])):
+        Sampler(gmm, make_solver("euler", 3))(torch.randn(*shape))

@@ -32,13 +32,13 @@ def test_vp_time_roundtrip():
 
 
 def test_explicit_list_and_errors():
-    assert np.allclose(make_schedule([3.0, 2.0, 1.0], 2, 0, 0), [3, 2, 1])
+    assert np.allclose(make_schedule([3.0, 2.0, 1.0], 2, 1.0, 3.0), [3, 2, 1])
     with pytest.raises(S4SError, match="strictly decreasing"):
         validate_sigmas([1.0, 2.0])
     with pytest.raises(S4SError, match="positive"):
         validate_sigmas([1.0, 0.0])
     with pytest.raises(S4SError, match="needs 3"):
-        make_schedule([3.0, 1.0], 2, 0, 0)
+        make_schedule([3.0, 1.0], 2, 1.0, 3.0)
     with pytest.raises(S4SError, match="unknown schedule 'cosine'"):
         make_schedule("cosine", 3, 0.002, 80.0)
     with pytest.raises(S4SError, match="sigma_min < sigma_max"):
@@ -46,3 +46,10 @@ def test_explicit_list_and_errors():
     assert parse_schedule("80,1,0.002") == [80.0, 1.0, 0.002]
     with pytest.raises(S4SError, match="unknown schedule"):
         parse_schedule("fast")
+
+
+@pytest.mark.parametrize("sigmas", [[200.0, 1.0, 0.002], [80.0, 1.0, 0.01], [79.0, 1.0, 0.002]])
+def test_explicit_list_must_span_the_model_range(sigmas):
+    with pytest.raises(S4SError, match="range is sigma_max=80 to sigma_min=0.002; start the list at 80 and end it at"):
+        make_schedule(sigmas, 2, 0.002, 80.0)
+    assert make_schedule([80.0, 1.0, 0.002], 2, 0.002, 80.0)[0] == 80.0
