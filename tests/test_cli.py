@@ -43,9 +43,34 @@ def test_models_json_lists_builtins():
     (["eval", "--model", "gmm", "--nfe", "five"], "--nfe takes comma-separated positive integers"),
     (["eval", "--model", "gmm", "--schedule", "1,2,3"], "strictly decreasing"),
     (["eval", "--model", "gmm", "--checkpoint", "x.pkl"], "is bundled"),
+    (["eval", "--model", "gmm", "--solver", "euler", "--nfe", "2", "--schedule", "200,1,0.002"],
+     "explicit sigmas run from 200 to 0.002, but the model's range is sigma_max=80 to sigma_min=0.002"),
+    # typer's own usage errors: one line too, not a box
+    (["eval", "--samples", "0"], "Invalid value for '--samples'"),
+    (["eval", "--foo"], "No such option: --foo"),
+    (["eval", "--nfe"], "Option '--nfe' requires an argument"),
+    (["nope"], "No such command 'nope'"),
 ])
 def test_bad_input_is_one_line_exit_2(args, message):
     r = run_cli(*args)
     assert r.returncode == 2
-    assert message in r.stderr
+    assert r.stderr.startswith("error: ") and message in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_usage_error_points_to_the_command_help():
+    assert run_cli("eval", "--foo").stderr.strip().endswith("see 'python -m s4s_export eval --help'")
+
+
+@pytest.mark.parametrize("args,shows", [(["--help"], "Commands"), ([], "Commands"), (["eval", "--help"], "--samples")])
+def test_help_exits_0(args, shows):
+    r = run_cli(*args)
+    assert r.returncode == 0 and r.stderr == ""
+    assert "Usage:" in r.stdout and shows in r.stdout
+
+
+def test_explicit_sigmas_over_the_model_range_run():
+    r = run_cli("eval", "--model", "gmm", "--solver", "euler", "--nfe", "2", "--schedule", "80,1,0.002",
+                "--samples", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["results"][0]["schedule"] == "explicit"
