@@ -1,6 +1,6 @@
 """What baking the loop into one graph costs on ONNX Runtime (CPU), and what it saves over PyTorch eager.
 
-    python benchmarks/export_overhead.py [--model demo] [--nfe 3,5,8] [--batch 1,16] [--threads 1]
+    python benchmarks/export_overhead.py [--model demo [--random-weights]] [--nfe 3,5,8] [--batch 1,16] [--threads 1]
                                          [--repeats 20] [--out exported] [--rebuild] [--json]
                                          [--ort-level basic|extended|all] [--no-arena]
 
@@ -87,7 +87,8 @@ def measure(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     nfes, batches = parse_ints(args.nfe), parse_ints(args.batch, "--batch")
     requests = {nfe: BuildRequest(nfe=nfe, model=args.model, solver="dpmpp3m" if nfe > 1 else "euler", out=args.out,
-                                  batch=(1, max(batches))) for nfe in sorted({1, *nfes})}
+                                  batch=(1, max(batches)), random_weights=args.random_weights)
+                for nfe in sorted({1, *nfes})}
     resolved = {nfe: resolve(req) for nfe, req in requests.items()}
     info = resolved[1].denoiser.info
     if info.num_classes:
@@ -128,6 +129,7 @@ def markdown(report: dict) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="demo")
+    p.add_argument("--random-weights", action="store_true", help="a preset's architecture twin (random weights)")
     p.add_argument("--nfe", default="3,5,8")
     p.add_argument("--batch", default="1,16")
     p.add_argument("--threads", type=int, default=1)
