@@ -6,7 +6,7 @@ Both sides call the same InferenceSession (the runtime's own), batch 1, with the
 side is `session.run(["images"], {"noise": x})`, the runtime side `sampler(noise=x)` (input checks,
 batch planning, dispatch). Calls are timed in adjacent pairs (alternating which goes first) so both
 see the same machine load; the overhead is the median paired difference over the median bare time.
-`python_side_us` is the runtime's own cost per call, timed over a backend that returns at once.
+`python_side_us` is the runtime's own cost per call, timed over a runner that returns at once.
 Without a graph file one is made from the core sampler module:
 the demo model (random weights of the same architecture when its asset is absent) with a 5-NFE
 dpmpp3m solver.
@@ -56,7 +56,7 @@ def measure(onnx_path: Path, threads: int, rounds: int, calls: int) -> dict:
     from s4s_export.runtime import Sampler
 
     sampler = Sampler.load(onnx_path, providers=["cpu"], threads=threads)
-    session = sampler.backend.session
+    session = sampler.runner.session
     x = np.random.default_rng(0).standard_normal((1, *sampler.image_shape), dtype=np.float32)
     feeds = {"noise": x}
     out = [sampler.spec.output.name]
@@ -94,16 +94,19 @@ def measure(onnx_path: Path, threads: int, rounds: int, calls: int) -> dict:
 
 
 def python_side_us(sampler, x: np.ndarray, calls: int = 5000) -> float:
-    """The runtime's own cost per call: the same Sampler code over a backend that returns at once."""
-    from s4s_export.runtime import Sampler
+    """The runtime's own cost per call: the same Sampler code over a runner that returns at once."""
+    from s4s_export.runtime import Runner, Sampler
 
     result = sampler(noise=x)
 
-    class Instant:
-        spec = sampler.spec
+    class Instant(Runner):
+        spec, path = sampler.spec, sampler.path
 
-        def run(self, feeds):
+        def _infer(self, feeds):
             return result
+
+        def _release(self):
+            pass
 
     instant = Sampler(Instant(), sampler.path)
     best = float("inf")

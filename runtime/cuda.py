@@ -51,10 +51,14 @@ def gpu_info(device_id: int = 0) -> GpuInfo:
 
 
 class DeviceBuffer:
-    """`nbytes` of device memory on the current device, freed when the object goes."""
+    """`nbytes` of device memory on the current device, freed by `free()` or when the object goes."""
 
     def __init__(self, nbytes: int):
         cudart = import_cudart()
         self.nbytes = max(int(nbytes), 1)
         self.ptr: int = int(check(cudart.cudaMalloc(self.nbytes)))
         self._free = weakref.finalize(self, cudart.cudaFree, self.ptr)
+
+    def free(self) -> None:
+        """Free the memory now (idempotent); otherwise it is freed when the object goes."""
+        self._free()

@@ -9,11 +9,10 @@ import numbers
 
 import numpy as np
 
+from ..contract import DEFAULT_GUIDANCE, GUIDANCE, GUIDANCE_KEY, LABELS, NOISE
 from ..errors import S4SError
 from .noise import fresh_seed, seeded_noise
-from .spec import GUIDANCE, LABELS, NOISE, GraphSpec
-
-DEFAULT_GUIDANCE = 1.0  # D_u + s (D_c - D_u) with s = 1: the plain conditional model
+from .spec import GraphSpec
 
 
 def _is_int(value: object) -> bool:
@@ -91,7 +90,7 @@ def _check_labels(labels, batch: int, num_classes: int | None) -> np.ndarray:
 
 def _check_guidance(scale, info: dict) -> np.ndarray:
     if scale is None:
-        scale = info.get(GUIDANCE, DEFAULT_GUIDANCE)
+        scale = info.get(GUIDANCE_KEY, DEFAULT_GUIDANCE)
     if isinstance(scale, np.ndarray) and scale.ndim == 0:
         scale = scale.item()
     if not isinstance(scale, numbers.Real) or isinstance(scale, bool):

@@ -3,33 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
+from ..contract import NOISE
 from ..errors import S4SError
 from .inputs import plan_batches, prepare_inputs
-from .spec import NOISE, GraphSpec
+from .runner import Runner
+from .spec import GraphSpec
 
 ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
-
-
-class Backend(Protocol):
-    spec: GraphSpec
-
-    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray: ...
 
 
 class Sampler:
     """A loaded sampler. `sampler(seed=0, n=8)` -> images (float32 NCHW in [-1, 1] or uint8 NHWC, as exported).
 
     Requests larger than the backend's batch range are split into runs; every input is checked first
-    (errors are one-line S4SErrors). Thread-safe: onnxruntime sessions are, and the TensorRT backend
-    gives each thread its own execution context.
+    (errors are one-line S4SErrors). Thread-safe: onnxruntime sessions are, and the TensorRT runner
+    gives each thread its own execution context. `close()` (or leaving a `with` block) closes the runner.
     """
 
-    def __init__(self, backend: Backend, path: Path):
-        self.backend, self.path = backend, path
+    def __init__(self, runner: Runner, path: Path):
+        self.runner, self.path = runner, path
 
     @classmethod
     def load(cls, path: str | Path, *, providers: list[str] | None = None, device_id: int = 0,
@@ -53,21 +48,31 @@ class Sampler:
                 raise S4SError("providers and threads apply to .onnx graphs; a TensorRT engine runs on TensorRT itself")
             from .tensorrt_runner import TrtRunner
 
-            backend = TrtRunner(path, device_id=device_id, max_batch=max_batch, cuda_graph_batch=cuda_graph_batch)
+            runner = TrtRunner(path, device_id=device_id, max_batch=max_batch, cuda_graph_batch=cuda_graph_batch)
         elif path.suffix == ".onnx":
             if cuda_graph_batch is not None:
                 raise S4SError("cuda_graph_batch applies to TensorRT engines (.plan); not to .onnx graphs")
-            from .onnxruntime_backend import OrtBackend
+            from .onnxruntime_runner import OrtRunner
 
-            backend = OrtBackend(path, providers=providers, device_id=device_id, max_batch=max_batch, threads=threads)
+            runner = OrtRunner(path, providers=providers, device_id=device_id, max_batch=max_batch, threads=threads)
         else:
             raise S4SError(f"{path}: unknown model file type {path.suffix!r}; expected .onnx or a TensorRT engine "
                            f"({', '.join(ENGINE_SUFFIXES)})")
-        return cls(backend, path)
+        return cls(runner, path)
+
+    def close(self) -> None:
+        """Close the runner (sessions, engine, device memory); idempotent. Calls after it raise S4SError."""
+        self.runner.close()
+
+    def __enter__(self) -> Sampler:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @property
     def spec(self) -> GraphSpec:
-        return self.backend.spec
+        return self.runner.spec
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -91,12 +96,11 @@ class Sampler:
                  guidance_scale: float | None = None) -> np.ndarray:
         """Images for `noise` [B,C,H,W], or for `n` (default 1) seeded noise images (`seeded_noise`)."""
         feeds = prepare_inputs(self.spec, noise, seed, n, class_labels, guidance_scale)
-        sizes = plan_batches(feeds[NOISE].shape[0], self.spec.batch_range,
-                             "engine" if self.path.suffix in ENGINE_SUFFIXES else "graph")
+        sizes = plan_batches(feeds[NOISE].shape[0], self.spec.batch_range, self.runner.kind)
         if len(sizes) == 1:
-            return self.backend.run(feeds)
+            return self.runner.infer(feeds)
         outputs, start = [], 0
         for size in sizes:
-            outputs.append(self.backend.run({k: v[start:start + size] if v.ndim else v for k, v in feeds.items()}))
+            outputs.append(self.runner.infer({k: v[start:start + size] if v.ndim else v for k, v in feeds.items()}))
             start += size
         return np.concatenate(outputs)

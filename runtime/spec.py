@@ -1,27 +1,15 @@
-"""The serving contract of a baked sampler graph: its tensors, batch range and description.
-
-Inputs: `noise` [B,C,H,W] float32, plus `class_labels` [B] int64 and `guidance_scale` [] float32
-for class-conditional models. Output: `images`, float32 NCHW in [-1, 1] or uint8 NHWC.
-Only the batch dimension may be dynamic. A JSON sidecar `<name>.json` next to the model file
-(and, for ONNX, the model's metadata_props) describes the rest: NFE, solver, model, precision,
-number of classes.
-"""
+"""A loaded graph as the runtime sees it: its tensors, batch range and description, checked against the
+graph contract (s4s_export/contract.py: input and output names, description keys)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..contract import GUIDANCE, IMAGES, INPUTS, LABELS, NOISE, recorded_num_classes
 from ..errors import S4SError
-
-NOISE = "noise"
-LABELS = "class_labels"
-GUIDANCE = "guidance_scale"
-IMAGES = "images"
-INPUTS = (NOISE, LABELS, GUIDANCE)
 
 
 @dataclass(frozen=True)
@@ -62,11 +50,7 @@ class GraphSpec:
     @property
     def num_classes(self) -> int | None:
         """Number of classes of a conditional model (label == num_classes is the null label), if recorded."""
-        model = self.info.get("model")
-        for value in (self.info.get("num_classes"), model.get("num_classes") if isinstance(model, dict) else None):
-            if isinstance(value, int) and value > 0:
-                return value
-        return None
+        return recorded_num_classes(self.info)
 
 
 def check_graph(path: Path, inputs: list[TensorSpec], outputs: list[TensorSpec], info: dict) -> GraphSpec:
@@ -89,34 +73,3 @@ def check_graph(path: Path, inputs: list[TensorSpec], outputs: list[TensorSpec],
         raise S4SError(f"{where}: outputs {', '.join(t.describe() for t in outputs)}; expected one {IMAGES} [B,...]")
     batch = noise.shape[0]
     return GraphSpec(names, outputs[0], (1, None) if batch is None else (batch, batch), info)
-
-
-def sidecar_path(model_path: str | Path) -> Path:
-    """`model.onnx` -> `model.json` (the exporter's); an engine `model.plan` -> `model.plan.json` (build_engine's)."""
-    model_path = Path(model_path)
-    return model_path.with_suffix(".json") if model_path.suffix == ".onnx" else model_path.with_name(model_path.name + ".json")
-
-
-def read_sidecar(model_path: str | Path) -> dict:
-    """The JSON sidecar next to a model file, or {} when there is none."""
-    path = sidecar_path(model_path)
-    if not path.is_file():
-        return {}
-    try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise S4SError(f"{path} is not valid JSON ({e}); delete it or re-export the model") from None
-    if not isinstance(doc, dict):
-        raise S4SError(f"{path} should hold a JSON object; delete it or re-export the model")
-    return doc
-
-
-def parse_metadata(props: dict[str, str]) -> dict:
-    """ONNX metadata_props (all strings) as values: JSON where a value parses as JSON, else the string."""
-    out = {}
-    for key, value in props.items():
-        try:
-            out[key] = json.loads(value)
-        except (json.JSONDecodeError, TypeError):
-            out[key] = value
-    return out

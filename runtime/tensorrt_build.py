@@ -3,29 +3,31 @@
 The network is strongly typed: precision comes from the ONNX graph (TensorRT 11 has no FP16 builder
 flag; an FP16 engine needs an FP16 graph). One optimisation profile covers the batch range, the
 timing cache persists across builds, and an engine is built only for a key not seen before: the graph's
-sha256, the GPU (name and compute capability), the TensorRT version and the build settings.
+sha256, the GPU (name and compute capability), the TensorRT version and the fields of `TrtBuildConfig`.
 Plans are cached per key in $S4S_CACHE/tensorrt/engines/<key hash>.plan and linked (or copied) to the
 output path, whose sidecar (`model.plan.json`) holds the key next to the graph's own description.
 """
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 import logging
 import os
 import shutil
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from ..cachedir import cache_root
+from ..contract import ENGINE_KEY, ONNX_KEY, graph_description, graph_files, read_sidecar, sidecar_path
 from ..errors import S4SError
 from ..fileio import atomic_write, atomic_write_bytes, atomic_write_text
-from .cache import cache_root
+from ..hashing import sha256_bytes, sha256_files
 from .cuda import GpuInfo, check, gpu_info, import_cudart
-from .spec import parse_metadata, read_sidecar, sidecar_path
 
 if TYPE_CHECKING:  # annotations only; the module is imported at run time by import_tensorrt()
     import tensorrt as trt
@@ -59,36 +61,52 @@ def trt_logger(trt: ModuleType) -> trt.Logger:
         return _LOGGERS[trt]
 
 
+@dataclass(frozen=True)
+class TrtBuildConfig:
+    """How an engine is built; its fields (with the graph, GPU and TensorRT version) are the engine-cache key.
+
+    batch_range: (min, opt, max) of the optimisation profile for the batch dimension.
+    opt_level: TensorRT builder optimisation level 0..5 (0 ignores the timing cache).
+    hardware_compat: build for any Ampere-or-newer GPU (fewer tactics, may be slower).
+    tf32: allow TF32 for FP32 convolutions and matmuls (TensorRT's default).
+    workspace_bytes: the builder's workspace memory limit (None: TensorRT's default).
+    """
+
+    batch_range: tuple[int, int, int] = DEFAULT_BATCH_RANGE
+    opt_level: int = 3
+    hardware_compat: bool = False
+    tf32: bool = True
+    workspace_bytes: int | None = None
+
+    def __post_init__(self):
+        b = self.batch_range
+        if not isinstance(b, (tuple, list)) or len(b) != 3 or not all(isinstance(x, int) for x in b) \
+                or not 1 <= b[0] <= b[1] <= b[2]:
+            raise S4SError(f"batch_range must be three integers 1 <= min <= opt <= max; got {b!r}")
+        if not isinstance(self.opt_level, int) or not 0 <= self.opt_level <= 5:
+            raise S4SError(f"opt_level must be an integer 0..5 (TensorRT builder optimisation level); "
+                           f"got {self.opt_level!r}")
+        object.__setattr__(self, "batch_range", tuple(b))
+
+    def key(self) -> dict:
+        """The fields as JSON values (`dataclasses.asdict`, tuples as lists), as the engine sidecar records them."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
 def onnx_sha256(onnx_path: Path) -> str:
     """sha256 of the graph file and of its external weights `<file>.data`, when present."""
-    digest = hashlib.sha256()
-    for path in (onnx_path, onnx_path.with_name(onnx_path.name + ".data")):
-        if path.is_file():
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()
+    return sha256_files(graph_files(onnx_path))
 
 
-def onnx_info(onnx_path: Path) -> dict:
-    """The graph's description: its metadata_props overlaid with its JSON sidecar."""
-    import onnx
-
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    return {**parse_metadata({p.key: p.value for p in model.metadata_props}), **read_sidecar(onnx_path)}
-
-
-def engine_key(onnx_path: Path, gpu: GpuInfo, trt_version: str, batch_range: tuple[int, int, int],
-               opt_level: int, hardware_compat: bool, tf32: bool, workspace_bytes: int | None) -> dict:
+def engine_key(onnx_path: Path, gpu: GpuInfo, trt_version: str, config: TrtBuildConfig) -> dict:
     """Everything an engine depends on; equal keys mean the existing engine can be reused."""
     return {"onnx_sha256": onnx_sha256(onnx_path), "gpu": gpu.name, "compute_capability": gpu.compute_capability,
-            "tensorrt": trt_version, "batch_range": list(batch_range), "opt_level": opt_level,
-            "hardware_compat": hardware_compat, "tf32": tf32, "workspace_bytes": workspace_bytes}
+            "tensorrt": trt_version, **config.key()}
 
 
 def engine_cache_path(key: dict) -> Path:
     """Where the plan for `key` is cached: $S4S_CACHE/tensorrt/engines/<sha256 of the key>.plan."""
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+    digest = sha256_bytes(json.dumps(key, sort_keys=True).encode())[:32]
     return cache_root() / "tensorrt" / "engines" / f"{digest}.plan"
 
 
@@ -108,58 +126,56 @@ def check_engine_target(path: Path, key: dict, gpu: GpuInfo, trt_version: str) -
                        "`s4s-export build --trt` or runtime.build_engine(onnx_path)")
 
 
-def _check_settings(batch_range: tuple[int, int, int], opt_level: int) -> tuple[int, int, int]:
-    if len(batch_range) != 3 or not all(isinstance(b, int) for b in batch_range) \
-            or not 1 <= batch_range[0] <= batch_range[1] <= batch_range[2]:
-        raise S4SError(f"batch_range must be three integers 1 <= min <= opt <= max; got {batch_range!r}")
-    if not isinstance(opt_level, int) or not 0 <= opt_level <= 5:
-        raise S4SError(f"opt_level must be an integer 0..5 (TensorRT builder optimisation level); got {opt_level!r}")
-    return tuple(batch_range)
-
-
-def build_engine(onnx_path: str | Path, out_path: str | Path | None = None, *,
-                 batch_range: tuple[int, int, int] = DEFAULT_BATCH_RANGE, opt_level: int = 3,
-                 timing_cache: str | Path | None = None, hardware_compat: bool = False, tf32: bool = True,
-                 workspace_bytes: int | None = None, device_id: int = 0, force: bool = False,
-                 verbose: bool = False) -> Path:
+def build_engine(onnx_path: str | Path, out_path: str | Path | None = None, config: TrtBuildConfig | None = None, *,
+                 timing_cache: str | Path | None = None, device_id: int = 0, force: bool = False,
+                 verbose: bool = False, **settings) -> Path:
     """Build (or reuse) the engine for `onnx_path`; returns the plan path (default: next to the graph, `.plan`).
 
-    batch_range: (min, opt, max) of the optimisation profile for the batch dimension.
-    opt_level: TensorRT builder optimisation level 0..5 (0 ignores the timing cache).
+    config: the build settings (TrtBuildConfig); `**settings` are its fields as a shorthand
+        (`build_engine(path, batch_range=(1, 8, 16))`), not to be combined with `config`.
     timing_cache: timing cache file, read if present and updated after the build
         (default: one per TensorRT version and GPU in $S4S_CACHE/tensorrt, ~/.cache/s4s-export/tensorrt).
-    hardware_compat: build for any Ampere-or-newer GPU (fewer tactics, may be slower).
-    tf32: allow TF32 for FP32 convolutions and matmuls (TensorRT's default).
     force: rebuild even when an engine with the same key exists (in out_path or the engine cache).
     verbose: show TensorRT's INFO messages during this build.
     """
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise S4SError(f"{onnx_path} does not exist; export the sampler first with `s4s-export build`")
-    batch_range = _check_settings(batch_range, opt_level)
+    config = _config(config, settings)
     out_path = Path(out_path) if out_path is not None else onnx_path.with_suffix(".plan")
     trt = import_tensorrt()
     gpu = gpu_info(device_id)
-    key = engine_key(onnx_path, gpu, trt.__version__, batch_range, opt_level, hardware_compat, tf32, workspace_bytes)
-    if not force and out_path.is_file() and read_sidecar(out_path).get("engine") == key:
+    key = engine_key(onnx_path, gpu, trt.__version__, config)
+    if not force and out_path.is_file() and read_sidecar(out_path).get(ENGINE_KEY) == key:
         log.info("engine %s is up to date", out_path)
         return out_path
     cached = engine_cache_path(key)
-    if force or not (cached.is_file() and read_sidecar(cached).get("engine") == key):
+    if force or not (cached.is_file() and read_sidecar(cached).get(ENGINE_KEY) == key):
         check(import_cudart().cudaSetDevice(device_id))
         logger: trt.Logger = trt_logger(trt)
         logger.min_severity = trt.Logger.INFO if verbose else trt.Logger.WARNING
         try:
-            plan = _build(trt, logger, onnx_path, gpu, batch_range, opt_level, timing_cache, hardware_compat, tf32,
-                          workspace_bytes)
+            plan = _build(trt, logger, onnx_path, gpu, config, timing_cache)
         finally:
             logger.min_severity = trt.Logger.WARNING
-        _replace_plan(cached, lambda tmp: tmp.write_bytes(plan), {"engine": key})
+        _replace_plan(cached, lambda tmp: tmp.write_bytes(plan), {ENGINE_KEY: key})
     else:
         log.info("reusing the cached engine %s for %s", cached, onnx_path)
     _replace_plan(out_path, lambda tmp: _link_or_copy(cached, tmp),
-                  {**onnx_info(onnx_path), "onnx": onnx_path.name, "engine": key})
+                  {**graph_description(onnx_path), ONNX_KEY: onnx_path.name, ENGINE_KEY: key})
     return out_path
+
+
+def _config(config: TrtBuildConfig | None, settings: dict) -> TrtBuildConfig:
+    """`config`, or a TrtBuildConfig of the keyword settings; S4SError naming an unknown setting."""
+    fields = [f.name for f in dataclasses.fields(TrtBuildConfig)]
+    unknown = sorted(set(settings) - set(fields))
+    if unknown:
+        raise S4SError(f"unknown build setting {', '.join(unknown)}; TrtBuildConfig has: {', '.join(fields)}")
+    if config is not None and settings:
+        raise S4SError(f"pass the build settings either as config= or as keywords ({', '.join(sorted(settings))}), "
+                       "not both: dataclasses.replace(config, ...) changes a config")
+    return config if config is not None else TrtBuildConfig(**settings)
 
 
 def _replace_plan(path: Path, write: Callable[[Path], None], description: dict) -> None:
@@ -178,9 +194,8 @@ def _link_or_copy(src: Path, tmp: Path) -> None:
         shutil.copyfile(src, tmp)
 
 
-def _build(trt: ModuleType, logger: trt.Logger, onnx_path: Path, gpu: GpuInfo, batch_range: tuple[int, int, int],
-           opt_level: int, timing_cache: str | Path | None, hardware_compat: bool, tf32: bool,
-           workspace_bytes: int | None) -> bytes:
+def _build(trt: ModuleType, logger: trt.Logger, onnx_path: Path, gpu: GpuInfo, build: TrtBuildConfig,
+           timing_cache: str | Path | None) -> bytes:
     """Parse the graph and build the serialized engine, updating the timing cache."""
     builder: trt.Builder = trt.Builder(logger)
     flags = 0
@@ -191,14 +206,14 @@ def _build(trt: ModuleType, logger: trt.Logger, onnx_path: Path, gpu: GpuInfo, b
     if not parser.parse_from_file(str(onnx_path)):
         raise S4SError(_parse_failure(onnx_path, parser))
     config: trt.IBuilderConfig = builder.create_builder_config()
-    config.builder_optimization_level = opt_level
-    if not tf32:
+    config.builder_optimization_level = build.opt_level
+    if not build.tf32:
         config.clear_flag(trt.BuilderFlag.TF32)
-    if hardware_compat:
+    if build.hardware_compat:
         config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
-    if workspace_bytes is not None:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
-    _add_profile(builder, network, config, batch_range, onnx_path)
+    if build.workspace_bytes is not None:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, build.workspace_bytes)
+    _add_profile(builder, network, config, build.batch_range, onnx_path)
     cache_path = Path(timing_cache) if timing_cache is not None \
         else cache_root() / "tensorrt" / f"timing-trt{trt.__version__}-sm{gpu.compute_capability}.cache"
     cache: trt.ITimingCache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
@@ -207,7 +222,7 @@ def _build(trt: ModuleType, logger: trt.Logger, onnx_path: Path, gpu: GpuInfo, b
         cache = config.create_timing_cache(b"")
         config.set_timing_cache(cache, False)
     log.info("building TensorRT %s engine for %s (%s), batch range %s", trt.__version__, gpu.name, onnx_path,
-             batch_range)
+             build.batch_range)
     plan: trt.IHostMemory = builder.build_serialized_network(network, config)
     if plan is None:
         raise S4SError(f"TensorRT could not build an engine from {onnx_path} (its log above says why); "

@@ -6,6 +6,7 @@ also keeps a second context fixed at that batch and bound to the same buffers: i
 captured as a CUDA graph, and later runs at that batch replay it, whatever batches run in between (the
 cost: a second context's activation memory per thread). If a capture fails, a warning is logged once and
 the runner carries on without CUDA graphs; the run that tried the capture keeps its result.
+`close()` frees every thread's graphs, streams and buffers, then the engine.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..contract import ENGINE_KEY, NOISE, read_sidecar, sidecar_path
 from ..errors import S4SError
 from .cuda import DeviceBuffer, check, gpu_info, import_cudart
-from .spec import NOISE, GraphSpec, TensorSpec, check_graph, read_sidecar, sidecar_path
+from .runner import Runner
+from .spec import GraphSpec, TensorSpec, check_graph
 from .tensorrt_build import check_engine_target, import_tensorrt, trt_logger
 
 if TYPE_CHECKING:  # annotations only; the module is imported at run time by import_tensorrt()
@@ -28,8 +31,8 @@ if TYPE_CHECKING:  # annotations only; the module is imported at run time by imp
 log = logging.getLogger(__name__)
 
 
-class TrtRunner:
-    """A deserialized engine: `spec` describes it, `run(feeds)` returns the output as numpy.
+class TrtRunner(Runner):
+    """A deserialized engine: `spec` describes it, `infer(feeds)` returns the output as numpy.
 
     max_batch: largest batch per run (capped to the engine's profile, never below its minimum).
     cuda_graph_batch: replay runs at this batch as a CUDA graph; it must lie in the (capped) batch range.
@@ -53,8 +56,8 @@ class TrtRunner:
         self._cudart = import_cudart()
         gpu = gpu_info(device_id)
         info = read_sidecar(path)
-        if info.get("engine"):
-            check_engine_target(path, info["engine"], gpu, trt.__version__)
+        if info.get(ENGINE_KEY):
+            check_engine_target(path, info[ENGINE_KEY], gpu, trt.__version__)
         self.path, self.device_id = path, device_id
         check(self._cudart.cudaSetDevice(device_id))
         runtime: trt.Runtime = trt.Runtime(trt_logger(trt))
@@ -84,12 +87,15 @@ class TrtRunner:
         self._graphs_failed = False
         self._lock = threading.Lock()
         self._local = threading.local()
+        self._states: list[_ThreadState] = []  # every thread's, so close() can free them all
 
     @property
     def graphs_enabled(self) -> bool:
         return self.cuda_graph_batch is not None and not self._graphs_failed
 
-    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    kind = "engine"
+
+    def _infer(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         """One execution on this thread's context; `feeds` hold every input, at one batch within `spec.batch_range`."""
         if set(feeds) != set(self.spec.inputs):
             raise S4SError(f"feeds {sorted(feeds)} do not match the engine's inputs {sorted(self.spec.inputs)}")
@@ -100,7 +106,18 @@ class TrtRunner:
         state = getattr(self._local, "state", None)
         if state is None:
             state = self._local.state = _ThreadState(self)
+            with self._lock:
+                self._states.append(state)
         return state.run(feeds, batch)
+
+    def _release(self) -> None:
+        """Free every thread's CUDA graph, stream and buffers, then the engine (runs must have finished)."""
+        with self._lock:
+            states, self._states = self._states, []
+        for state in states:
+            state.close()
+        self._local = threading.local()
+        self._engine = self._runtime = None
 
     def _capture_failed(self, batch: int, error: Exception) -> None:
         """Turn CUDA graphs off for this runner, warning once."""
@@ -220,12 +237,14 @@ class _ThreadState:
             check(cudart.cudaGraphDestroy(self.graph))
         self.graph = self.graph_exec = self.graph_context = None
 
-    def __del__(self):
-        try:
-            self._drop_graph()
-            self.runner._cudart.cudaStreamDestroy(self.stream)
-        except Exception:  # interpreter shutdown: CUDA may already be gone
-            pass
+    def close(self) -> None:
+        """Destroy the CUDA graph and stream and free the device buffers."""
+        self._drop_graph()
+        self.context = None
+        check(self.runner._cudart.cudaStreamDestroy(self.stream))
+        for buffer in self.buffers.values():
+            buffer.free()
+        self.buffers = {}
 
 
 def _nbytes(dtype: np.dtype, shape) -> int:

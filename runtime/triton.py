@@ -19,10 +19,11 @@ import shutil
 from pathlib import Path
 from types import ModuleType
 
+from ..cachedir import cache_root
+from ..contract import ENGINE_KEY, external_data_path, read_sidecar, sidecar_path
 from ..errors import S4SError
 from ..fileio import atomic_write, atomic_write_text
-from .cache import cache_root
-from .spec import GraphSpec, TensorSpec, read_sidecar, sidecar_path
+from .spec import GraphSpec, TensorSpec
 from .tensorrt_build import onnx_sha256
 
 _TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "float64": "TYPE_FP64", "int64": "TYPE_INT64",
@@ -94,7 +95,7 @@ def _copy(src: Path, dst: Path) -> None:
 
 def _engine_max_batch(engine_path: Path, onnx_path: Path, spec: GraphSpec, max_batch: int) -> int:
     """max_batch capped by the engine's profile, after checking the engine was built from this graph for Triton."""
-    key = read_sidecar(engine_path).get("engine")
+    key = read_sidecar(engine_path).get(ENGINE_KEY)
     rebuild = f"rebuild it with runtime.build_engine('{onnx_path}') or `s4s-export build --trt`"
     if not isinstance(key, dict) or "onnx_sha256" not in key or len(key.get("batch_range") or ()) != 3:
         raise S4SError(f"{sidecar_path(engine_path)} is missing or has no build key (onnx_sha256, batch_range), "
@@ -122,13 +123,14 @@ def write_triton_repository(onnx_path: str | Path, repo_dir: str | Path, engine_
     queue_delay_us: how long dynamic batching waits to fill a batch.
     instances: execution instances of the TensorRT model on each GPU.
     """
-    from .onnxruntime_backend import OrtBackend
+    from .onnxruntime_runner import OrtRunner
 
     onnx_path, repo_dir = Path(onnx_path), Path(repo_dir)
     if not isinstance(max_batch, int) or max_batch < 1:
         raise S4SError(f"max_batch must be a positive integer; got {max_batch!r}")
     name = name or onnx_path.stem
-    spec = OrtBackend(onnx_path, providers=["cpu"]).spec
+    with OrtRunner(onnx_path, providers=["cpu"]) as runner:
+        spec = runner.spec
     models = [(name, "onnxruntime_onnx", onnx_path, "model.onnx", max_batch, None)]
     if engine_path is not None:
         engine_path = Path(engine_path)
@@ -141,7 +143,7 @@ def write_triton_repository(onnx_path: str | Path, repo_dir: str | Path, engine_
         validate_config(text, f"{repo_dir / model / 'config.pbtxt'}")
         version = repo_dir / model / "1"
         _copy(source, version / filename)
-        weights = source.with_name(source.name + ".data")  # external weights keep the name the graph refers to
+        weights = external_data_path(source)  # external weights keep the name the graph refers to
         if platform == "onnxruntime_onnx" and weights.is_file():
             _copy(weights, version / weights.name)
         atomic_write_text(repo_dir / model / "config.pbtxt", text)

@@ -1,6 +1,7 @@
 """The weights cache: where downloaded checkpoints live, and the download itself.
 
-The cache is `$S4S_EXPORT_CACHE`, else `~/.cache/s4s-export`. `S4S_EXPORT_OFFLINE=1` forbids
+The cache is the package's one cache root (s4s_export/cachedir.py: `$S4S_CACHE`, else
+`~/.cache/s4s-export`; the older `S4S_EXPORT_CACHE` still works). `S4S_EXPORT_OFFLINE=1` forbids
 any network access. A download connects first (nothing is created when that fails), streams into
 a temporary file beside its destination, checks the sha256 when one is known, and records the
 file's sha256 and size in `<file>.json` beside it; a cache hit is checked against that record.
@@ -20,15 +21,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from .cachedir import CACHE_ENV as CACHE_ENV  # re-exported: the variable tests and users set
+from .cachedir import cache_root
 from .errors import S4SError
 from .fileio import atomic_write, atomic_write_text
+from .hashing import CHUNK, sha256_file
 from .progress import progress
 
-CACHE_ENV = "S4S_EXPORT_CACHE"
 OFFLINE_ENV = "S4S_EXPORT_OFFLINE"
 CONNECT_TIMEOUT_S = 2.0  # an unreachable network fails at once, before anything is created
 READ_TIMEOUT_S = 10.0  # per-read stall limit once connected
-CHUNK = 1 << 20
 
 
 class DownloadError(Exception):
@@ -36,7 +38,7 @@ class DownloadError(Exception):
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "s4s-export").expanduser()
+    return cache_root()
 
 
 def is_offline() -> bool:
@@ -46,14 +48,6 @@ def is_offline() -> bool:
 def record_path(path: Path) -> Path:
     """The JSON beside a downloaded file: {url, sha256, bytes}."""
     return path.with_name(path.name + ".json")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _read_record(record: Path, fix: str) -> dict:

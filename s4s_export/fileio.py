@@ -27,13 +27,20 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     tmp_path = Path(tmp)
     try:
         write(tmp_path)
-        with open(tmp_path, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp_path, _default_mode())
-        os.replace(tmp_path, path)
+        replace_with(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
     return path
+
+
+def replace_with(tmp: str | Path, path: str | Path) -> Path:
+    """Put the complete file `tmp` (on the same file system) at `path`: fsync it, give it ordinary
+    permissions, rename it over `path`. For files another library writes into a staging folder."""
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.chmod(tmp, _default_mode())
+    os.replace(tmp, path)
+    return Path(path)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

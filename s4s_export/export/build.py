@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import re
@@ -13,21 +12,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..contract import (GUIDANCE_KEY, NUM_CLASSES_KEY, ONNX_KEY, SIDECAR_FORMAT, SIDECAR_VERSION, io_description,
+                        sidecar_path)
 from ..denoiser import Denoiser
 from ..errors import S4SError, choice_error
 from ..fileio import atomic_write_text
+from ..hashing import sha256_file
 from ..models import get_model_spec, load_model
 from ..solverfile import library_versions, load_solver_file
 from ..solvers import SOLVERS, SolverTable, make_solver
 from .graph import OUTPUTS, SamplerGraph, sampler_graph
-from .onnx_export import OPSET, OPSET_BF16, compact, export_model, move_onnx, save_onnx, set_metadata
+from .onnx_export import OPSET, OPSET_BF16, compact, export_model, set_metadata
+from .onnx_files import move_onnx, save_onnx
 from .precision import PRECISIONS
 from .trt_ops import TRT_LIST_VERSION, check_trt_ops, uses_float64
 from .verify import (DEVIATION_SAMPLES, Check, Verification, check_inputs, checker, compare_runtime, graph_stats,
                      precision_deviation, verification_inputs)
 
-FORMAT = "s4s-export.graph"
-VERSION = 1
 DEFAULT_NFE = 5
 DEFAULT_BATCH = (1, 64)  # dynamic batch 1..64: covers interactive use and Triton's dynamic batching
 EXPORT_LIBRARIES = ("onnx", "onnxscript", "onnx_ir", "onnxruntime")  # wrote and verified the graph
@@ -124,7 +125,7 @@ def _from_file(denoiser: Denoiser, path: Path, nfe: int | None, source: dict) ->
         raise S4SError(f"{path} is a solver for NFE {sf.solver.nfe}, not {nfe}; drop --nfe or pass its solver file")
     learned = {k: sf.info[k] for k in ("method", "order_cap", "predictor_corrector", "schedule", "teacher", "distance",
                                        "validation", "versions") if k in sf.info}
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256_file(path)
     return Resolved(denoiser, sf.solver, {**source, "file": str(path), "file_sha256": digest}, learned)
 
 
@@ -138,29 +139,13 @@ def output_path(req: BuildRequest, r: Resolved) -> Path:
     return out / (re.sub(r"[^A-Za-z0-9._-]+", "_", stem) + ".onnx")
 
 
-def io_spec(r: Resolved, req: BuildRequest) -> tuple[list[dict], list[dict]]:
-    c, h, w = r.denoiser.info.shape
-    lo, hi = req.batch
-    b = lo if lo == hi else "batch"
-    inputs = [{"name": "noise", "dtype": "float32", "shape": [b, c, h, w]}]
-    if r.denoiser.info.num_classes:
-        inputs += [{"name": "class_labels", "dtype": "int64", "shape": [b],
-                    "range": [0, r.denoiser.info.num_classes], "null_label": r.denoiser.info.num_classes},
-                   {"name": "guidance_scale", "dtype": "float32", "shape": [], "default": req.guidance_scale}]
-    if req.output == "uint8":
-        out = {"name": "images", "dtype": "uint8", "shape": [b, h, w, c], "layout": "NHWC", "range": [0, 255]}
-    else:
-        out = {"name": "images", "dtype": "float32", "shape": [b, c, h, w], "layout": "NCHW", "range": [-1, 1]}
-    return inputs, [out]
-
-
 def describe(r: Resolved, req: BuildRequest, opset: int) -> dict:
     """The sidecar document; each top-level key is also one metadata_props entry of the .onnx."""
     info = r.denoiser.info
-    inputs, outputs = io_spec(r, req)
+    inputs, outputs = io_description(info.shape, req.batch, info.num_classes, req.guidance_scale, req.output)
     doc = {
-        "format": FORMAT,
-        "version": VERSION,
+        "format": SIDECAR_FORMAT,
+        "version": SIDECAR_VERSION,
         "inputs": inputs,
         "outputs": outputs,
         "batch_range": list(req.batch),
@@ -175,8 +160,8 @@ def describe(r: Resolved, req: BuildRequest, opset: int) -> dict:
         "provenance": {"learned": r.learned, "command": req.command, "versions": export_versions()},
     }
     if info.num_classes:
-        doc["num_classes"] = info.num_classes
-        doc["guidance_scale"] = req.guidance_scale
+        doc[NUM_CLASSES_KEY] = info.num_classes
+        doc[GUIDANCE_KEY] = req.guidance_scale
     return doc
 
 
@@ -253,11 +238,11 @@ def build_onnx(req: BuildRequest, log: Callable[[str], None] = lambda _: None) -
             failed = move_onnx(staged, path.with_name(path.stem + ".failed.onnx"))[0]
             raise S4SError(f"verification failed ({'; '.join(verification.failures())}); the graph was kept as "
                            f"{failed} for inspection" + (f" and {path} is unchanged" if path.exists() else ""))
-        sidecar = path.with_suffix(".json")
+        sidecar = sidecar_path(path)
         sidecar.unlink(missing_ok=True)  # never an old sidecar beside the new graph, even if interrupted here
         files = move_onnx(staged, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    doc_file = {**doc, "onnx": path.name, "verification": verification.to_dict()}
+    doc_file = {**doc, ONNX_KEY: path.name, "verification": verification.to_dict()}
     atomic_write_text(sidecar, json.dumps(doc_file, indent=1) + "\n")
     return BuildResult(path, files, sidecar, doc_file, verification, seconds)

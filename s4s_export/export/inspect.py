@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
+from collections import Counter
 from pathlib import Path
 
 import onnx
 
-from ..errors import S4SError
+from ..contract import external_data_path, load_graph_header, onnx_metadata
 
 
 def _dims(value: onnx.ValueInfoProto) -> list[int | str]:
@@ -19,33 +19,31 @@ def _tensor(value: onnx.ValueInfoProto) -> dict:
     return {"name": value.name, "dtype": str(dtype), "shape": _dims(value)}
 
 
+def graph_facts(path: Path, model: onnx.ModelProto) -> dict:
+    """Facts of a written graph: opset, IR version, node count, op histogram (most used first), bytes on disk
+    (with its external weights) and whether it has external weights. Used by inspect and by the build's stats."""
+    data = external_data_path(path)
+    ops = Counter(node.op_type for node in model.graph.node)
+    return {"opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
+            "ir_version": model.ir_version, "nodes": len(model.graph.node),
+            "ops": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
+            "bytes": path.stat().st_size + (data.stat().st_size if data.is_file() else 0),
+            "external_data": data.is_file()}
+
+
 def inspect_onnx(path: str | Path) -> dict:
     """Inputs, outputs and graph facts, merged over the s4s-export metadata (NFE, solver, sigmas, provenance, ...).
 
     External weights are not read. A graph without s4s-export metadata gives the graph facts only.
     """
     path = Path(path)
-    if not path.is_file():
-        raise S4SError(f"{path} does not exist; build a graph with `s4s-export build`")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # noqa: BLE001 (protobuf raises several types for a bad file)
-        raise S4SError(f"{path} is not a readable ONNX model ({e})") from None
-    meta = {}
-    for prop in model.metadata_props:
-        try:
-            meta[prop.key] = json.loads(prop.value)
-        except json.JSONDecodeError:
-            meta[prop.key] = prop.value
-    data = path.with_name(path.name + ".data")
-    size = path.stat().st_size + (data.stat().st_size if data.is_file() else 0)
+    model = load_graph_header(path)
+    facts = graph_facts(path, model)
     inits = {t.name for t in model.graph.initializer}
     return {
-        **meta,
+        **onnx_metadata(model),
         "inputs": [_tensor(v) for v in model.graph.input if v.name not in inits],
         "outputs": [_tensor(v) for v in model.graph.output],
-        "graph": {"file": str(path), "bytes": size, "external_data": data.is_file(), "nodes": len(model.graph.node),
-                  "opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
-                  "ir_version": model.ir_version,
+        "graph": {"file": str(path), **{k: facts[k] for k in ("bytes", "external_data", "nodes", "opset", "ir_version")},
                   "producer": f"{model.producer_name} {model.producer_version}".strip()},
     }

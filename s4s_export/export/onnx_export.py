@@ -1,4 +1,7 @@
-"""Trace a SamplerGraph to ONNX and make the file lean: weights once, solver constants as initializers.
+"""Trace a SamplerGraph to ONNX and make the graph lean: weights once, solver constants as initializers.
+
+Graph passes only (torch module -> onnx.ModelProto, ModelProto -> ModelProto); writing and moving the
+files is s4s_export/export/onnx_files.py.
 
 Pipeline: `torch.onnx.export(dynamo=True, optimize=False)` (the legacy exporter fails on EDM
 networks, models.md §1.7), then onnx_ir passes (inline, constant folding, dedupe every identical
@@ -15,11 +18,8 @@ import contextlib
 import io
 import itertools
 import logging
-import os
-import tempfile
 import warnings
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -30,14 +30,13 @@ from onnx import defs, helper, numpy_helper
 from onnxscript.optimizer import fold_constants_ir
 from torch import nn
 
+from ..contract import IMAGES, INPUTS, encode_metadata
+
 # Opset 20: every TensorRT 10.x parser reads opsets 9-20 (10.15: 9-24; 11.x: up to 24/25, tensorrt.md §4.1),
 # and it is the exporter's native opset (no version conversion). bf16 needs opset 22, the first where
 # Conv/ConvTranspose accept bfloat16; such graphs need a parser with opset 22 (TensorRT 10.15+ / 11.x).
 OPSET = 20
 OPSET_BF16 = 22
-INPUT_NAMES = ("noise", "class_labels", "guidance_scale")
-OUTPUT_NAME = "images"
-PROTOBUF_LIMIT = 2**31 - 1  # a single .onnx file must stay below 2 GiB; beyond it weights go to `<file>.data`
 _SPATIAL_DEFAULTS = {"dilations": 1, "strides": 1, "pads": 0}  # Conv/ConvTranspose: absent means these
 
 
@@ -48,7 +47,7 @@ def export_model(module: nn.Module, args: tuple[torch.Tensor, ...], batch: tuple
     Inputs are named noise, class_labels, guidance_scale (as many as `args`); dim 0 of every non-scalar
     input is the batch. Node names are kept (for error messages) until `compact`.
     """
-    names = list(INPUT_NAMES[: len(args)])
+    names = list(INPUTS[: len(args)])
     lo, hi = batch
     dynamic = None
     if lo != hi:
@@ -56,7 +55,7 @@ def export_model(module: nn.Module, args: tuple[torch.Tensor, ...], batch: tuple
         dynamic = {name: ({0: dim} if arg.ndim else None) for name, arg in zip(names, args)}
     with quiet():
         program = torch.onnx.export(module, args, None, dynamo=True, external_data=False, opset_version=opset,
-                                    optimize=False, input_names=names, output_names=[OUTPUT_NAME],
+                                    optimize=False, input_names=names, output_names=[IMAGES],
                                     dynamic_shapes=dynamic, verbose=False)
     model = program.model
     clean(model)
@@ -245,71 +244,11 @@ def _fuse_conv_bias(g: onnx.GraphProto) -> None:
 
 def set_metadata(proto: onnx.ModelProto, doc: dict, description: str) -> None:
     """Each top-level key of `doc` becomes one metadata_props entry holding its JSON value."""
-    import json
-
     from .. import __version__
 
     del proto.metadata_props[:]
-    for key, value in doc.items():
-        proto.metadata_props.add(key=key, value=json.dumps(value, separators=(",", ":")))
+    for key, value in encode_metadata(doc).items():
+        proto.metadata_props.add(key=key, value=value)
     proto.producer_name = "s4s-export"
     proto.producer_version = __version__
     proto.doc_string = description
-
-
-def save_onnx(proto: onnx.ModelProto, path: str | Path, external_data: bool | None = None) -> list[Path]:
-    """Write the graph (atomically); weights go to `<file>.data` beside it when the file would pass 2 GiB.
-
-    `external_data=None` decides by size. Returns the files written. With external data, onnx moves
-    the weights out of `proto` while writing: do not reuse it afterwards.
-    """
-    path = Path(path)
-    if external_data is None:
-        external_data = proto.ByteSize() > PROTOBUF_LIMIT - (64 << 20)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = path.with_name(path.name + ".data")
-    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as tmp:
-        tmp_path = Path(tmp) / path.name
-        if external_data:
-            onnx.save_model(proto, str(tmp_path), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=data.name, size_threshold=1024)
-            _fsync(Path(tmp) / data.name)
-            os.replace(Path(tmp) / data.name, data)
-        else:
-            onnx.save_model(proto, str(tmp_path))
-            data.unlink(missing_ok=True)
-        _fsync(tmp_path)
-        os.replace(tmp_path, path)
-    return [path, data] if external_data else [path]
-
-
-def move_onnx(files: list[Path], dest: str | Path) -> list[Path]:
-    """Move a graph written by `save_onnx` (`files`: the graph[, its .data]) to `dest`, replacing what is there.
-
-    External weights become `<dest>.data`, the graph rewritten to point there when the name changes;
-    they move before the graph, so the graph never appears without them. Without external weights, a
-    stale `<dest>.data` of an earlier graph is removed after the graph is replaced. Returns the new paths.
-    """
-    src, dest = Path(files[0]), Path(dest)
-    data = dest.with_name(dest.name + ".data")
-    if len(files) == 1:
-        os.replace(src, dest)
-        data.unlink(missing_ok=True)
-        return [dest]
-    if Path(files[1]).name != data.name:
-        model = onnx.load(str(src), load_external_data=False)
-        tensors = [*model.graph.initializer, *(a.t for n in model.graph.node for a in n.attribute if a.HasField("t"))]
-        for tensor in tensors:
-            for entry in tensor.external_data:
-                if entry.key == "location":
-                    entry.value = data.name
-        onnx.save_model(model, str(src))
-        _fsync(src)
-    os.replace(files[1], data)
-    os.replace(src, dest)
-    return [dest, data]
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())

@@ -1,5 +1,8 @@
 """Verification run at every build: ONNX checker, ONNX Runtime (CPU) against the PyTorch module, stats.
 
+The ONNX Runtime side is the served runtime itself (`OrtRunner` of s4s_export.runtime on the CPU
+provider), so a build verifies what users run.
+
 Relative error is max|ort - torch| / max|torch| over every output value of the check (float
 outputs); uint8 outputs are compared in levels. Inputs are fixed: the held-out noise seed, for
 guided graphs conditional labels and the null label, and a guidance scale other than the default
@@ -8,7 +11,6 @@ on the second run (`verification_inputs`).
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,8 +18,12 @@ import numpy as np
 import onnx
 import torch
 
+from ..contract import INPUTS
+from ..errors import S4SError
 from ..noise import VALIDATION_SEED, label_set, noise_set
+from ..runtime import OrtRunner
 from .graph import SamplerGraph
+from .inspect import graph_facts
 
 # ORT vs PyTorch limits (max relative error). fp32 is the acceptance limit. Half-precision graphs
 # run different kernels: ORT computes fp16 convolutions through float32 casts, PyTorch in fp16.
@@ -117,17 +123,14 @@ def torch_outputs(module: SamplerGraph, inputs: tuple[torch.Tensor, ...]) -> np.
         return module(*inputs).numpy()
 
 
-def ort_session(path: Path):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+def cpu_runner(path: Path) -> OrtRunner:
+    """The served runtime's CPU runner over a graph, with onnxruntime's warnings off (errors still raise)."""
+    return OrtRunner(path, providers=["cpu"], log_severity=3)
 
 
-def ort_outputs(session, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
-    names = [i.name for i in session.get_inputs()]
-    return session.run(None, {n: t.numpy() for n, t in zip(names, inputs)})[0]
+def ort_outputs(runner: OrtRunner, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
+    """The runner's output for module inputs in graph order (noise[, class_labels, guidance_scale])."""
+    return runner.infer({name: t.numpy() for name, t in zip(INPUTS, inputs)})
 
 
 def checker(path: Path) -> Check:
@@ -145,19 +148,19 @@ def compare_runtime(path: Path, module: SamplerGraph, precision: str,
 
     name = f"ORT {ort.__version__} CPU vs PyTorch"
     try:
-        session = ort_session(path)
-    except Exception as e:  # noqa: BLE001 (any ORT load error is reported, not raised)
-        first = str(e).strip().splitlines()[0]
-        if precision == "bf16" and "NOT_IMPLEMENTED" in first:  # a missing kernel, not a broken graph
+        runner = cpu_runner(path)
+    except S4SError as e:  # any load error is reported, not raised
+        if precision == "bf16" and "NOT_IMPLEMENTED" in str(e):  # a missing kernel, not a broken graph
             return Check(name, None, BF16_NOT_RUN)
-        return Check(name, False, f"onnxruntime cannot load the graph: {first}")
+        return Check(name, False, str(e))
     batches = ", ".join(str(inputs[0].shape[0]) for inputs in input_sets)
     if module.guided:
         labels = torch.cat([inputs[1] for inputs in input_sets])
         null = int((labels == module.sampler.denoiser.info.num_classes).sum())
         scales = ", ".join(f"{float(inputs[2]):g}" for inputs in input_sets)
         batches += f" ({len(labels) - null} labelled, {null} null; guidance scales {scales})"
-    ort_out = [ort_outputs(session, inputs) for inputs in input_sets]
+    with runner:
+        ort_out = [ort_outputs(runner, inputs) for inputs in input_sets]
     ref = [torch_outputs(module, inputs) for inputs in input_sets]
     if module.output == "uint8":
         levels = max(int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max()) for a, b in zip(ort_out, ref))
@@ -182,11 +185,8 @@ def precision_deviation(half: SamplerGraph, full: SamplerGraph, inputs: tuple[to
 def graph_stats(path: Path, weights_bytes: int) -> dict:
     """Opset, node count and op histogram of the written graph, its size, its ratio to the weights and
     whether that ratio is within SIZE_TARGET (reported, not a failure)."""
-    model = onnx.load(str(path), load_external_data=False)
-    ops = Counter(node.op_type for node in model.graph.node)
-    data = path.with_name(path.name + ".data")
-    size = path.stat().st_size + (data.stat().st_size if data.is_file() else 0)
-    return {"opset": next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
-            "ir_version": model.ir_version, "nodes": len(model.graph.node), "file_bytes": size,
-            "external_data": data.is_file(), "weights_bytes": weights_bytes, "size_ratio": size / weights_bytes,
-            SIZE_KEY: size <= SIZE_TARGET * weights_bytes, "ops": dict(sorted(ops.items(), key=lambda kv: -kv[1]))}
+    f = graph_facts(path, onnx.load(str(path), load_external_data=False))
+    size = f["bytes"]
+    return {"opset": f["opset"], "ir_version": f["ir_version"], "nodes": f["nodes"], "file_bytes": size,
+            "external_data": f["external_data"], "weights_bytes": weights_bytes, "size_ratio": size / weights_bytes,
+            SIZE_KEY: size <= SIZE_TARGET * weights_bytes, "ops": f["ops"]}

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from s4s_export.export import inspect_onnx
-from s4s_export.export.onnx_export import save_onnx
+from s4s_export.export.onnx_files import save_onnx
 from s4s_export.export.verify import Verification, graph_stats, relative_error
 from s4s_export.models import load_model
 from s4s_export.sampler import Sampler

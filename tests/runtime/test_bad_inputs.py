@@ -116,11 +116,11 @@ def test_a_requested_provider_that_does_not_start_is_an_error(graphs, cuda_liste
 
 @pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider' is not in available provider names")
 def test_the_default_providers_fall_back_to_cpu_with_a_warning(graphs, cuda_listed_but_absent, caplog, tmp_path):
-    with caplog.at_level("WARNING", logger="s4s_export.runtime.onnxruntime_backend"):
+    with caplog.at_level("WARNING", logger="s4s_export.runtime.onnxruntime_runner"):
         sampler = Sampler.load(graphs["uncond"])
         (record,) = caplog.records
         assert "could not start CUDAExecutionProvider" in record.getMessage() and "running on CPU" in record.getMessage()
-        assert sampler.backend.providers == ["CPUExecutionProvider"] and sampler(seed=0, n=2).shape[0] == 2
+        assert sampler.runner.providers == ["CPUExecutionProvider"] and sampler(seed=0, n=2).shape[0] == 2
         (tmp_path / "junk.onnx").write_bytes(b"not a model")
         with pytest.raises(S4SError, match="onnxruntime could not load"):  # a bad file is an error, not a fallback
             Sampler.load(tmp_path / "junk.onnx")

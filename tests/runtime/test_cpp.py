@@ -116,7 +116,7 @@ def test_example_default_guidance_matches_python(build, tmp_path, source):
 
 def test_python_tensorrt_profile_matches_cpp(graphs):
     """runtime/cpp/tests/test_runtime.cpp expects these TensorRT-provider profile strings from the C++ runtime."""
-    from s4s_export.runtime.onnxruntime_backend import PROVIDERS, _spec, provider_options
+    from s4s_export.runtime.onnxruntime_runner import PROVIDERS, _spec, provider_options
 
     inputs = [_spec(a) for a in onnxruntime.InferenceSession(str(graphs["cond"]), providers=["CPUExecutionProvider"])
               .get_inputs()]

@@ -19,7 +19,7 @@ import pytest
 from s4s_export.errors import S4SError
 from s4s_export.runtime import Sampler, build_engine
 from s4s_export.runtime import tensorrt_build
-from s4s_export.runtime.spec import sidecar_path
+from s4s_export.contract import sidecar_path
 from s4s_export.runtime.tensorrt_build import engine_cache_path
 
 from runtime_helpers import CHW, NUM_CLASSES
@@ -167,7 +167,7 @@ def test_a_failed_capture_warns_once_and_runs_without_graphs(double, graph, capl
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "CUDA graph capture at batch 4 failed" in warnings[0]
     assert "cudaErrorStreamCaptureInvalidated" in warnings[0]
-    assert (double.captures, double.launches) == (0, 0) and not sampler.backend.graphs_enabled
+    assert (double.captures, double.launches) == (0, 0) and not sampler.runner.graphs_enabled
     assert [kind for _, kind, _ in double.runs] == ["stream"] * 3
 
 
@@ -175,7 +175,7 @@ def test_cuda_graph_batch_is_checked_against_the_capped_range(double, graph):
     plan = build_engine(graph, batch_range=(1, 2, 4))
     with pytest.raises(S4SError, match=r"cuda_graph_batch 4 is outside the batch range \[1, 2\] .*capped by max_batch"):
         Sampler.load(plan, cuda_graph_batch=4, max_batch=2)
-    assert Sampler.load(plan, cuda_graph_batch=2, max_batch=2).backend.cuda_graph_batch == 2
+    assert Sampler.load(plan, cuda_graph_batch=2, max_batch=2).runner.cuda_graph_batch == 2
     with pytest.raises(S4SError, match="outside the batch range"):
         Sampler.load(plan, cuda_graph_batch=8)
     for bad in (0, "4", 2.0, True):
@@ -214,14 +214,14 @@ def test_inputs_are_cast_to_the_engines_dtypes_and_checked(double, graph):
     assert sampler.spec.inputs["class_labels"].dtype == np.int32
     np.testing.assert_allclose(sampler(noise=NOISE[:3], class_labels=LABELS[:3], guidance_scale=2.0),
                                reference(graph, 3), atol=1e-6)
-    runner = sampler.backend
+    runner = sampler.runner
     feeds = {"noise": NOISE[:2], "class_labels": LABELS[:2], "guidance_scale": np.float32(2.0)}
     with pytest.raises(S4SError, match=r"input class_labels has shape \[3\] \(12 bytes\); the engine expects \[2\] int32"):
-        runner.run({**feeds, "class_labels": LABELS[:3]})
+        runner.infer({**feeds, "class_labels": LABELS[:3]})
     with pytest.raises(S4SError, match=r"do not match the engine's inputs"):
-        runner.run({"noise": NOISE[:2]})
+        runner.infer({"noise": NOISE[:2]})
     with pytest.raises(S4SError, match=r"batch 5 is outside this engine's batch range \[1, 4\]"):
-        runner.run({**feeds, "noise": np.zeros((5, *CHW), np.float32), "class_labels": np.zeros(5, np.int64)})
+        runner.infer({**feeds, "noise": np.zeros((5, *CHW), np.float32), "class_labels": np.zeros(5, np.int64)})
 
 
 def test_one_tensorrt_logger_for_builds_and_runs(double, graph):

@@ -15,7 +15,7 @@ import pytest
 from s4s_export.errors import S4SError
 from s4s_export.runtime import Sampler, build_engine
 from s4s_export.runtime.cuda import GpuInfo
-from s4s_export.runtime.onnxruntime_backend import PROVIDERS, provider_options
+from s4s_export.runtime.onnxruntime_runner import PROVIDERS, provider_options
 from s4s_export.runtime.spec import TensorSpec
 from s4s_export.runtime.tensorrt_build import check_engine_target
 
@@ -132,7 +132,8 @@ def _with_external_data(graph: Path, out: Path) -> Path:
 
 
 def test_engine_key_inputs_cover_external_weights_and_description(graphs, tmp_path):
-    from s4s_export.runtime.tensorrt_build import onnx_info, onnx_sha256
+    from s4s_export.contract import graph_description
+    from s4s_export.runtime.tensorrt_build import onnx_sha256
 
     path = _with_external_data(graphs["cond"], tmp_path / "ext.onnx")
     digest = onnx_sha256(path)
@@ -143,7 +144,7 @@ def test_engine_key_inputs_cover_external_weights_and_description(graphs, tmp_pa
     assert onnx_sha256(path) != digest, "changed external weights must change the engine key"
     bare = tmp_path / "no_sidecar.onnx"  # the description then comes from the metadata_props alone
     bare.write_bytes(graphs["cond"].read_bytes())
-    info = onnx_info(bare)
+    info = graph_description(bare)
     assert info["model"]["num_classes"] == 3 and info["solver"] == "tiny" and info["nfe"] == 1
 
 

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "contract.h"
 #include "s4s/runtime.h"
 
 namespace s4s {

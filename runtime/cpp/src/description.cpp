@@ -234,8 +234,8 @@ Json metadata_value(const std::string& value) {
 std::string sidecar_path(const std::string& model_path) {
   const std::string onnx = ".onnx";
   if (model_path.size() >= onnx.size() && model_path.compare(model_path.size() - onnx.size(), onnx.size(), onnx) == 0)
-    return model_path.substr(0, model_path.size() - onnx.size()) + ".json";
-  return model_path + ".json";
+    return model_path.substr(0, model_path.size() - onnx.size()) + contract::kSidecarSuffix;
+  return model_path + contract::kSidecarSuffix;
 }
 
 void overlay_sidecar(const std::string& model_path, Description& doc) {
@@ -257,10 +257,10 @@ void overlay_sidecar(const std::string& model_path, Description& doc) {
 void apply_description(const Description& doc, Backend& backend) {
   // num_classes: the top-level entry, else model.num_classes; a positive integer, else not recorded.
   backend.num_classes = 0;
-  const auto top = doc.find("num_classes");
-  const auto model = doc.find("model");
+  const auto top = doc.find(contract::kNumClassesKey);
+  const auto model = doc.find(contract::kModelKey);
   for (const Json* v : {top == doc.end() ? nullptr : &top->second,
-                        model == doc.end() ? nullptr : model->second.get("num_classes")}) {
+                        model == doc.end() ? nullptr : model->second.get(contract::kNumClassesKey)}) {
     int64_t n = 0;
     if (!v || v->kind != Json::Kind::Number || !v->integer) continue;
     const auto parsed = std::from_chars(v->text.data(), v->text.data() + v->text.size(), n);
@@ -270,9 +270,9 @@ void apply_description(const Description& doc, Backend& backend) {
     }
   }
   // guidance_scale: the default when the caller gives none (1.0: plain conditional model).
-  backend.default_guidance = 1.0f;
+  backend.default_guidance = contract::kDefaultGuidance;
   backend.default_guidance_error.clear();
-  const auto guidance = doc.find("guidance_scale");
+  const auto guidance = doc.find(contract::kGuidanceKey);
   if (guidance == doc.end()) return;
   if (guidance->second.kind == Json::Kind::Number) {
     backend.default_guidance = static_cast<float>(guidance->second.number);

@@ -116,7 +116,7 @@ class OrtBackend final : public Backend {
     overlay_sidecar(path, description);
     apply_description(description, *this);
     for (const auto& t : inputs)
-      if (t.name == "noise" && !t.shape.empty() && t.shape[0] >= 0) batch_range = {t.shape[0], t.shape[0]};
+      if (t.name == contract::kNoise && !t.shape.empty() && t.shape[0] >= 0) batch_range = {t.shape[0], t.shape[0]};
     if (tensorrt && options.max_batch <= 0)  // the provider's engine cannot run larger batches: split them
       batch_range[1] = batch_range[1] < 0 ? trt_max_batch : std::min(batch_range[1], trt_max_batch);
   }
@@ -136,7 +136,7 @@ class OrtBackend final : public Backend {
     for (const auto& [name, feed] : feeds) {
       names.push_back(name.c_str());
       const int64_t count = element_count(feed.shape);
-      if (name == "class_labels") {
+      if (name == contract::kClassLabels) {
         values.push_back(Ort::Value::CreateTensor<int64_t>(memory, const_cast<int64_t*>(static_cast<const int64_t*>(feed.data)),
                                                            count, feed.shape.data(), feed.shape.size()));
       } else {
@@ -155,7 +155,7 @@ class OrtBackend final : public Backend {
     const size_t count = info.GetElementCount();
     out.shape = info.GetShape();  // this run's; Sampler::run sets the total batch
     out.dtype = output.dtype;
-    if (output.dtype == "uint8") {
+    if (output.dtype == contract::kImagesUint8Dtype) {
       const uint8_t* data = result[0].GetTensorData<uint8_t>();
       out.u8.insert(out.u8.end(), data, data + count);
     } else {

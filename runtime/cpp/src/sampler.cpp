@@ -31,22 +31,22 @@ const TensorInfo* find_input(const std::vector<TensorInfo>& inputs, const std::s
 
 void check_contract(const std::string& path, const Backend& b) {
   const std::string where = path + " is not an s4s-export sampler graph: ";
-  const TensorInfo* noise = find_input(b.inputs, "noise");
+  const TensorInfo* noise = find_input(b.inputs, contract::kNoise);
   for (const auto& t : b.inputs)
-    if (t.name != "noise" && t.name != "class_labels" && t.name != "guidance_scale")
+    if (t.name != contract::kNoise && t.name != contract::kClassLabels && t.name != contract::kGuidanceScale)
       throw Error(where + "unexpected input " + describe(t));
-  if (!noise || noise->shape.size() != 4 || noise->dtype != "float32")
+  if (!noise || noise->shape.size() != 4 || noise->dtype != contract::kNoiseDtype)
     throw Error(where + "expected input noise [B,C,H,W] float32");
   for (size_t i = 1; i < 4; ++i)
     if (noise->shape[i] < 0) throw Error(where + describe(*noise) + " should have fixed C, H, W");
-  const TensorInfo* labels = find_input(b.inputs, "class_labels");
-  const TensorInfo* guidance = find_input(b.inputs, "guidance_scale");
+  const TensorInfo* labels = find_input(b.inputs, contract::kClassLabels);
+  const TensorInfo* guidance = find_input(b.inputs, contract::kGuidanceScale);
   if (guidance && !labels) throw Error(where + "it takes guidance_scale but no class_labels");
-  if (labels && (labels->shape.size() != 1 || labels->dtype != "int64"))
+  if (labels && (labels->shape.size() != 1 || labels->dtype != contract::kClassLabelsDtype))
     throw Error(where + describe(*labels) + " should be class_labels [B] int64");
-  if (guidance && (!guidance->shape.empty() || guidance->dtype != "float32"))
+  if (guidance && (!guidance->shape.empty() || guidance->dtype != contract::kGuidanceScaleDtype))
     throw Error(where + describe(*guidance) + " should be guidance_scale [] float32");
-  if (b.output.shape.size() != 4 || (b.output.dtype != "float32" && b.output.dtype != "uint8"))
+  if (b.output.shape.size() != 4 || (b.output.dtype != contract::kImagesFloatDtype && b.output.dtype != contract::kImagesUint8Dtype))
     throw Error(where + "expected one output images [B,...] float32 or uint8, got " + describe(b.output));
 }
 
@@ -92,12 +92,12 @@ std::unique_ptr<Sampler> Sampler::load(const std::string& path, const Options& o
 
 const std::vector<TensorInfo>& Sampler::inputs() const { return backend_->inputs; }
 const TensorInfo& Sampler::output() const { return backend_->output; }
-bool Sampler::conditional() const { return find_input(backend_->inputs, "class_labels") != nullptr; }
+bool Sampler::conditional() const { return find_input(backend_->inputs, contract::kClassLabels) != nullptr; }
 int64_t Sampler::num_classes() const { return backend_->num_classes; }
 std::array<int64_t, 2> Sampler::batch_range() const { return backend_->batch_range; }
 
 std::array<int64_t, 3> Sampler::image_shape() const {
-  const auto& s = find_input(backend_->inputs, "noise")->shape;
+  const auto& s = find_input(backend_->inputs, contract::kNoise)->shape;
   return {s[1], s[2], s[3]};
 }
 
@@ -119,7 +119,7 @@ Images Sampler::run(const float* noise, int64_t batch, const int64_t* labels, st
   for (int64_t i = 0; i < batch * size; ++i)
     if (!std::isfinite(noise[i])) throw Error("noise contains non-finite values (NaN or inf); pass finite noise");
   const int64_t classes = backend_->num_classes;
-  const bool guided = find_input(backend_->inputs, "guidance_scale") != nullptr;
+  const bool guided = find_input(backend_->inputs, contract::kGuidanceScale) != nullptr;
   float guidance = 0.0f;
   if (conditional()) {
     const std::string valid = classes > 0 ? "[0, " + std::to_string(classes) + "] (" + std::to_string(classes) +
@@ -145,9 +145,9 @@ Images Sampler::run(const float* noise, int64_t batch, const int64_t* labels, st
   Images out;
   int64_t start = 0;
   for (int64_t n : plan_batches(batch, backend_->batch_range[0], backend_->batch_range[1])) {
-    std::map<std::string, Feed> feeds{{"noise", {noise + start * size, {n, chw[0], chw[1], chw[2]}}}};
-    if (labels) feeds["class_labels"] = {labels + start, {n}};
-    if (guided) feeds["guidance_scale"] = {&guidance, {}};
+    std::map<std::string, Feed> feeds{{contract::kNoise, {noise + start * size, {n, chw[0], chw[1], chw[2]}}}};
+    if (labels) feeds[contract::kClassLabels] = {labels + start, {n}};
+    if (guided) feeds[contract::kGuidanceScale] = {&guidance, {}};
     backend_->run(feeds, out);
     start += n;
   }

@@ -103,7 +103,7 @@ class TrtBackend final : public Backend {
     check_cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
     stream_.reset(stream);
     for (const auto& t : inputs) {
-      if (t.name != "noise" || t.shape.empty()) continue;
+      if (t.name != contract::kNoise || t.shape.empty()) continue;
       if (t.shape[0] < 0) {
         batch_range = {engine_->getProfileShape(t.name.c_str(), 0, nvinfer1::OptProfileSelector::kMIN).d[0],
                        engine_->getProfileShape(t.name.c_str(), 0, nvinfer1::OptProfileSelector::kMAX).d[0]};
@@ -124,7 +124,7 @@ class TrtBackend final : public Backend {
   void run(const std::map<std::string, Feed>& feeds, Images& out) const override {
     std::lock_guard<std::mutex> lock(mutex_);
     check_cuda(cudaSetDevice(device_), "cudaSetDevice");
-    const int64_t batch = feeds.at("noise").shape[0];
+    const int64_t batch = feeds.at(contract::kNoise).shape[0];
     if (batch != batch_) set_batch(batch);
     for (const auto& [name, feed] : feeds) {
       const auto* t = input(name);
@@ -137,7 +137,7 @@ class TrtBackend final : public Backend {
     out.shape = shape;
     out.dtype = output.dtype;
     void* host;
-    if (output.dtype == "uint8") {
+    if (output.dtype == contract::kImagesUint8Dtype) {
       out.u8.resize(out.u8.size() + count);
       host = out.u8.data() + out.u8.size() - count;
     } else {

@@ -8,6 +8,9 @@ graph) is unverified, see docs/runtime.md.
 onnxruntime quietly runs on CPU when a requested provider fails to start; here every requested provider
 must be running after the session is made (an S4SError otherwise), except for the automatic default,
 which falls back to CPU with a logged warning.
+
+`OrtRunner` is the served CPU/GPU runtime and also what `s4s-export build` verifies a graph with
+(s4s_export/export/verify.py), so a build checks what users run.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..contract import parse_metadata, read_sidecar
 from ..errors import S4SError
-from .spec import GraphSpec, TensorSpec, check_graph, parse_metadata, read_sidecar
+from .runner import Runner
+from .spec import GraphSpec, TensorSpec, check_graph
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +45,7 @@ def import_onnxruntime():
 def default_providers() -> list[str]:
     """CUDA when this onnxruntime has it, then CPU (TensorRT only on request: its first run builds an engine).
 
-    If CUDA then does not start, OrtBackend falls back to CPU with a warning.
+    If CUDA then does not start, OrtRunner falls back to CPU with a warning.
     """
     available = import_onnxruntime().get_available_providers()
     return ["cuda", "cpu"] if PROVIDERS["cuda"] in available else ["cpu"]
@@ -85,13 +90,16 @@ def provider_options(providers: list[str], model_path: Path, spec_inputs: list[T
     return out
 
 
-class OrtBackend:
-    """An onnxruntime session over a sampler graph: `spec` describes it, `run(feeds)` returns the output."""
+class OrtRunner(Runner):
+    """An onnxruntime session over a sampler graph: `spec` describes it, `infer(feeds)` returns the output.
+
+    log_severity: onnxruntime's session log level (0 verbose .. 4 fatal); default onnxruntime's (2, warnings).
+    """
 
     def __init__(self, path: str | Path, providers: list[str] | None = None, device_id: int = 0,
-                 max_batch: int | None = None, threads: int | None = None):
+                 max_batch: int | None = None, threads: int | None = None, log_severity: int | None = None):
         ort = import_onnxruntime()
-        path = Path(path)
+        path = self.path = Path(path)
         automatic = providers is None
         names = default_providers() if automatic else providers
         full = [provider_name(n) for n in names]
@@ -103,6 +111,8 @@ class OrtBackend:
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
+        if log_severity is not None:
+            options.log_severity_level = log_severity
         inputs = []
         if PROVIDERS["tensorrt"] in full:  # its profile needs the input shapes; larger batches would not fit it
             inputs = [_spec(a) for a in self._session(ort, path, options, [PROVIDERS["cpu"]]).get_inputs()]
@@ -152,5 +162,8 @@ class OrtBackend:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise S4SError(f"onnxruntime could not load {path}: {first}") from None
 
-    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    def _infer(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return self.session.run(self._output, feeds)[0]
+
+    def _release(self) -> None:
+        del self.session  # onnxruntime frees a session with its last reference
