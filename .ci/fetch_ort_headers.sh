@@ -6,7 +6,7 @@
 # Prints the include directory. Override the cache root with S4S_CACHE (default ~/.cache/s4s-export).
 set -euo pipefail
 VERSION=0.4.9
-CACHE="${S4S_CACHE:-$HOME/.cache/s4s-export}"
+CACHE="${S4S_CACHE:-${S4S_EXPORT_CACHE:-$HOME/.cache/s4s-export}}"  # S4S_EXPORT_CACHE: the deprecated name
 DEST="$CACHE/onnxruntime-headers/$VERSION/include"
 if [[ -f "$DEST/onnxruntime_cxx_api.h" ]]; then
   echo "$DEST"

@@ -11,7 +11,7 @@ set -euo pipefail
 if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
-CACHE="${S4S_CACHE:-$HOME/.cache/s4s-export}"
+CACHE="${S4S_CACHE:-${S4S_EXPORT_CACHE:-$HOME/.cache/s4s-export}}"  # S4S_EXPORT_CACHE: the deprecated name
 fetch() {  # fetch DEST REQUIREMENT...
   local dest="$1"; shift
   [[ -f "$dest/.complete" ]] && return 0

@@ -17,13 +17,13 @@ import onnx
 import onnxruntime
 import pytest
 
+from s4s_export.cachedir import cache_root
 from s4s_export.runtime import Sampler, seeded_noise
 
 from runtime_helpers import CHW, NUM_CLASSES, export_tiny
 
 ROOT = Path(__file__).resolve().parents[2]
-HEADERS = Path(os.environ.get("S4S_ORT_INCLUDE_DIR", Path(os.environ.get("S4S_CACHE", "~/.cache/s4s-export")).expanduser()
-                              / "onnxruntime-headers" / "0.4.9" / "include"))
+HEADERS = Path(os.environ.get("S4S_ORT_INCLUDE_DIR", cache_root() / "onnxruntime-headers" / "0.4.9" / "include"))
 
 
 def _requirements() -> tuple[Path, Path]:

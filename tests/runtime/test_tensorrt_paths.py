@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 
 from s4s_export.errors import S4SError
+from s4s_export.cachedir import cache_root
 from s4s_export.runtime import Sampler, build_engine
 from s4s_export.runtime.cuda import GpuInfo
 from s4s_export.runtime.onnxruntime_runner import PROVIDERS, provider_options
 from s4s_export.runtime.spec import TensorSpec
 from s4s_export.runtime.tensorrt_build import check_engine_target
 
-CACHE = Path(os.environ.get("S4S_CACHE", "~/.cache/s4s-export")).expanduser()
+CACHE = cache_root()
 no_tensorrt = pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
 
 H100 = GpuInfo("NVIDIA H100 80GB HBM3", "9.0")

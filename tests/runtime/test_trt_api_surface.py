@@ -31,9 +31,10 @@ from pathlib import Path
 import pytest
 
 import s4s_export.runtime
+from s4s_export.cachedir import cache_root
 
 RUNTIME = Path(s4s_export.runtime.__file__).parent
-CACHE = Path(os.environ.get("S4S_CACHE", "~/.cache/s4s-export")).expanduser()
+CACHE = cache_root()
 MODULES = {"trt": ("trt", "_trt", "import_tensorrt"), "cudart": ("cudart", "_cudart", "import_cudart")}
 STUB_SYMBOLS = ["createInferBuilder_INTERNAL", "createInferRuntime_INTERNAL", "createInferRefitter_INTERNAL",
                 "createNvOnnxParser_INTERNAL", "createNvOnnxParserRefitter_INTERNAL", "getNvOnnxParserVersion",
