@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from runtime_helpers import NUM_CLASSES, export_tiny
+from tensorrt_double import TensorRTDouble
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +17,12 @@ def graphs(tmp_path_factory) -> dict[str, Path]:
             "cond": export_tiny(d / "cond.onnx", num_classes=NUM_CLASSES),
             "uint8": export_tiny(d / "uint8.onnx", uint8=True),
             "fixed2": export_tiny(d / "fixed2.onnx", batch=2)}
+
+
+@pytest.fixture
+def double(monkeypatch, tmp_path) -> TensorRTDouble:
+    """The TensorRT / cudart test double installed as `tensorrt` and `cuda.bindings.runtime`, with its own cache."""
+    fake = TensorRTDouble()
+    fake.install(monkeypatch)
+    monkeypatch.setenv("S4S_CACHE", str(tmp_path / "cache"))
+    return fake

@@ -17,17 +17,8 @@ from s4s_export.errors import S4SError
 from s4s_export.runtime import OrtRunner, Runner, Sampler, TrtBuildConfig, TrtRunner, build_engine
 
 from runtime_helpers import CHW
-from tensorrt_double import TensorRTDouble
 
 NOISE = np.random.default_rng(1).standard_normal((2, *CHW), dtype=np.float32)
-
-
-@pytest.fixture
-def double(monkeypatch, tmp_path) -> TensorRTDouble:
-    fake = TensorRTDouble()
-    fake.install(monkeypatch)
-    monkeypatch.setenv("S4S_CACHE", str(tmp_path / "cache"))
-    return fake
 
 
 @pytest.fixture

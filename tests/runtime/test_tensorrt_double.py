@@ -23,18 +23,10 @@ from s4s_export.contract import sidecar_path
 from s4s_export.runtime.tensorrt_build import engine_cache_path
 
 from runtime_helpers import CHW, NUM_CLASSES
-from tensorrt_double import ContextSharedAcrossThreads, TensorRTDouble
+from tensorrt_double import ContextSharedAcrossThreads
 
 NOISE = np.random.default_rng(0).standard_normal((7, *CHW), dtype=np.float32)
 LABELS = np.arange(7) % (NUM_CLASSES + 1)
-
-
-@pytest.fixture
-def double(monkeypatch, tmp_path) -> TensorRTDouble:
-    fake = TensorRTDouble()
-    fake.install(monkeypatch)
-    monkeypatch.setenv("S4S_CACHE", str(tmp_path / "cache"))
-    return fake
 
 
 @pytest.fixture
