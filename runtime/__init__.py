@@ -4,7 +4,7 @@
     with Sampler.load("sampler.onnx") as sampler:
         images = sampler(seed=0, n=16)
 
-Nothing here imports torch, nor any s4s_export module above the torch-free base (tests/test_layers.py
+Nothing here imports torch, nor any s4s_export module above the torch-free base (tests/test_layering.py
 checks it); TensorRT, cuda-python and onnx are imported only when used.
 """
 

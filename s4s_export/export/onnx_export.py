@@ -4,7 +4,7 @@ Graph passes only (torch module -> onnx.ModelProto, ModelProto -> ModelProto); w
 files is s4s_export/export/onnx_files.py.
 
 Pipeline: `torch.onnx.export(dynamo=True, optimize=False)` (the legacy exporter fails on EDM
-networks, models.md §1.7), then onnx_ir passes (inline, constant folding, dedupe every identical
+networks), then onnx_ir passes (inline, constant folding, dedupe every identical
 initializer, CSE, strip exporter metadata), a bf16 legalisation, and a compaction of the protobuf
 (Conv + bias Add fused, default attributes dropped, short names, no value_info). Left out, after
 measuring on the demo sampler (docs/export.md): onnxscript's pattern rewriter (as long as the export
@@ -32,7 +32,7 @@ from torch import nn
 
 from ..contract import IMAGES, INPUTS, encode_metadata
 
-# Opset 20: every TensorRT 10.x parser reads opsets 9-20 (10.15: 9-24; 11.x: up to 24/25, tensorrt.md §4.1),
+# Opset 20: every TensorRT 10.x parser reads opsets 9-20 (10.15: 9-24; 11.x: up to 24/25; docs/export.md "Opset"),
 # and it is the exporter's native opset (no version conversion). bf16 needs opset 22, the first where
 # Conv/ConvTranspose accept bfloat16; such graphs need a parser with opset 22 (TensorRT 10.15+ / 11.x).
 OPSET = 20

@@ -1,4 +1,4 @@
-"""Graph precision: fp32, or an EDM network whose convolution path runs in fp16/bf16 (tensorrt.md §1.2).
+"""Graph precision: fp32, or an EDM network whose convolution path runs in fp16/bf16 (docs/export.md "Precision").
 
 TensorRT 11 is strongly typed, so a half-precision graph must carry its types itself. Following
 EDM's own mixed precision (`use_fp16`): the preconditioning, the solver arithmetic and the graph's

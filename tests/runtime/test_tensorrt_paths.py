@@ -69,7 +69,7 @@ def test_engine_target_check():
         check_engine_target(Path("m.plan"), portable, GpuInfo("Tesla T4", "7.5"), "10.16.1.11")
 
 
-# TensorRT execution-provider option names in onnxruntime-gpu 1.31.1 (tensorrt.md §6.2)
+# TensorRT execution-provider option names in onnxruntime-gpu 1.31.1
 ORT_TRT_KEYS = {"device_id", "trt_fp16_enable", "trt_bf16_enable", "trt_int8_enable", "trt_engine_cache_enable",
                 "trt_engine_cache_path", "trt_engine_cache_prefix", "trt_timing_cache_enable", "trt_timing_cache_path",
                 "trt_force_timing_cache", "trt_cuda_graph_enable", "trt_builder_optimization_level",

@@ -1,6 +1,6 @@
 """Every TensorRT and CUDA runtime name our code uses exists in the real TensorRT 10.x and 11.x bindings.
 
-TensorRT cannot run on our machines (tensorrt.md §0.2), but its Python bindings wheels come from PyPI
+TensorRT cannot run on our machines (docs/runtime.md "What is verified and what is not"), but its Python bindings wheels come from PyPI
 and import on a CPU machine once three stub libraries export the 9 C symbols they link against. The
 names checked are collected from the runtime's own source, so the check cannot drift from the code:
 
