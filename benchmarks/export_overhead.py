@@ -36,6 +36,7 @@ from s4s_export.commands.common import parse_ints
 from s4s_export.export import inspect_onnx
 from s4s_export.export.build import BuildRequest, Resolved, build_onnx, output_path, resolve
 from s4s_export.export.graph import sampler_graph
+from s4s_export.modelref import ModelRef
 from s4s_export.timing import describe_machine, interleaved_ms, machine
 
 
@@ -86,8 +87,8 @@ def paired_ratio(graph: Callable[[], object], calls: Callable[[], object], round
 def measure(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     nfes, batches = parse_ints(args.nfe), parse_ints(args.batch, "--batch")
-    requests = {nfe: BuildRequest(nfe=nfe, model=args.model, solver="dpmpp3m" if nfe > 1 else "euler", out=args.out,
-                                  batch=(1, max(batches)), random_weights=args.random_weights)
+    requests = {nfe: BuildRequest(nfe=nfe, model=ModelRef(args.model, random_weights=args.random_weights),
+                                  solver="dpmpp3m" if nfe > 1 else "euler", out=args.out, batch=(1, max(batches)))
                 for nfe in sorted({1, *nfes})}
     resolved = {nfe: resolve(req) for nfe, req in requests.items()}
     info = resolved[1].denoiser.info

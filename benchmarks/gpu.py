@@ -123,11 +123,11 @@ def cuda_graph(fn, static_in: torch.Tensor):
 
 def load(cfg: dict, device: torch.device):
     """The denoiser and the NFE-`nfe` dpmpp3m table (the cost does not depend on the table's values)."""
-    from s4s_export.models import load_model
+    from s4s_export.modelref import ModelRef, load_model
     from s4s_export.solvers import make_solver
 
     random_weights = cfg["model"] != "smoke-songunet"
-    denoiser = load_model(cfg["model"], random_weights=random_weights).to(device)
+    denoiser = load_model(ModelRef(cfg["model"], random_weights=random_weights)).to(device)
     info = denoiser.info
     return denoiser, make_solver("dpmpp3m", cfg["nfe"], "logsnr", info.sigma_min, info.sigma_max)
 
@@ -194,6 +194,7 @@ def learning(cfg: dict, device: torch.device) -> dict:
     """`s4s-export learn` defaults (or the smoke sizes) at NFE 5 on this device, in a fresh workspace."""
     from s4s_export.learn.config import TrainConfig
     from s4s_export.learn.pipeline import LearnRequest, learn
+    from s4s_export.modelref import ModelRef
 
     random_weights = cfg["model"] != "smoke-songunet"
     config = TrainConfig(**cfg["learn"])
@@ -201,8 +202,8 @@ def learning(cfg: dict, device: torch.device) -> dict:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         t0 = time.perf_counter()
-        rows = learn(LearnRequest(model=cfg["model"], nfes=(cfg["nfe"],), config=config, random_weights=random_weights,
-                                  device=device.type, workdir=tmp))
+        rows = learn(LearnRequest(model=ModelRef(cfg["model"], random_weights=random_weights), nfes=(cfg["nfe"],),
+                                  config=config, device=device.type, workdir=tmp))
         total = time.perf_counter() - t0
     row = rows[0]
     out = {"nfe": row["nfe"], "method": row["method"], "distance": row["distance"], "config": config.resolved().to_dict(),

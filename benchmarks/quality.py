@@ -24,15 +24,17 @@ SCHEDULES = ("edm", "logsnr")
 
 
 def measure(model: str, workdir: str | None, nfes: list[int], samples: int, metrics: list[str]) -> dict:
-    from s4s_export.evaluate import held_out_set, score, solver_tables
+    from s4s_export.evaluate import score
+    from s4s_export.heldout import held_out_set
     from s4s_export.metrics import MetricSet
-    from s4s_export.models import get_model_spec, load_model
+    from s4s_export.modelref import ModelRef, check_model, load_model
+    from s4s_export.solver_ref import resolve_solvers
     from s4s_export.solverfile import load_solver_file
     from s4s_export.timing import machine
     from s4s_export.workspace import Workspace
 
-    spec = get_model_spec(model)
-    denoiser = load_model(model)
+    spec = check_model(ModelRef(model))
+    denoiser = load_model(ModelRef(model))
     tables = []
     learned_from = None
     if workdir is not None:
@@ -44,7 +46,7 @@ def measure(model: str, workdir: str | None, nfes: list[int], samples: int, metr
                 tables.append((f"{sf.info.get('method', 'solver file')} (learned)", "learned", sf.solver))
     for schedule in SCHEDULES:
         for name in CLASSICAL:
-            tables += [(name, schedule, t) for _, t in solver_tables(name, nfes, schedule, denoiser)]
+            tables += [(name, schedule, s.table) for s in resolve_solvers([name], nfes, denoiser=denoiser, schedule=schedule)]
     held = held_out_set(denoiser, spec.teacher, samples)
     metric_set = MetricSet.create(metrics, denoiser)
     rows = [{"solver": label, "schedule": sched, "nfe": t.nfe, "metrics": score(denoiser, t, held, 64, metric_set)}

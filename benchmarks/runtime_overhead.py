@@ -30,12 +30,13 @@ def make_graph(path: Path, nfe: int) -> str:
     """Export Sampler(demo denoiser, dpmpp3m) to `path`; returns a description of the graph."""
     import torch
 
-    from s4s_export.models import get_model_spec, load_model
+    from s4s_export.modelref import load_model
+    from s4s_export.models import MODELS
     from s4s_export.networks import build_network
     from s4s_export.sampler import Sampler
     from s4s_export.solvers import make_solver
 
-    if get_model_spec("demo").available():
+    if MODELS["demo"].available():
         net, what = load_model("demo"), "demo model"
     else:  # the demo's architecture (scripts/train_demo.py defaults), random weights: same cost per call
         net = build_network("EDMPrecond", img_resolution=16, img_channels=1, label_dim=0, model_type="SongUNet",

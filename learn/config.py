@@ -1,4 +1,4 @@
-"""Training settings and their paper defaults (method §4.4)."""
+"""Training settings and their paper defaults (docs/learning.md)."""
 
 from __future__ import annotations
 

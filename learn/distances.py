@@ -1,8 +1,8 @@
-"""Distances between a student's output and the teacher's, per sample (method §4.2).
+"""Distances between a student's output and the teacher's, per sample (docs/learning.md).
 
 - `pseudo-huber`: sqrt(||a - b||^2 + c^2) - c with c = 0.00054 * sqrt(dim) (improved consistency training);
 - `l2`: mean squared error over the sample's entries; `l1`: mean absolute error;
-- `lpips`: AlexNet LPIPS v0.1 (`lpips.py`), only where its weights are installed;
+- `lpips`: AlexNet LPIPS v0.1 (`s4s_export/lpips.py`), only where its weights are installed;
 - `auto`: lpips where available for 1- or 3-channel images, else pseudo-huber.
 """
 
@@ -48,7 +48,7 @@ def make_distance(name: str, shape: tuple[int, ...], device: torch.device | str 
         raise choice_error("distance", name, DISTANCES)
     dim = math.prod(shape)
     if name == "auto":
-        from .lpips import lpips_available
+        from ..lpips import lpips_available
 
         name = "lpips" if lpips_available() and len(shape) == 3 and shape[0] in (1, 3) else "pseudo-huber"
     if name == "pseudo-huber":
@@ -57,7 +57,7 @@ def make_distance(name: str, shape: tuple[int, ...], device: torch.device | str 
         return Distance("l2", lambda a, b: (a - b).flatten(1).pow(2).mean(1), {"name": "l2", "formula": "mean((a-b)^2)"})
     if name == "l1":
         return Distance("l1", lambda a, b: (a - b).flatten(1).abs().mean(1), {"name": "l1", "formula": "mean(|a-b|)"})
-    from .lpips import LPIPS
+    from ..lpips import LPIPS
 
     net = LPIPS.from_installed().to(device)
     return Distance("lpips", net, {"name": "lpips", **net.info})

@@ -15,31 +15,30 @@ import torch
 from ..denoiser import Denoiser
 from ..errors import S4SError
 from ..fileio import atomic_write_text
-from ..models import get_model_spec, load_model
+from ..modelref import ModelRef, as_model_ref, check_model, load_model
 from ..noise import VALIDATION_SEED
-from ..solverfile import SolverFile, library_versions, save_solver_file
+from ..solverfile import SolverFile, save_solver_file
 from ..solvers import make_solver
 from ..teacher import TeacherSpec
 from ..workspace import Workspace
 from .config import TrainConfig
 from .distances import Distance, make_distance
+from .provenance import LearnedSolver, provenance_document
 from .relax import relaxation_radius
-from .student import S4SStudent, StudentShape, check_base, init_from_base
+from .student import S4SStudent, StudentConfig, check_base, init_from_base
 from .teacher_cache import TeacherPairs, teacher_pairs
-from .trainer import Trainer, TrainResult
+from .trainer import Trainer
 
 log = logging.getLogger("s4s_export.learn")
 
 
 @dataclass(frozen=True)
 class LearnRequest:
-    model: str = "demo"
+    model: ModelRef | str = "demo"
     nfes: tuple[int, ...] = (5,)
     config: TrainConfig = TrainConfig()
     schedule: str | tuple[float, ...] | None = None  # base grid; None: the model's default
     teacher: TeacherSpec | None = None  # None: the model's default
-    checkpoint: str | None = None
-    random_weights: bool = False
     device: str = "cpu"
     workdir: str | None = None
     resume: bool = False
@@ -63,6 +62,23 @@ def default_cpu_threads() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
+@dataclass(frozen=True)
+class LearnRun:
+    """What every NFE of one `learn` request shares: the model, workspace, teacher pairs and settings."""
+
+    request: LearnRequest
+    config: TrainConfig  # resolved
+    workspace: Workspace
+    denoiser: Denoiser
+    teacher: TeacherSpec
+    schedule: str | list[float]  # the base grid
+    distance: Distance
+    train: TeacherPairs
+    val: TeacherPairs
+    device: torch.device
+    on_epoch: Callable[[dict], None] | None = None
+
+
 def learn(req: LearnRequest, on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
     """Learn a solver for every requested NFE; returns one summary row per NFE."""
     device = resolve_device(req.device)
@@ -71,28 +87,31 @@ def learn(req: LearnRequest, on_epoch: Callable[[dict], None] | None = None) -> 
         cfg = replace(cfg, checkpointing=device.type == "cuda")
     if req.threads is not None or device.type == "cpu":
         torch.set_num_threads(req.threads or default_cpu_threads())
-    spec = get_model_spec(req.model)
+    ref = as_model_ref(req.model)
+    spec = check_model(ref)
     torch.manual_seed(cfg.seed)
-    denoiser = load_model(req.model, checkpoint=req.checkpoint, random_weights=req.random_weights)
+    denoiser = load_model(ref)
     info = denoiser.info
     identity = denoiser.identity_dict()
-    ws = Workspace.create(req.workdir, req.model, identity, req.checkpoint, req.random_weights)
+    ws = Workspace.create(req.workdir, ref, identity)
     teacher = req.teacher or spec.teacher
     schedule = req.schedule if req.schedule is not None else spec.schedule
     schedule = list(schedule) if isinstance(schedule, tuple) else schedule
     for nfe in req.nfes:  # fail on a bad base/NFE before any teacher work
         check_base(make_solver(cfg.base, nfe, schedule, info.sigma_min, info.sigma_max))
     distance = make_distance(cfg.distance, info.shape, device)
-    log.info("model %s (%s), teacher %s, distance %s, device %s", req.model, identity["weights_sha256"][:12],
+    log.info("model %s (%s), teacher %s, distance %s, device %s", ref.text, identity["weights_sha256"][:12],
              teacher.label(), distance.name, device)
     t0 = time.perf_counter()
     train = teacher_pairs(ws.teacher_dir, denoiser, teacher, cfg.train_noise_seed, cfg.samples, req.teacher_batch, device, "training")
     val = teacher_pairs(ws.teacher_dir, denoiser, teacher, VALIDATION_SEED, cfg.val_samples, req.teacher_batch, device, "validation")
     teacher_s = time.perf_counter() - t0
+    run = LearnRun(req, cfg, ws, denoiser, teacher, schedule, distance, train, val, device, on_epoch)
     rows = []
     for nfe in req.nfes:
-        result, path = _learn_one(req, cfg, ws, denoiser, teacher, schedule, distance, train, val, nfe, device, teacher_s,
-                                  on_epoch)
+        learned = train_solver(run, nfe)
+        path = write_solver(run, learned, teacher_s)
+        result = learned.result
         rows.append({"nfe": nfe, "method": cfg.method, "base": cfg.base, "distance": distance.name,
                      "base_val": result.base_val, "learned_val": result.best_val,
                      "ratio": result.best_val / result.base_val if result.base_val > 0 else float("nan"),
@@ -102,56 +121,43 @@ def learn(req: LearnRequest, on_epoch: Callable[[dict], None] | None = None) -> 
     return rows
 
 
-def _learn_one(req: LearnRequest, cfg: TrainConfig, ws: Workspace, denoiser: Denoiser, teacher: TeacherSpec,
-               sched: str | list[float], distance: Distance, train: TeacherPairs, val: TeacherPairs, nfe: int,
-               device: torch.device, teacher_s: float, on_epoch: Callable[[dict], None] | None) -> tuple[TrainResult, Path]:
+def train_solver(run: LearnRun, nfe: int) -> LearnedSolver:
+    """Train the student for `nfe` from the base solver; validate it and the base on the held-out pairs."""
+    cfg, denoiser = run.config, run.denoiser
     info = denoiser.info
-    base = make_solver(cfg.base, nfe, sched, info.sigma_min, info.sigma_max)
-    shape = StudentShape(nfe, cfg.order_cap, cfg.pc, cfg.learns_times, cfg.offsets)
-    student = S4SStudent(shape, base.sigmas)
+    base = make_solver(cfg.base, nfe, run.schedule, info.sigma_min, info.sigma_max)
+    student_config = StudentConfig(nfe, cfg.order_cap, cfg.pc, cfg.learns_times, cfg.offsets)
+    student = S4SStudent(student_config, base.sigmas)
     init = init_from_base(student, base)
     log.info("NFE %d: student initialised from %s (%s, max table error %.2g), %d coefficients",
-             nfe, base.name, init.how, init.max_abs_error, shape.num_coefficients)
-    radius = relaxation_radius(shape.num_coefficients, info.dim, cfg.radius_c)
-    fingerprint = {"config": cfg.to_dict(), "nfe": nfe, "model": denoiser.identity(), "teacher": teacher.to_dict(),
-                   "schedule": sched, "distance": distance.info}
-    dtype = torch.float64 if teacher.is_reference else torch.float32
-    trainer = Trainer(denoiser, student, base, cfg, train, val, distance, radius, ws.state_path(nfe), fingerprint,
-                      device, dtype, on_epoch)
-    result = trainer.run(resume=req.resume)
-    final = trainer.validate(result.student)
+             nfe, base.name, init.how, init.max_abs_error, student_config.num_coefficients)
+    radius = relaxation_radius(student_config.num_coefficients, info.dim, cfg.radius_c)
+    fingerprint = {"config": cfg.to_dict(), "nfe": nfe, "model": denoiser.identity(), "teacher": run.teacher.to_dict(),
+                   "schedule": run.schedule, "distance": run.distance.info}
+    dtype = torch.float64 if run.teacher.is_reference else torch.float32
+    trainer = Trainer(denoiser, student, base, cfg, run.train, run.val, run.distance, radius,
+                      run.workspace.state_path(nfe), fingerprint, run.device, dtype, run.on_epoch)
+    result = trainer.run(resume=run.request.resume)
+    learned_score = trainer.validate(result.student)
     base_score = trainer.validate(base)
-    doc = {
-        "method": cfg.method,
-        "nfe": nfe,
-        "base": {**init.to_dict(), "schedule": sched if isinstance(sched, str) else "explicit", "sigmas": base.sigmas.tolist()},
-        "order_cap": cfg.order_cap,
-        "predictor_corrector": cfg.pc,
-        "schedule": "learned" if cfg.learns_times else (sched if isinstance(sched, str) else "explicit"),
-        "decoupled_offsets": cfg.offsets,
-        "model": denoiser.identity_dict(),
-        "teacher": {**teacher.to_dict(), "label": teacher.label()},
-        "distance": distance.info,
-        "relaxation": {"radius_constant": cfg.radius_c, "radius": radius, "num_coefficients": shape.num_coefficients,
-                       "formula": "c_r * m^(-5/2) * sqrt(dim)", "first_step_fraction": cfg.relax_step},
-        "training": {k: v for k, v in cfg.to_dict().items() if k not in ("seed", "method", "base", "order_cap", "pc",
-                                                                        "offsets", "distance", "radius_c", "relax_step")},
-        "seeds": {"seed": cfg.seed, "train_noise_seed": cfg.train_noise_seed, "train_samples": len(train),
-                  "validation_noise_seed": VALIDATION_SEED, "validation_samples": len(val), "shuffle_seed": cfg.seed},
-        "validation": {"distance": distance.name, "samples": len(val), "base": base_score["distance"],
-                       "learned": final["distance"], "base_rmse": base_score["rmse"], "learned_rmse": final["rmse"],
-                       "iteration0": result.init_val, "best_epoch": result.best_epoch, "epochs": len(cfg.plan())},
-        "parameters": student.describe(),
-        "versions": library_versions(),
-    }
-    meta = {"schedule": doc["schedule"], "method": cfg.method, "base": cfg.base, "order_cap": cfg.order_cap}
+    return LearnedSolver(cfg, base, run.schedule, init, denoiser.identity_dict(), run.teacher, run.distance.info, radius,
+                         student_config.num_coefficients, len(run.train), len(run.val), base_score, learned_score,
+                         result)
+
+
+def write_solver(run: LearnRun, learned: LearnedSolver, teacher_s: float) -> Path:
+    """The solver file (table and provenance) and the run report (timing, memory, history) in the workspace."""
+    cfg, result, nfe = run.config, learned.result, learned.base.nfe
+    doc = provenance_document(learned)
+    meta = {"schedule": learned.schedule, "method": cfg.method, "base": cfg.base, "order_cap": cfg.order_cap}
     table = result.student.solver_table(cfg.method, meta)
-    path = save_solver_file(ws.solver_path(nfe), SolverFile(table, doc))
+    path = save_solver_file(run.workspace.solver_path(nfe), SolverFile(table, doc))
     report = {"nfe": nfe, "solver_file": str(path), "wall_s": result.wall_s, "teacher_s": teacher_s,
               "wall_note": "wall_s: training and validation; teacher_s: generating teacher pairs (0 when cached)",
-              "peak_memory": result.peak_memory, "device": str(device), "threads": torch.get_num_threads(),
-              "checkpointing": cfg.checkpointing, "rollbacks": result.rollbacks, "relaxation": result.relax, "history": result.history,
-              "validation": doc["validation"]}
-    atomic_write_text(ws.report_path(nfe), json.dumps(report, indent=1) + "\n")
-    log.info("NFE %d: wrote %s (validation %.5g, base %.5g)", nfe, path, final["distance"], base_score["distance"])
-    return result, path
+              "peak_memory": result.peak_memory, "device": str(run.device), "threads": torch.get_num_threads(),
+              "checkpointing": cfg.checkpointing, "rollbacks": result.rollbacks, "relaxation": result.relax,
+              "history": result.history, "validation": doc["validation"]}
+    atomic_write_text(run.workspace.report_path(nfe), json.dumps(report, indent=1) + "\n")
+    log.info("NFE %d: wrote %s (validation %.5g, base %.5g)", nfe, path, learned.learned_score["distance"],
+             learned.base_score["distance"])
+    return path

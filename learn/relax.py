@@ -1,4 +1,4 @@
-"""The relaxed objective's per-sample noise (method §4.2, LD3).
+"""The relaxed objective's per-sample noise (docs/learning.md; LD3).
 
 Each training sample i may start from z'_i with ||z'_i - z_i|| <= rho, rho = c_r * m^(-5/2) * sqrt(dim).
 After each parameter step, z' takes a projected gradient step of length `step_i` (a fraction of

@@ -1,4 +1,4 @@
-"""The S4S student (method §4.1, §4.3): learned step-form coefficients and, for S4S-Alt, a learned grid.
+"""The S4S student (docs/learning.md): learned step-form coefficients and, for S4S-Alt, a learned grid.
 
 Step form (data prediction, DPM-Solver++ structure), with r_i = s_{i+1}/s_i on the step grid:
 
@@ -10,7 +10,7 @@ next step starts from is re-computed once D_i is known, with its own weights:
     x^c_i = r_{i-1} * x^c_{i-1} + (1 - r_{i-1}) * sum_{j < min(i+1, K+1)} a_{i,j} * D_{i-j}   (i = 1..N-1)
 
 while D_i is evaluated at the predicted point. The module composes these steps into the
-(N+1)x(N+1) table of method §2 as a differentiable function of the parameters, so
+(N+1)x(N+1) table of docs/solvers.md as a differentiable function of the parameters, so
 `Sampler(denoiser, student)` runs it, learning backpropagates through it, and export bakes it.
 
 The grid is the base schedule (plain S4S) or learned (S4S-Alt, joint): softmax of N logits,
@@ -33,21 +33,21 @@ from ..solvers import SolverTable
 
 
 @dataclass(frozen=True)
-class StudentShape:
-    """What the student learns: NFE, order cap K, predictor-corrector, learned grid, offsets."""
+class StudentConfig:
+    """What the student learns: NFE, order cap K, predictor-corrector, learned grid, evaluation-time offsets."""
 
     nfe: int
     order_cap: int = 3
     pc: bool = False
     learn_times: bool = False
-    offsets: bool = False
+    time_offsets: bool = False  # decoupled evaluation times: sigma offsets at evaluations 1..N-1
 
     def __post_init__(self) -> None:
         if self.nfe < 1:
             raise S4SError(f"NFE must be at least 1, got {self.nfe}")
         if self.order_cap < 1:
             raise S4SError(f"--order-cap must be at least 1, got {self.order_cap}")
-        if self.offsets and not self.learn_times:
+        if self.time_offsets and not self.learn_times:
             raise S4SError("decoupled evaluation offsets are learned in the time phase: use them with --method s4s-alt or joint")
 
     def predictor_slots(self) -> list[int]:
@@ -60,11 +60,12 @@ class StudentShape:
 
     @property
     def num_coefficients(self) -> int:
-        """m, the number of learned solver coefficients (sets the relaxation radius, method §4.2)."""
+        """m, the number of learned solver coefficients (sets the relaxation radius, learn/relax.py)."""
         return sum(self.predictor_slots()) + sum(self.corrector_slots())
 
 
-def _offsets_of(slots: list[int]) -> list[int]:
+def _slot_starts(slots: list[int]) -> list[int]:
+    """Where each step's weights start in a flat coefficient vector (and, last, its length)."""
     return [0, *np.cumsum(slots).tolist()]
 
 
@@ -72,35 +73,35 @@ class S4SStudent(nn.Module):
     """Learnable solver; `forward()` returns (table [N+1,N+1], eval_sigmas [N], sigma_start []) in float64.
 
     Parameters: `coeffs` (predictor weights, flat), `corrector` (PC weights, flat, empty without PC),
-    `time_logits` [N] and `time_offsets` [N] (used only when the shape learns the grid / offsets).
+    `time_logits` [N] and `time_offsets` [N] (used only when the config learns the grid / time offsets).
     """
 
-    def __init__(self, shape: StudentShape, base_sigmas: np.ndarray):
+    def __init__(self, config: StudentConfig, base_sigmas: np.ndarray):
         super().__init__()
         sig = np.asarray(base_sigmas, dtype=np.float64)
-        if sig.shape != (shape.nfe + 1,):
-            raise S4SError(f"the student's grid needs {shape.nfe + 1} sigmas for NFE {shape.nfe}, got {sig.shape[0]}")
-        self.shape = shape
-        self._pred = _offsets_of(shape.predictor_slots())
-        self._corr = _offsets_of(shape.corrector_slots())
+        if sig.shape != (config.nfe + 1,):
+            raise S4SError(f"the student's grid needs {config.nfe + 1} sigmas for NFE {config.nfe}, got {sig.shape[0]}")
+        self.config = config
+        self._pred_starts = _slot_starts(config.predictor_slots())
+        self._corr_starts = _slot_starts(config.corrector_slots())
         self.register_buffer("base_sigmas", torch.tensor(sig))
         lam = -np.log(sig)
         self.register_buffer("lam_range", torch.tensor([lam[0], lam[-1]]))
-        self.coeffs = nn.Parameter(torch.zeros(self._pred[-1], dtype=torch.float64))
-        self.corrector = nn.Parameter(torch.zeros(self._corr[-1], dtype=torch.float64))
+        self.coeffs = nn.Parameter(torch.zeros(self._pred_starts[-1], dtype=torch.float64))
+        self.corrector = nn.Parameter(torch.zeros(self._corr_starts[-1], dtype=torch.float64))
         frac = np.diff(lam) / (lam[-1] - lam[0])
         self.time_logits = nn.Parameter(torch.tensor(np.log(frac)))
-        self.time_offsets = nn.Parameter(torch.zeros(shape.nfe, dtype=torch.float64))
+        self.time_offsets = nn.Parameter(torch.zeros(config.nfe, dtype=torch.float64))
 
     # --- parameter groups --------------------------------------------------------------------
 
     def coefficient_parameters(self) -> list[nn.Parameter]:
-        return [self.coeffs, self.corrector] if self.shape.pc else [self.coeffs]
+        return [self.coeffs, self.corrector] if self.config.pc else [self.coeffs]
 
     def time_parameters(self) -> list[nn.Parameter]:
-        if not self.shape.learn_times:
+        if not self.config.learn_times:
             return []
-        return [self.time_logits, self.time_offsets] if self.shape.offsets else [self.time_logits]
+        return [self.time_logits, self.time_offsets] if self.config.time_offsets else [self.time_logits]
 
     def coefficient_vector(self) -> torch.Tensor:
         """All solver coefficients (predictor, then corrector) as one vector."""
@@ -115,7 +116,7 @@ class S4SStudent(nn.Module):
 
     def grid(self) -> torch.Tensor:
         """Step grid sigmas [N+1], sigma_max -> sigma_min."""
-        if not self.shape.learn_times:
+        if not self.config.learn_times:
             return self.base_sigmas
         u = torch.cumsum(torch.softmax(self.time_logits, 0), 0)[:-1]
         inner = torch.exp(-(self.lam_range[0] + u * (self.lam_range[1] - self.lam_range[0])))
@@ -123,7 +124,7 @@ class S4SStudent(nn.Module):
 
     def eval_sigmas(self, grid: torch.Tensor) -> torch.Tensor:
         """Sigma passed to the denoiser at each evaluation: the grid, or the grid with clipped offsets."""
-        if not self.shape.offsets or self.shape.nfe < 2:
+        if not self.config.time_offsets or self.config.nfe < 2:
             return grid[:-1]
         lam = -torch.log(grid)
         gaps = torch.diff(lam).detach()
@@ -133,7 +134,7 @@ class S4SStudent(nn.Module):
 
     def compose(self, coeffs: torch.Tensor, corrector: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
         """The (N+1)x(N+1) table of the step form: rows are evaluation points, the last is the output."""
-        n = self.shape.nfe
+        n = self.config.nfe
         ratios = grid[1:] / grid[:-1]
         zero = grid.new_zeros(n + 1)
 
@@ -145,10 +146,10 @@ class S4SStudent(nn.Module):
         rows = [zero.index_put((torch.tensor([0]),), grid.new_ones(1))]
         state = prev = rows[0]  # the state step i starts from, and the one step i-1 started from
         for i in range(n):
-            if self.shape.pc and i >= 1:
-                a = corrector[self._corr[i - 1] : self._corr[i]]
+            if self.config.pc and i >= 1:
+                a = corrector[self._corr_starts[i - 1] : self._corr_starts[i]]
                 state = ratios[i - 1] * prev + (1 - ratios[i - 1]) * history(a, i)
-            c = coeffs[self._pred[i] : self._pred[i + 1]]
+            c = coeffs[self._pred_starts[i] : self._pred_starts[i + 1]]
             rows.append(ratios[i] * state + (1 - ratios[i]) * history(c, i))
             state, prev = rows[-1], state
         return torch.stack(rows)
@@ -169,17 +170,17 @@ class S4SStudent(nn.Module):
         with torch.no_grad():
             grid = self.grid()
             out = {
-                "coefficients": [self.coeffs[self._pred[i] : self._pred[i + 1]].tolist() for i in range(self.shape.nfe)],
+                "coefficients": [self.coeffs[self._pred_starts[i] : self._pred_starts[i + 1]].tolist() for i in range(self.config.nfe)],
                 "coefficients_note": "coefficients[i][j] weighs D_{i-j} in step i (x_{i+1} = r_i x_i + (1-r_i) sum_j c_ij D_{i-j})",
                 "grid_sigmas": grid.tolist(),
             }
-            if self.shape.pc:
-                out["corrector"] = [self.corrector[self._corr[i] : self._corr[i + 1]].tolist()
-                                    for i in range(self.shape.nfe - 1)]
+            if self.config.pc:
+                out["corrector"] = [self.corrector[self._corr_starts[i] : self._corr_starts[i + 1]].tolist()
+                                    for i in range(self.config.nfe - 1)]
                 out["corrector_note"] = "corrector[i-1][j] weighs D_{i-j} in the corrected state after evaluation i"
-            if self.shape.learn_times:
+            if self.config.learn_times:
                 out["time_logits"] = self.time_logits.tolist()
-            if self.shape.offsets:
+            if self.config.time_offsets:
                 out["eval_sigmas"] = self.eval_sigmas(grid).tolist()
         return out
 
@@ -219,10 +220,10 @@ def init_from_base(student: S4SStudent, base: SolverTable) -> InitReport:
     otherwise it is the least-squares fit, reported as such. With PC the system is
     under-determined: the solution nearest to "corrector reproduces the predictor" is taken.
     """
-    shape = student.shape
+    config = student.config
     check_base(base)
-    if base.nfe != shape.nfe:
-        raise S4SError(f"base solver {base.name!r} has NFE {base.nfe}, the student {shape.nfe}")
+    if base.nfe != config.nfe:
+        raise S4SError(f"base solver {base.name!r} has NFE {base.nfe}, the student {config.nfe}")
     grid = torch.tensor(base.sigmas, dtype=torch.float64)
     n_c = student.coeffs.numel()
 
@@ -230,13 +231,13 @@ def init_from_base(student: S4SStudent, base: SolverTable) -> InitReport:
         return student.compose(p[:n_c], p[n_c:], grid)
 
     p0 = torch.zeros(student.coefficient_vector().numel(), dtype=torch.float64)
-    if shape.pc:  # plain fit first, then a corrector that reproduces the predicted point
-        plain = S4SStudent(StudentShape(shape.nfe, shape.order_cap), base.sigmas)
+    if config.pc:  # plain fit first, then a corrector that reproduces the predicted point
+        plain = S4SStudent(StudentConfig(config.nfe, config.order_cap), base.sigmas)
         init_from_base(plain, base)
         p0[:n_c] = plain.coeffs.detach()
-        for i in range(1, shape.nfe):
-            prev = plain.coeffs.detach()[plain._pred[i - 1] : plain._pred[i]]
-            p0[n_c + student._corr[i - 1] + 1 : n_c + student._corr[i - 1] + 1 + prev.numel()] = prev
+        for i in range(1, config.nfe):
+            prev = plain.coeffs.detach()[plain._pred_starts[i - 1] : plain._pred_starts[i]]
+            p0[n_c + student._corr_starts[i - 1] + 1 : n_c + student._corr_starts[i - 1] + 1 + prev.numel()] = prev
     jac = torch.autograd.functional.jacobian(table_of, p0).reshape(-1, p0.numel())
     with torch.no_grad():
         target = torch.tensor(base.table) - table_of(p0)

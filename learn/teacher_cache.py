@@ -1,4 +1,4 @@
-"""Teacher pairs (noise, teacher output), generated once and cached on disk (method §4.2).
+"""Teacher pairs (noise, teacher output), generated once and cached on disk (docs/learning.md).
 
 Noise sample i depends only on (seed, i) (`s4s_export.noise`), so a cache keyed by (model
 identity, teacher, seed) serves any count up to what it holds, and a larger request computes

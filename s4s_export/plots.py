@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,11 +17,12 @@ import torch
 from .denoiser import Denoiser
 from .errors import S4SError
 from .fileio import atomic_write
-from .solvers import SOLVERS, SolverTable
+from .heldout import HeldOut, run_solver
+from .runtime.images import make_grid, to_uint8, write_png
+from .solver_ref import ResolvedSolver
+from .solverfile import load_solver_file
+from .solvers import SOLVERS
 from .teacher import TeacherSpec
-
-if TYPE_CHECKING:
-    from .evaluate import HeldOut
 
 GRID_SAMPLES = 8
 GRID_MIN_PIXELS = 64  # small images are enlarged (nearest neighbour) to at least this many pixels
@@ -47,8 +47,6 @@ def series_name(label: str) -> str:
     """The line a result belongs to: a classical solver's name, or a solver file's method and folder."""
     if label in SOLVERS:
         return label
-    from .solverfile import load_solver_file
-
     method = load_solver_file(label).info.get("method", "solver file")
     return f"{method} ({Path(label).parent})"
 
@@ -98,25 +96,21 @@ def grid_nfe(nfes: Sequence[int]) -> int:
 
 def sample_grid(rows: list[tuple[str, torch.Tensor]], path: str | Path) -> Path:
     """A PNG with one row of samples per entry (float NCHW in [-1, 1]); returns its path."""
-    from .runtime.images import make_grid, to_uint8, write_png
-
     images = np.concatenate([to_uint8(x.float().cpu().numpy()) for _, x in rows])
     scale = max(1, -(-GRID_MIN_PIXELS // images.shape[1]))
     images = images.repeat(scale, axis=1).repeat(scale, axis=2)
     return write_png(path, make_grid(images, ncol=rows[0][1].shape[0], pad=6))
 
 
-def write_plots(path: str | Path, report: dict, denoiser: Denoiser, tables: list[tuple[str, SolverTable]],
+def write_plots(path: str | Path, report: dict, denoiser: Denoiser, solvers: list[ResolvedSolver],
                 held: HeldOut) -> dict:
     """The chart at `path` and the grid beside it: the target's samples first, then each solver at `grid_nfe`."""
-    from .evaluate import run_solver
-
     chart = quality_plot(report, path)
-    nfe = grid_nfe([t.nfe for _, t in tables])
+    nfe = grid_nfe([s.table.nfe for s in solvers])
     k = min(GRID_SAMPLES, held.noise.shape[0])
     labels = None if held.labels is None else held.labels[:k]
-    dtype = torch.float64 if held.exact else torch.float32
     rows = [(target_label(report), held.target[:k])]
-    rows += [(label, run_solver(denoiser, t, held.noise[:k], labels, dtype)) for label, t in tables if t.nfe == nfe]
+    rows += [(s.label, run_solver(denoiser, s.table, held.noise[:k], labels, held.dtype))
+             for s in solvers if s.table.nfe == nfe]
     grid = sample_grid(rows, grid_path(path))
     return {"chart": str(chart), "grid": str(grid), "grid_nfe": nfe, "grid_rows": [r[0] for r in rows]}

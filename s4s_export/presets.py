@@ -1,4 +1,4 @@
-"""Checkpoint presets: the official NVlabs/edm pixel models (models.md §0-1), usable as `--model NAME`.
+"""Checkpoint presets: the official NVlabs/edm pixel models (docs/models.md), usable as `--model NAME`.
 
 Weights resolve in this order: `--checkpoint PATH`, the cache (`s4s_export.cache`), a download.
 `--random-weights` builds the preset's exact architecture with seeded random weights instead
@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # torch loads only when a network is built (the CLI checks ar
 
 EDM_URL = "https://nvlabs-fi-cdn.nvidia.com/edm/pretrained/"
 
-# Constructor kwargs of the official pickles (NVlabs/edm train.py options, models.md §1.1).
+# Constructor kwargs of the official pickles (NVlabs/edm train.py options).
 # A pickle's own recorded kwargs are authoritative; these build twins and plain state dicts.
 DDPMPP = dict(model_type="SongUNet", model_channels=128, augment_dim=9, embedding_type="positional",
               encoder_type="standard", decoder_type="standard", channel_mult_noise=1, resample_filter=[1, 1],
@@ -72,10 +72,6 @@ class Preset:
     @property
     def conditioning(self) -> str:
         return "class" if self.network.init_kwargs.get("label_dim") else "none"
-
-    @property
-    def heun_teacher(self) -> TeacherSpec:
-        return TeacherSpec("heun", self.heun_nfe, "edm")
 
     @property
     def description(self) -> str:

@@ -1,7 +1,7 @@
 """The sampler module: the only implementation of the sampling loop in the project.
 
 `Sampler(denoiser, solver)` runs the N evaluations of any solver table in an unrolled Python
-loop (method §3). Learning backpropagates through it (the table and sigmas may come from
+loop (docs/solvers.md). Learning backpropagates through it (the table and sigmas may come from
 learnable parameters), and the exporter traces it (the loop unrolls at trace time and the
 table becomes graph constants).
 """

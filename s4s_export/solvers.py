@@ -1,6 +1,6 @@
 """Fixed-step solvers as data: evaluation sigmas plus a lower-triangular coefficient table.
 
-A solver with N evaluations is (method §2): the m-th denoiser call happens at
+A solver with N evaluations is (docs/solvers.md): the m-th denoiser call happens at
 x_m = a_m * x_T + sum_{j<m} b_{m,j} * D_j, with x_T = sigmas[0] * noise, and row N gives the
 output. Classical solvers are written once as k-diffusion style recursions over any vector
 type; `trace_table` runs a recursion on symbolic unit vectors (float64) to fill the table,
@@ -254,7 +254,7 @@ def deis(denoise: Denoise, x: X, sigmas: Sequence[float], max_order: int = 3) ->
 class ClassicalSolver:
     name: str
     recursion: Recursion
-    order: int  # convergence order, measured by tests/test_solvers.py (method §2)
+    order: int  # convergence order, measured by tests/test_solvers.py
     min_nfe: int
     description: str
     options: dict = field(default_factory=dict)

@@ -47,7 +47,7 @@ class TeacherSpec:
             raise S4SError(f"bad teacher {text!r}; use 'reference' or SOLVER:NFE[:SCHEDULE], e.g. unipc3:20:logsnr") from None
 
 
-DEFAULT_NET_TEACHER = TeacherSpec("unipc3", 20, "logsnr")  # method §4.2 (LD3/GAS protocol)
+DEFAULT_NET_TEACHER = TeacherSpec("unipc3", 20, "logsnr")  # the LD3/GAS protocol (docs/learning.md)
 REFERENCE_TEACHER = TeacherSpec("reference", 0, "")
 
 

@@ -1,6 +1,7 @@
 """The workspace folder `s4s-export learn` writes and later commands read (default ./s4s-workspace).
 
-    model.json           the model: name, checkpoint, random_weights, identity (name, weights sha256, shape)
+    model.json           the model reference (name, checkpoint, random_weights, config if given) and its
+                         identity (name, weights sha256, shape)
     solvers/nfe{N}.json  learned solver files
     teacher/             cached teacher pairs (learn/teacher_cache.py)
     runs/nfe{N}.pt       resumable training state; runs/nfe{N}.json the last run's report
@@ -12,8 +13,14 @@ import json
 import re
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from .errors import S4SError
 from .fileio import atomic_write_text
+from .modelref import ModelRef, as_model_ref, load_model
+
+if TYPE_CHECKING:
+    from .denoiser import Denoiser
 
 DEFAULT_WORKSPACE = Path("s4s-workspace")
 MODEL_FILE = "model.json"
@@ -36,18 +43,20 @@ class Workspace:
         return ws
 
     @classmethod
-    def create(cls, root: str | Path | None, name: str, identity: dict, checkpoint: str | None = None,
-               random_weights: bool = False) -> "Workspace":
+    def create(cls, root: str | Path | None, ref: ModelRef | str, identity: dict) -> "Workspace":
         """Record the model in a new workspace, or check that an existing one is for the same model."""
+        ref = as_model_ref(ref)
         ws = cls(DEFAULT_WORKSPACE if root is None else root)
-        record = {"name": name, "checkpoint": None if checkpoint is None else str(Path(checkpoint).resolve()),
-                  "random_weights": bool(random_weights), "identity": identity}
+        record = {"name": ref.text, "checkpoint": None if ref.checkpoint is None else str(Path(ref.checkpoint).resolve()),
+                  "random_weights": bool(ref.random_weights), "identity": identity}
+        if ref.config is not None:
+            record["config"] = str(Path(ref.config).resolve())
         path = ws.root / MODEL_FILE
         if path.is_file():
             old = ws.model_record
-            if old["identity"].get("weights_sha256") != identity["weights_sha256"] or old["name"] != name:
+            if old["identity"].get("weights_sha256") != identity["weights_sha256"] or old["name"] != ref.text:
                 raise S4SError(f"workspace {ws.root} holds solvers for model {old['name']!r} (weights "
-                               f"{str(old['identity'].get('weights_sha256'))[:12]}), not {name!r} (weights "
+                               f"{str(old['identity'].get('weights_sha256'))[:12]}), not {ref.text!r} (weights "
                                f"{identity['weights_sha256'][:12]}); pass --workdir with another folder")
             if old == record:
                 return ws
@@ -70,12 +79,15 @@ class Workspace:
     def model_name(self) -> str:
         return str(self.model_record["name"])
 
-    def load_model(self):  # -> Denoiser (import kept lazy: the registry imports the networks)
-        """The recorded model, loaded as `learn` loaded it."""
-        from .models import load_model
-
+    @property
+    def model_ref(self) -> ModelRef:
+        """The recorded model reference, as `learn` was given it."""
         r = self.model_record
-        return load_model(r["name"], checkpoint=r.get("checkpoint"), random_weights=bool(r.get("random_weights")))
+        return ModelRef(r["name"], r.get("checkpoint"), bool(r.get("random_weights")), r.get("config"))
+
+    def load_model(self) -> Denoiser:
+        """The recorded model, loaded as `learn` loaded it."""
+        return load_model(self.model_ref)
 
     @property
     def teacher_dir(self) -> Path:

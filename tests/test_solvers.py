@@ -10,7 +10,7 @@ from s4s_export.sampler import Sampler
 from s4s_export.schedules import make_schedule
 from s4s_export.solvers import SOLVERS, get_solver, make_solver
 
-# Convergence orders (method §2), except ipndm: 2, not 4 (constant AB4 weights on the non-uniform edm and
+# Convergence orders, except ipndm: 2, not 4 (constant AB4 weights on the non-uniform edm and
 # logsnr steps; docs/solvers.md). dpmpp3m-kd is k-diffusion's published form of DPM-Solver++(3M), order 2.
 ORDERS = {"euler": 1, "heun": 2, "dpmpp2m": 2, "dpmpp3m": 3, "dpmpp3m-kd": 2, "unipc": 3, "unipc-bh2": 3,
           "unipc3": 4, "unipc3-bh2": 4, "ipndm": 2, "deis": 3}

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import typer
 
-from ..models import require_weights
-from .common import console, parse_ints, parse_names, print_json, print_table
+from .common import (
+    CheckpointOpt,
+    ModelConfigOpt,
+    ModelOpt,
+    RandomWeightsOpt,
+    console,
+    model_ref,
+    parse_ints,
+    parse_names,
+    print_json,
+    print_table,
+)
 
 
 def bench_cmd(
-    model: str = typer.Option("demo", "--model", help="Model name (see `s4s-export models`)."),
-    checkpoint: str = typer.Option(None, "--checkpoint", help="Checkpoint file for a preset model."),
-    random_weights: bool = typer.Option(False, "--random-weights", help="A preset's architecture with random weights."),
+    model: ModelOpt = "demo",
+    checkpoint: CheckpointOpt = None,
+    random_weights: RandomWeightsOpt = False,
+    config: ModelConfigOpt = None,
     nfe: int = typer.Option(5, "--nfe", min=1, help="Denoiser evaluations per sample."),
     batch: str = typer.Option("1,16,64", "--batch", help="Comma-separated batch sizes."),
     solver: str = typer.Option(None, "--solver", help="Classical solver name or solver file (default: the workspace's "
@@ -26,11 +37,13 @@ def bench_cmd(
     markdown_out: bool = typer.Option(False, "--markdown", help="Print the latency table as Markdown."),
 ) -> None:
     """Time the PyTorch eager host loop (`pytorch`), the baked graph on ONNX Runtime and TensorRT (where present), side by side."""
-    require_weights(model, checkpoint, random_weights)  # before torch loads: a missing file is reported at once
-    from ..bench import BenchRequest, bench, markdown
+    ref = model_ref(model, checkpoint, random_weights, config)  # before torch loads: bad input is reported at once
+    from ..bench.learning_cost import describe_learning
+    from ..bench.report import markdown, vs_eager
+    from ..bench.run import BenchRequest, bench
     from ..timing import describe_machine
 
-    req = BenchRequest(model=model, checkpoint=checkpoint, random_weights=random_weights, nfe=nfe,
+    req = BenchRequest(model=ref, nfe=nfe,
                        batches=tuple(parse_ints(batch, "--batch")), solver=solver,
                        backends=tuple(parse_names(backend, "--backend")), threads=threads, repeats=repeats,
                        warmup=warmup, workdir=workdir, learn_samples=learn_samples)
@@ -42,17 +55,12 @@ def bench_cmd(
         print(markdown(report), end="")
         return
     rows = [[r["backend"], r["batch"], f"{r['sampler_ms']:.2f}", f"{r['call_ms']:.2f}", f"{r['overhead']:.3f}",
-             f"{r['images_per_s']:.1f}", f"{r['vs_eager']:.2f}x" if "vs_eager" in r else "-"] for r in report["rows"]]
+             f"{r['images_per_s']:.1f}", vs_eager(r)] for r in report["rows"]]
     print_table(f"{report['model']['name']}: {report['solver']}, NFE {nfe}, {threads} thread(s), median of {repeats}",
                 ["backend", "batch", "ms", "call ms", "overhead", "img/s", "vs eager"], rows)
     for name, why in report["skipped"].items():
         console.print(f"{name}: skipped: {why}", highlight=False, soft_wrap=True)
-    learning = report["learning"]
-    if "skipped" in learning:
-        console.print(f"learning: skipped: {learning['skipped']}", highlight=False, soft_wrap=True)
-    else:
-        console.print(f"learning: {learning['wall_s']:.0f} s, peak memory {learning['peak_memory']['bytes'] / 2**20:.0f} MiB "
-                      f"({learning['peak_memory']['what']}; {learning['what']}; {learning['source']})", highlight=False, soft_wrap=True)
+    console.print(describe_learning(report["learning"]), highlight=False, soft_wrap=True)
     console.print(f"ms: one sampler run; overhead = ms / (NFE x call ms) on the same backend; vs eager: ms / pytorch ms; machine: "
                   f"{describe_machine(report['machine'])}", highlight=False, soft_wrap=True)
 

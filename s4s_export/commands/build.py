@@ -7,13 +7,13 @@ import sys
 
 import typer
 
-from ..models import require_weights
-from .common import console, print_json
+from ..errors import S4SError
+from .common import CheckpointOpt, ModelConfigOpt, ModelOpt, RandomWeightsOpt, console, model_ref, print_json
 
 
 def build_cmd(
     nfe: int = typer.Option(None, "--nfe", min=1, help="Evaluations (default 5; a solver file has its own)."),
-    model: str = typer.Option(None, "--model", help="Model name (default: the workspace's, or demo with --solver)."),
+    model: ModelOpt = None,
     solver: str = typer.Option(None, "--solver", help="Solver file (.json) or classical name (dpmpp3m, unipc, ...); "
                                                       "default: the workspace's learned solver for --nfe."),
     out: str = typer.Option(".", "--out", help="Output folder, or a file path ending in .onnx."),
@@ -23,17 +23,23 @@ def build_cmd(
     batch_range: str = typer.Option(None, "--batch-range", help="Dynamic batch MIN:MAX (default 1:64)."),
     output: str = typer.Option("float", "--output", help="float (NCHW in [-1, 1]) or uint8 (NHWC)."),
     workdir: str = typer.Option(None, "--workdir", help="Workspace folder (default ./s4s-workspace)."),
-    checkpoint: str = typer.Option(None, "--checkpoint", help="Checkpoint file for a preset model."),
-    random_weights: bool = typer.Option(False, "--random-weights", help="A preset's architecture with random weights."),
+    checkpoint: CheckpointOpt = None,
+    random_weights: RandomWeightsOpt = False,
+    config: ModelConfigOpt = None,
     guidance_scale: float = typer.Option(1.0, "--guidance-scale", help="Default guidance scale baked into the metadata "
                                                                       "of class-conditional graphs (fed at run time)."),
     trt: bool = typer.Option(False, "--trt", help="Also build a TensorRT engine (.plan) for the batch range."),
     triton: str = typer.Option(None, "--triton", help="Also write a Triton model repository into this folder."),
     json_out: bool = typer.Option(False, "--json", help="Print the sidecar document as JSON instead of the report."),
 ) -> None:
-    """Export the sampler as one ONNX graph plus a JSON sidecar, verified against PyTorch with ONNX Runtime."""
-    if model is not None:
-        require_weights(model, checkpoint, random_weights)  # before torch loads: a missing file is reported at once
+    """Export the sampler as one ONNX graph plus a JSON sidecar, verified against PyTorch with ONNX Runtime.
+
+    Without --model: the workspace's model (with --solver unset), else demo.
+    """
+    if model is None and (checkpoint is not None or random_weights or config is not None):
+        raise S4SError("--checkpoint, --random-weights and --config go with --model: pass --model NAME")
+    # before torch loads: bad input is reported at once
+    ref = None if model is None else model_ref(model, checkpoint, random_weights, config)
     if trt:  # before the export, which takes minutes: a missing TensorRT, cuda-python or GPU is reported at once
         from ..runtime.cuda import gpu_info
         from ..runtime.tensorrt_build import import_tensorrt
@@ -42,9 +48,9 @@ def build_cmd(
         gpu_info()
     from ..export.build import BuildRequest, build_onnx, parse_batch
 
-    req = BuildRequest(nfe=nfe, model=model, solver=solver, out=out, precision=precision,
-                       batch=parse_batch(batch, batch_range), output=output, workdir=workdir, checkpoint=checkpoint,
-                       random_weights=random_weights, guidance_scale=guidance_scale,
+    req = BuildRequest(nfe=nfe, model=ref, solver=solver, out=out, precision=precision,
+                       batch=parse_batch(batch, batch_range), output=output, workdir=workdir,
+                       guidance_scale=guidance_scale,
                        command=shlex.join(["s4s-export", *sys.argv[1:]]))
     log = (lambda _: None) if json_out else (lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True))
     result = build_onnx(req, log)

@@ -1,16 +1,35 @@
-"""Option parsing and output helpers shared by the CLI commands."""
+"""Options, option parsing and output helpers shared by the CLI commands."""
 
 from __future__ import annotations
 
 import json
 import sys
+from typing import Annotated
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
 from ..errors import S4SError
+from ..modelref import ModelRef, check_model
 
 console = Console()
+
+# The model options of every command that loads a model (`model_ref` turns them into one ModelRef).
+ModelOpt = Annotated[str, typer.Option("--model", help="Model: a registered name (see `s4s-export models`) or a "
+                                                       "reference KIND:PATH, e.g. diffusers:PATH.")]
+CheckpointOpt = Annotated[str, typer.Option("--checkpoint", help="Checkpoint file for a preset model.")]
+RandomWeightsOpt = Annotated[bool, typer.Option("--random-weights",
+                                                help="A preset's architecture with random weights.")]
+ModelConfigOpt = Annotated[str, typer.Option("--config", help="Model config file (compvis references).")]
+
+
+def model_ref(model: str, checkpoint: str | None = None, random_weights: bool = False,
+              config: str | None = None) -> ModelRef:
+    """The model options as one checked ModelRef: a bad name or a missing file fails here, before torch loads."""
+    ref = ModelRef(model, checkpoint, random_weights, config)
+    check_model(ref)
+    return ref
 
 
 def parse_ints(text: str, what: str = "--nfe") -> list[int]:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from ..models import require_weights
 from ..schedules import parse_schedule
-from .common import console, parse_ints, parse_names, print_json, print_table
+from .common import (CheckpointOpt, ModelConfigOpt, ModelOpt, RandomWeightsOpt, console, model_ref, parse_ints,
+                     parse_names, print_json, print_table)
 
 
 def eval_cmd(
-    model: str = typer.Option("demo", "--model", help="Model name (see `s4s-export models`)."),
-    checkpoint: str = typer.Option(None, "--checkpoint", help="Checkpoint file for a preset model."),
-    random_weights: bool = typer.Option(False, "--random-weights", help="A preset's architecture with random weights."),
+    model: ModelOpt = "demo",
+    checkpoint: CheckpointOpt = None,
+    random_weights: RandomWeightsOpt = False,
+    config: ModelConfigOpt = None,
     solver: str = typer.Option("dpmpp3m,unipc,ipndm", "--solver", help="Comma-separated classical solver names and/or solver-file paths (a file is evaluated once, at its own NFE)."),
     nfe: str = typer.Option("5", "--nfe", help="Comma-separated NFEs, e.g. 3,4,5,6,8,10."),
     schedule: str = typer.Option(None, "--schedule", help="edm, logsnr, time-uniform, time-quadratic, or sigmas."),
@@ -23,12 +24,12 @@ def eval_cmd(
     plot: str = typer.Option(None, "--plot", help="PNG path: quality vs NFE per solver, plus <name>-samples.png, a sample grid at NFE 5 (or the smallest NFE)."),
 ) -> None:
     """Measure solvers on the model's held-out noise (error vs. teacher, or vs. the exact reference)."""
-    require_weights(model, checkpoint, random_weights)  # before torch loads: a missing file is reported at once
+    ref = model_ref(model, checkpoint, random_weights, config)  # before torch loads: bad input is reported at once
     from ..evaluate import evaluate
     from ..metrics import parse_metrics
 
-    report = evaluate(model, parse_names(solver, "--solver"), parse_ints(nfe),
-                      None if schedule is None else parse_schedule(schedule), samples, batch, checkpoint, random_weights,
+    report = evaluate(ref, parse_names(solver, "--solver"), parse_ints(nfe),
+                      None if schedule is None else parse_schedule(schedule), samples, batch,
                       tuple(parse_metrics(metric)), plot)
     if json_out:
         print_json(report)

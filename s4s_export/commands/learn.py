@@ -7,10 +7,10 @@ import sys
 
 import typer
 
-from ..models import require_weights
 from ..schedules import parse_schedule
 from ..teacher import TeacherSpec
-from .common import console, parse_ints, print_json, print_table
+from .common import (CheckpointOpt, ModelConfigOpt, ModelOpt, RandomWeightsOpt, console, model_ref, parse_ints,
+                     print_json, print_table)
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -35,9 +35,10 @@ def _log_to_stderr() -> None:
 
 
 def learn_cmd(
-    model: str = typer.Option("demo", "--model", help="Model name (see `s4s-export models`)."),
-    checkpoint: str = typer.Option(None, "--checkpoint", help="Checkpoint file for a preset model."),
-    random_weights: bool = typer.Option(False, "--random-weights", help="Preset architecture with random weights."),
+    model: ModelOpt = "demo",
+    checkpoint: CheckpointOpt = None,
+    random_weights: RandomWeightsOpt = False,
+    config: ModelConfigOpt = None,
     nfe: str = typer.Option("5", "--nfe", help="NFE, or comma-separated NFEs (one solver each), e.g. 3,4,5,6."),
     method: str = typer.Option("s4s-alt", "--method", help="s4s-alt (grid and coefficients, alternating), s4s, or joint."),
     base: str = typer.Option("dpmpp3m", "--base", help="Classical solver the coefficients start from (dpmpp3m, unipc, ipndm, ...)."),
@@ -65,7 +66,7 @@ def learn_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Learn a few-step solver per NFE (S4S-Alt by default) and write it into the workspace."""
-    require_weights(model, checkpoint, random_weights)  # before torch loads: a missing file is reported at once
+    ref = model_ref(model, checkpoint, random_weights, config)  # before torch loads: bad input is reported at once
     from ..learn.config import TrainConfig
     from ..learn.pipeline import LearnRequest, learn
 
@@ -74,10 +75,10 @@ def learn_cmd(
                       samples=samples, batch=batch, epochs=epochs, alternations=alternations, val_samples=val_samples,
                       lr=lr, time_lr=time_lr, radius_c=radius, seed=seed, checkpointing=checkpointing)
     sched = None if schedule is None else parse_schedule(schedule)
-    req = LearnRequest(model=model, nfes=tuple(parse_ints(nfe)), config=cfg,
+    req = LearnRequest(model=ref, nfes=tuple(parse_ints(nfe)), config=cfg,
                        schedule=tuple(sched) if isinstance(sched, list) else sched,
-                       teacher=None if teacher is None else TeacherSpec.parse(teacher), checkpoint=checkpoint,
-                       random_weights=random_weights, device=device, workdir=workdir, resume=resume, threads=threads)
+                       teacher=None if teacher is None else TeacherSpec.parse(teacher), device=device, workdir=workdir,
+                       resume=resume, threads=threads)
     rows = learn(req)
     if json_out:
         print_json({"model": model, "results": rows})

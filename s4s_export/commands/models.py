@@ -1,11 +1,12 @@
-"""`s4s-export models`: the models `--model` accepts."""
+"""`s4s-export models`: the registered model names `--model` accepts, and the other reference kinds."""
 
 from __future__ import annotations
 
 import typer
 
+from ..modelref import REF_KINDS
 from ..models import MODELS
-from .common import print_json, print_table
+from .common import console, print_json, print_table
 
 
 def models(json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
@@ -18,6 +19,9 @@ def models(json_out: bool = typer.Option(False, "--json", help="Print one JSON o
         return
     print_table("models", ["name", "resolution", "conditioning", "weights", "description"],
                 [[r["name"], r["resolution"], r["conditioning"], r["weights"], r["description"]] for r in rows])
+    others = [k.usage for name, k in REF_KINDS.items() if name != "name"]
+    if others:
+        console.print(f"--model also takes: {', '.join(others)}", highlight=False, markup=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -17,10 +17,11 @@ from ..contract import (GUIDANCE_KEY, NUM_CLASSES_KEY, ONNX_KEY, SIDECAR_FORMAT,
 from ..denoiser import Denoiser
 from ..errors import S4SError, choice_error
 from ..fileio import atomic_write_text
-from ..hashing import sha256_file
-from ..models import get_model_spec, load_model
-from ..solverfile import library_versions, load_solver_file
-from ..solvers import SOLVERS, SolverTable, make_solver
+from ..modelref import ModelRef, as_model_ref, check_model, load_model
+from ..solver_ref import DEFAULT_NFE, resolve_solver
+from ..solverfile import library_versions
+from ..solvers import SolverTable
+from ..workspace import Workspace
 from .graph import OUTPUTS, SamplerGraph, sampler_graph
 from .onnx_export import OPSET, OPSET_BF16, compact, export_model, set_metadata
 from .onnx_files import move_onnx, save_onnx
@@ -29,9 +30,10 @@ from .trt_ops import TRT_LIST_VERSION, check_trt_ops, uses_float64
 from .verify import (DEVIATION_SAMPLES, Check, Verification, check_inputs, checker, compare_runtime, graph_stats,
                      precision_deviation, verification_inputs)
 
-DEFAULT_NFE = 5
 DEFAULT_BATCH = (1, 64)  # dynamic batch 1..64: covers interactive use and Triton's dynamic batching
 EXPORT_LIBRARIES = ("onnx", "onnxscript", "onnx_ir", "onnxruntime")  # wrote and verified the graph
+# the solver file's provenance entries a sidecar repeats under provenance.learned
+LEARNED_KEYS = ("method", "order_cap", "predictor_corrector", "schedule", "teacher", "distance", "validation", "versions")
 
 
 @dataclass
@@ -39,15 +41,13 @@ class BuildRequest:
     """What `s4s-export build` asks for; `solver=None` takes the workspace's learned solver for `nfe`."""
 
     nfe: int | None = None
-    model: str | None = None
+    model: ModelRef | str | None = None  # None: the workspace's model, or demo with a named solver
     solver: str | None = None
     out: str = "."
     precision: str = "fp32"
     batch: tuple[int, int] = DEFAULT_BATCH
     output: str = "float"
     workdir: str | None = None
-    checkpoint: str | None = None
-    random_weights: bool = False
     guidance_scale: float = 1.0
     external_data: bool | None = None  # None: only when the file would pass 2 GiB
     command: str = ""  # recorded in the provenance
@@ -94,39 +94,18 @@ def parse_batch(batch: int | None, batch_range: str | None) -> tuple[int, int]:
 
 def resolve(req: BuildRequest) -> Resolved:
     """The denoiser and solver table a request names (workspace, solver file or classical solver)."""
+    ws = None
     if req.solver is None:
-        from ..workspace import Workspace
-
         try:
             ws = Workspace.open(req.workdir)
         except S4SError as e:
             raise S4SError(f"{e}; or name a solver: --solver FILE.json or a classical one (--solver dpmpp3m)") from None
-        nfe = req.nfe or DEFAULT_NFE
-        path = ws.find_solver(nfe)
-        name = req.model or ws.model_name
-        denoiser = (ws.load_model() if req.model is None and req.checkpoint is None and not req.random_weights
-                    else load_model(name, req.checkpoint, req.random_weights))
-        return _from_file(denoiser, path, nfe, {"kind": "workspace", "workdir": str(ws.root)})
-    name = req.model or "demo"
-    denoiser = load_model(name, req.checkpoint, req.random_weights)
-    if req.solver in SOLVERS:
-        info = denoiser.info
-        table = make_solver(req.solver, req.nfe or DEFAULT_NFE, get_model_spec(name).schedule, info.sigma_min,
-                            info.sigma_max)
-        return Resolved(denoiser, table, {"kind": "classical", "name": req.solver, **table.meta})
-    if req.solver.endswith(".json") or Path(req.solver).is_file():
-        return _from_file(denoiser, Path(req.solver), req.nfe, {"kind": "file"})
-    raise choice_error("solver", req.solver, [*SOLVERS, "a solver file path (.json)"])
-
-
-def _from_file(denoiser: Denoiser, path: Path, nfe: int | None, source: dict) -> Resolved:
-    sf = load_solver_file(path, expect_identity=denoiser.identity_dict())
-    if nfe is not None and sf.solver.nfe != nfe:
-        raise S4SError(f"{path} is a solver for NFE {sf.solver.nfe}, not {nfe}; drop --nfe or pass its solver file")
-    learned = {k: sf.info[k] for k in ("method", "order_cap", "predictor_corrector", "schedule", "teacher", "distance",
-                                       "validation", "versions") if k in sf.info}
-    digest = sha256_file(path)
-    return Resolved(denoiser, sf.solver, {**source, "file": str(path), "file_sha256": digest}, learned)
+        ws.find_solver(req.nfe or DEFAULT_NFE)  # before the model loads: a missing solver is reported at once
+    ref = as_model_ref(req.model) if req.model is not None else ws.model_ref if ws is not None else ModelRef("demo")
+    spec = check_model(ref)
+    denoiser = load_model(ref)
+    s = resolve_solver(req.solver, denoiser=denoiser, nfe=req.nfe, schedule=spec.schedule, workspace=ws)
+    return Resolved(denoiser, s.table, s.provenance, {k: s.file_info[k] for k in LEARNED_KEYS if k in s.file_info})
 
 
 def output_path(req: BuildRequest, r: Resolved) -> Path:

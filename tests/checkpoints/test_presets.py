@@ -12,12 +12,13 @@ from edm_pickles import TINY, dump_edm_pickle, tiny_net
 from s4s_export.cache import CACHE_ENV, OFFLINE_ENV, record_path, sha256_file
 from s4s_export.checkpoints import NetworkSpec
 from s4s_export.errors import S4SError
-from s4s_export.models import MODELS, load_model
+from s4s_export.modelref import ModelRef, load_model
+from s4s_export.models import MODELS
 from s4s_export.presets import EDM_URL, PRESETS, Preset
 from s4s_export.solvers import get_solver
 from s4s_export.teacher import DEFAULT_NET_TEACHER
 
-# Official parameter counts (issue 6; models.md §1.1, computed with NVlabs/edm's own classes).
+# Official parameter counts (computed with NVlabs/edm's own classes).
 OFFICIAL_PARAMS = {
     "cifar10": 55_733_891, "cifar10-cond": 55_735_299, "cifar10-ve": 56_397_827, "cifar10-cond-ve": 56_400_643,
     "ffhq": 61_805_571, "ffhq-ve": 62_761_091, "afhqv2": 61_805_571, "afhqv2-ve": 62_761_091,
@@ -40,7 +41,7 @@ def test_preset_table() -> None:
         assert f"{p.shape[1]}x{p.shape[2]}" in p.filename
         assert ("-cond-" in p.filename) == (p.conditioning == "class")
         assert p.teacher == DEFAULT_NET_TEACHER and p.schedule == "logsnr"
-        assert get_solver("heun").steps(p.heun_teacher.nfe) == (18 if p.shape[1] == 32 else 40)  # EDM's N
+        assert get_solver("heun").steps(p.heun_nfe) == (18 if p.shape[1] == 32 else 40)  # EDM's N
         spec = MODELS[p.name]
         assert spec.accepts_checkpoint and spec.resolution == p.resolution and spec.conditioning == p.conditioning
     assert PRESETS["imagenet64"].network.init_kwargs["label_dim"] == 1000
@@ -168,4 +169,4 @@ def test_twin_is_seeded_named_and_not_degenerate() -> None:
 def test_checkpoint_of_another_architecture(tmp_path: Path) -> None:
     ckpt = dump_edm_pickle(tmp_path / "tiny.pkl", tiny_net(CLASS_NAME, KWARGS), KWARGS, "")
     with pytest.raises(S4SError, match="is not a cifar10 checkpoint .*shape differs"):
-        load_model("cifar10", checkpoint=str(ckpt))
+        load_model(ModelRef("cifar10", checkpoint=str(ckpt)))

@@ -18,13 +18,13 @@ from s4s_export.export.onnx_export import compact, export_model  # noqa: E402
 from s4s_export.export.onnx_files import save_onnx  # noqa: E402
 from s4s_export.export.verify import (check_inputs, cpu_runner, ort_outputs, relative_error,  # noqa: E402
                                       torch_outputs)
-from s4s_export.models import load_model  # noqa: E402
+from s4s_export.modelref import ModelRef, load_model  # noqa: E402
 from s4s_export.solvers import make_solver  # noqa: E402
 
 
 @pytest.mark.slow
 def test_ffhq_twin_nfe5_onnx_matches_pytorch(tmp_path: Path) -> None:
-    twin = load_model("ffhq", random_weights=True)
+    twin = load_model(ModelRef("ffhq", random_weights=True))
     info = twin.info
     assert info.name == "ffhq-twin" and twin.identity_dict()["name"] == "ffhq-twin" and info.shape == (3, 64, 64)
     module = sampler_graph(twin, make_solver("dpmpp3m", 5, "logsnr", info.sigma_min, info.sigma_max))

@@ -12,6 +12,7 @@ from s4s_export.errors import S4SError
 from s4s_export.export import build, onnx_files
 from s4s_export.export.build import BuildRequest, build_onnx
 from s4s_export.export.verify import Check, compare_runtime
+from s4s_export.modelref import ModelRef
 from s4s_export.runtime import Sampler
 
 GOOD = dict(model="gmm", solver="euler", nfe=1)
@@ -78,7 +79,7 @@ def twin_external(tmp_path_factory):
     """A `--random-weights` twin built with the 2 GiB limit lowered to a few KiB: external data decided by size."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(onnx_files, "PROTOBUF_LIMIT", (64 << 20) + 4096)
-        return build_onnx(BuildRequest(model="tiny-preset", random_weights=True, solver="euler", nfe=1, batch=(1, 2),
+        return build_onnx(BuildRequest(model=ModelRef("tiny-preset", random_weights=True), solver="euler", nfe=1, batch=(1, 2),
                                        out=str(tmp_path_factory.mktemp("twin"))))
 
 

@@ -12,7 +12,7 @@ import torch
 from s4s_export.export import inspect_onnx
 from s4s_export.export.onnx_files import save_onnx
 from s4s_export.export.verify import Verification, graph_stats, relative_error
-from s4s_export.models import load_model
+from s4s_export.modelref import load_model
 from s4s_export.sampler import Sampler
 from s4s_export.solvers import make_solver
 

@@ -9,7 +9,7 @@ from s4s_export.export import inspect_onnx
 from s4s_export.export.graph import sampler_graph
 from s4s_export.export.guidance import GuidedDenoiser
 from s4s_export.export.verify import relative_error, verification_inputs
-from s4s_export.models import load_model
+from s4s_export.modelref import load_model
 from s4s_export.sampler import Sampler
 from s4s_export.solvers import make_solver
 

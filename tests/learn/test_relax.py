@@ -8,7 +8,7 @@ from s4s_export.learn.relax import RelaxedNoise, project, relaxation_radius
 
 
 def test_radius_formula():
-    # method §4.2: CIFAR-10 (dim 3072), N = 5, K = 3 -> m = 12 -> rho ~ 0.11
+    # docs/learning.md: CIFAR-10 (dim 3072), N = 5, K = 3 -> m = 12 -> rho ~ 0.11
     assert math.isclose(relaxation_radius(12, 3072), 12 ** -2.5 * math.sqrt(3072))
     assert 0.10 < relaxation_radius(12, 3072) < 0.12
     assert relaxation_radius(12, 64, c_r=2.0) == 2 * relaxation_radius(12, 64)

