@@ -18,8 +18,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_DIRS = {"s4s_export": ROOT / "s4s_export", "s4s_export.learn": ROOT / "learn",
                 "s4s_export.runtime": ROOT / "runtime"}  # pyproject.toml package-dir
@@ -144,16 +142,6 @@ def _cycle_in(graph: dict[str, set[str]], scc: list[str]) -> list[str]:
     raise AssertionError(f"no cycle through {start} in {scc}")
 
 
-# Part B of issue 10 (models, evaluate/metrics/plots, bench, learn/pipeline, commands) removes these; cycles
-# lying entirely in its files are tolerated until it lands, any other cycle fails.
-PART_B_FILES = ("s4s_export.evaluate", "s4s_export.metrics", "s4s_export.plots", "s4s_export.bench",
-                "s4s_export.models", "s4s_export.presets", "s4s_export.commands", "s4s_export.learn")
-
-
-def _part_b(module: str) -> bool:
-    return any(module == m or module.startswith(m + ".") for m in PART_B_FILES)
-
-
 GRAPH = import_graph(module_files())
 
 
@@ -191,8 +179,8 @@ def layer(module: str) -> int:
         return 0
     if in_runtime(module):
         return 1
-    if module.startswith(("s4s_export.learn", "s4s_export.export")):
-        return 3
+    if module.startswith(("s4s_export.learn", "s4s_export.export", "s4s_export.bench")):
+        return 3  # bench times the eager loop against exported graphs: it sits beside export
     if module.startswith("s4s_export.commands") or module in ("s4s_export.cli", "s4s_export.__main__"):
         return 4
     return 2
@@ -201,19 +189,12 @@ def layer(module: str) -> int:
 def test_every_import_points_down_or_sideways():
     upward = sorted(f"{m} ({LAYERS[layer(m)]}) imports {d} ({LAYERS[layer(d)]})"
                     for m, deps in GRAPH.items() for d in deps if layer(d) > layer(m))
-    ours = [line for line in upward if not _part_b(line.split()[0])]
-    assert not ours, "imports pointing up:\n" + "\n".join(ours)
-    if upward:
-        pytest.xfail("upward imports in part B's files (issue 10 part B removes them):\n" + "\n".join(upward))
+    assert not upward, "imports pointing up:\n" + "\n".join(upward)
 
 
 def test_no_import_cycles():
     cycles = find_cycles(GRAPH)
-    ours = [c for c in cycles if not all(_part_b(m) for m in c)]
-    assert not ours, "import cycles:\n" + "\n".join(" -> ".join(c) for c in ours)
-    if cycles:
-        pytest.xfail("import cycles inside part B's files (issue 10 part B removes them):\n"
-                     + "\n".join(" -> ".join(c) for c in cycles))
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
 
 
 SCRIPT = textwrap.dedent("""
