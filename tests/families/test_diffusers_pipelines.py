@@ -10,7 +10,7 @@ from s4s_export.families.guidance import TextCond
 from s4s_export.families.scheduler_grid import solver_for_scheduler
 from s4s_export.sampler import Sampler
 
-from .conftest import SD_SCHEDULER, diffusers, tiny_sd3_pipeline, tiny_sd_pipeline
+from .tiny import SD_SCHEDULER, diffusers, tiny_sd3_pipeline, tiny_sd_pipeline
 
 
 class Ref:
