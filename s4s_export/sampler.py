@@ -50,7 +50,8 @@ class Sampler(nn.Module):
     `solver` is a `SolverTable` (held as `FixedSolver` buffers) or any module whose `forward()`
     returns (table [N+1,N+1], eval_sigmas [N], sigma_start []) — e.g. learnable parameters; its
     `space` attribute (default "ve") is the model space of the table's rows (docs/solvers.md):
-    VE rows are the denoiser's x, other rows the input `denoiser.forward_scaled` takes.
+    VE rows are the denoiser's x, other rows the input `denoiser.forward_scaled` takes, and the
+    output is then c(sigma_end) x (x0 itself for a grid ending at sigma 0).
     Solver arithmetic runs in the noise's dtype (float32, or float64 for checks); the
     denoiser decides its own internal precision. With `checkpointing=True` each evaluation is
     recomputed in the backward pass (memory near one activation set per evaluation).
