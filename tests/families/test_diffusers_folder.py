@@ -122,3 +122,13 @@ def test_pickled_vae_is_refused(tmp_path):
     (tmp_path / "vae" / "diffusion_pytorch_model.safetensors").unlink()
     with pytest.raises(S4SError, match="vae has only pickled .bin weights"):
         check_diffusers(Ref(tmp_path))
+
+
+def test_check_imports_neither_torch_nor_diffusers(sd_folder):
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom s4s_export.families.diffusers_folder import check_diffusers\n"
+            "class R: target, checkpoint, random_weights, config = sys.argv[1], None, False, None\n"
+            "check_diffusers(R())\nassert 'torch' not in sys.modules and 'diffusers' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code, str(sd_folder)], check=True)
