@@ -50,13 +50,20 @@ def time_quadratic(n: int, sigma_min: float, sigma_max: float) -> np.ndarray:
 SCHEDULES = {"edm": edm, "logsnr": logsnr, "time-uniform": time_uniform, "time-quadratic": time_quadratic}
 
 
-def validate_sigmas(sigmas: Sequence[float] | np.ndarray, what: str = "sigmas") -> np.ndarray:
-    """Check a grid is finite, positive and strictly decreasing; return it as float64."""
+def validate_sigmas(sigmas: Sequence[float] | np.ndarray, what: str = "sigmas", zero_end: bool = False,
+                    inf_start: bool = False) -> np.ndarray:
+    """Check a grid is finite, positive and strictly decreasing; return it as float64.
+
+    `zero_end` also allows a last sigma of 0 (a final denoise step), `inf_start` a first sigma of
+    inf (flow models start at t = 1); both are for tables in a model space (docs/solvers.md).
+    """
     s = np.asarray(sigmas, dtype=np.float64)
     if s.ndim != 1 or s.size < 2:
         raise S4SError(f"{what} must be a list of at least 2 values, got shape {s.shape}")
-    if not np.all(np.isfinite(s)) or np.any(s <= 0):
-        raise S4SError(f"{what} must be finite and positive (sigma_min > 0), got {s.tolist()}")
+    inner = s[1 if inf_start and s[0] == np.inf else 0: -1 if zero_end and s[-1] == 0 else None]
+    if not np.all(np.isfinite(inner)) or np.any(inner <= 0):
+        ends = " except a first inf" * inf_start + " except a last 0" * zero_end
+        raise S4SError(f"{what} must be finite and positive{ends} (sigma_min > 0), got {s.tolist()}")
     if np.any(np.diff(s) >= 0):
         raise S4SError(f"{what} must be strictly decreasing from sigma_max to sigma_min, got {s.tolist()}")
     return s
@@ -90,3 +97,35 @@ def parse_schedule(text: str) -> str | list[float]:
         return [float(v) for v in text.split(",")]
     except ValueError:
         raise choice_error("schedule", text, [*SCHEDULES, "a comma-separated list of sigmas"]) from None
+
+
+# --- model spaces: how a model scales its input (docs/solvers.md, "Model spaces") -------------
+#
+# Every model state is x = x0 + sigma * eps (EDM's VE convention). A model space rescales it by
+# c(sigma) before the network sees it: "ve" c = 1 (EDM), "vp" c = 1/sqrt(1 + sigma^2) (discrete-time
+# DDPM models: x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps), "flow" c = 1/(1 + sigma)
+# (rectified flow: x_t = (1 - t) x0 + t eps with sigma = t/(1 - t)). c(inf) = 0 and the noise level
+# c(sigma) * sigma stays finite (1 at sigma = inf), so flow models can start at t = 1.
+
+SPACES = ("ve", "vp", "flow")
+
+
+def space_scale(space: str, sigma):
+    """c(sigma): the factor from the VE state to the model's input. Works on floats, numpy arrays and tensors."""
+    if space == "ve":
+        return 1.0
+    if space == "vp":
+        return (1 + sigma * sigma) ** -0.5
+    if space == "flow":
+        return 1 / (1 + sigma)
+    raise choice_error("model space", space, list(SPACES))
+
+
+def noise_level(space: str, sigma: float) -> float:
+    """c(sigma) * sigma: the noise coefficient of the model's input (VP sigma, flow t); 1 at sigma = inf."""
+    sigma = float(sigma)
+    if space == "ve":
+        return sigma
+    if np.isinf(sigma):
+        return 1.0
+    return sigma * float(space_scale(space, sigma))
