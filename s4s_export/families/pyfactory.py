@@ -79,7 +79,7 @@ def _import(module: str) -> object:
                        f"or a .py file path") from None
     except S4SError:
         raise
-    except Exception as e:  # the user's module failed while importing
+    except Exception as e:  # noqa: BLE001 (the user's module failed while importing)
         raise S4SError(f"importing {module!r} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                        f"; fix the module") from None
 
@@ -109,7 +109,7 @@ def model_info(model: object, name: str) -> ModelInfo:
     if missing:
         raise S4SError(f"the k-diffusion-style model {where} lacks attribute(s) {', '.join(missing)}; give it "
                        f"shape=(C, H, W), sigma_min and sigma_max (see s4s_export/families/pyfactory.py)")
-    shape = getattr(model, "shape")
+    shape = model.shape
     if not (isinstance(shape, (tuple, list)) and len(shape) == 3 and all(isinstance(d, int) and d > 0 for d in shape)):
         raise S4SError(f"{where}.shape is {shape!r}; it must be (C, H, W), three positive ints")
     sigma_min, sigma_max = _float(model, "sigma_min", where), _float(model, "sigma_max", where)
@@ -173,7 +173,7 @@ def load_python(ref: ModelReference) -> Denoiser:
         obj = factory()
     except S4SError:
         raise
-    except Exception as e:  # the user's factory failed
+    except Exception as e:  # noqa: BLE001 (the user's factory failed)
         raise S4SError(f"{name}() failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}; "
                        f"fix the factory") from None
     return as_denoiser(obj, name).eval().requires_grad_(False)

@@ -71,10 +71,10 @@ def test_class_labels_are_passed_as_cond(tmp_path):
 
 @pytest.mark.parametrize("body, message", [
     ("def make():\n    return lambda x, sigma: x\n", "lacks attribute(s) shape, sigma_min, sigma_max"),
-    ("class M:\n    shape, sigma_min, sigma_max = (1, 2), 0.1, 10.0\n    def __call__(self, x, s): return x\n"
-     "def make():\n    return M()\n", "it must be (C, H, W)"),
-    ("class M:\n    shape, sigma_min, sigma_max = (1, 2, 2), 5.0, 1.0\n    def __call__(self, x, s): return x\n"
-     "def make():\n    return M()\n", "need 0 < sigma_min < sigma_max"),
+    (("class M:\n    shape, sigma_min, sigma_max = (1, 2), 0.1, 10.0\n    def __call__(self, x, s): return x\n"
+     "def make():\n    return M()\n"), "it must be (C, H, W)"),
+    (("class M:\n    shape, sigma_min, sigma_max = (1, 2, 2), 5.0, 1.0\n    def __call__(self, x, s): return x\n"
+     "def make():\n    return M()\n"), "need 0 < sigma_min < sigma_max"),
     ("def make():\n    return 3\n", "must return a Denoiser or a k-diffusion-style"),
     ("def make():\n    raise RuntimeError('no weights here')\n", "failed: RuntimeError: no weights here"),
     ("import not_a_module_anywhere\n", "No module named 'not_a_module_anywhere'"),
