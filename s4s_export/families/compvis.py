@@ -50,11 +50,12 @@ UNCONDITIONAL = "__is_unconditional__"
 UNET_PREFIX, FIRST_STAGE_PREFIX, COND_PREFIX, EMA_PREFIX = ("model.diffusion_model.", "first_stage_model.",
                                                            "cond_stage_model.", "model_ema.")
 # LatentDiffusion's registered buffers (ldm/models/diffusion/ddpm.py register_schedule and __init__): data, not weights.
-SCHEDULE_BUFFERS = frozenset(
-    "betas alphas_cumprod alphas_cumprod_prev sqrt_alphas_cumprod sqrt_one_minus_alphas_cumprod "
-    "log_one_minus_alphas_cumprod sqrt_recip_alphas_cumprod sqrt_recipm1_alphas_cumprod posterior_variance "
-    "posterior_log_variance_clipped posterior_mean_coef1 posterior_mean_coef2 lvlb_weights logvar scale_factor "
-    "cond_ids model_ema.decay model_ema.num_updates".split())
+SCHEDULE_BUFFERS = frozenset({
+    "betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
+    "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod",
+    "posterior_variance", "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2",
+    "lvlb_weights", "logvar", "scale_factor", "cond_ids", "model_ema.decay", "model_ema.num_updates"
+})
 # UNetModel arguments whose non-default values these conversions do not express.
 UNSUPPORTED_UNET_ARGS = {"dims": 2, "num_classes": None, "use_scale_shift_norm": False, "resblock_updown": False,
                          "use_new_attention_order": False, "conv_resample": True, "legacy": True, "n_embed": None,
@@ -215,8 +216,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         with torch.serialization.safe_globals(stand_ins):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        what = f"it refers to {found.group(1)}" if found else str(e).splitlines()[0]
+        found = re.search(r"unsupported global:? (?:GLOBAL )?(\S+)", str(e), re.IGNORECASE)
+        what = f"it refers to {found.group(1)}" if found else "torch's weights-only loader rejected it"
         raise S4SError(f"refusing to load {path}: {what}, which no CompVis checkpoint's weights need (loading never "
                        f"runs code from a file; re-save it with torch.save({{'state_dict': ...}}))") from None
     except (RuntimeError, EOFError, ValueError, OSError) as e:
@@ -439,11 +440,12 @@ def _schedule(cfg: CompVisConfig, state: dict[str, torch.Tensor]):
 
 def build_denoiser(cfg: CompVisConfig, state: dict[str, torch.Tensor], name: str,
                    guidance_scale: float | None = None) -> Denoiser:
-    """A VP eps denoiser on latents; the first stage is attached as `decoder` (see `decode_latents`)."""
+    """A VP eps denoiser on latents, its first stage attached as `decoder` (families/latent.py `LatentDecoder`)."""
     import torch
 
     from ..denoiser import ModelInfo
     from .guidance import ClassCond
+    from .latent import LatentDecoder
     from .vp import VPDenoiser
 
     unknown = [k for k in state if not k.startswith((UNET_PREFIX, FIRST_STAGE_PREFIX, COND_PREFIX, EMA_PREFIX))
@@ -452,21 +454,20 @@ def build_denoiser(cfg: CompVisConfig, state: dict[str, torch.Tensor], name: str
         raise S4SError(f"the checkpoint holds tensors no CompVis LatentDiffusion has ({_few('e.g.', unknown)}"
                        f"); is it a LatentDiffusion .ckpt?".replace("; )", ")"))
     state = _ema_substituted(state, cfg.use_ema)
+    if "scale_factor" in state:  # a buffer when the model was trained with scale_by_std
+        cfg = dataclasses.replace(cfg, scale_factor=float(state["scale_factor"]))
     schedule = _schedule(cfg, state)
     unet = build_unet(cfg, state)
-    first_stage = build_first_stage(cfg, state)
+    decoder = LatentDecoder(build_first_stage(cfg, state))
     embedding = None
     cond_source = _prefixed(state, COND_PREFIX)
     if cfg.n_classes:
         embedding = torch.nn.Embedding(cfg.n_classes, cfg.context_dim)
         _load_strict(embedding, {k.removeprefix(COND_PREFIX + "embedding."): v for k, v in cond_source.items()},
-                     cond_source,
-                     "ClassEmbedder (cond_stage_model.*)")
+                     cond_source, "ClassEmbedder (cond_stage_model.*)")
     elif cond_source:
-        raise S4SError(f"the checkpoint has cond_stage_model.* tensors but the config is unconditional; "
-                       f"pass the config the checkpoint was trained with")
-    if "scale_factor" in state:
-        cfg = dataclasses.replace(cfg, scale_factor=float(state["scale_factor"]))
+        raise S4SError("the checkpoint has cond_stage_model.* tensors but the config is unconditional; "
+                       "pass the config the checkpoint was trained with")
     scale = (2.0 if cfg.n_classes else 1.0) if guidance_scale is None else float(guidance_scale)
     info = ModelInfo(name, cfg.latent_shape, schedule.sigma_min, schedule.sigma_max,
                      "class" if cfg.n_classes else "none", max(cfg.n_classes - 1, 0), 1.0,
@@ -484,14 +485,8 @@ def build_denoiser(cfg: CompVisConfig, state: dict[str, torch.Tensor], name: str
             return super().forward_scaled(x_in, sigma, cond)
 
     denoiser = CompVisDenoiser(net, schedule, "epsilon", info, scale if cfg.n_classes else 1.0)
-    denoiser.decoder = first_stage
-    denoiser.scale_factor = cfg.scale_factor
+    denoiser.decoder = decoder  # images in [-1, 1]: decode(z / scale_factor), quantised for a VQ first stage
     return denoiser.eval().requires_grad_(False)
-
-
-def decode_latents(denoiser: Denoiser, latents: torch.Tensor) -> torch.Tensor:
-    """Images in [-1, 1] from final latents: decode(z / scale_factor), quantising for a VQ first stage."""
-    return denoiser.decoder.decode(latents / denoiser.scale_factor).sample
 
 
 # ---------------------------------------------------------------------------------------------- references
