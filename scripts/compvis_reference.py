@@ -30,12 +30,23 @@ sys.path.insert(0, str(ROOT / "tests" / "families"))
 from compvis_fixture import LAYOUT, TINY, lightning_checkpoint, write_config
 
 
-def compvis_modules(variant: str) -> dict[str, torch.nn.Module]:
-    """CompVis's own modules for a tiny variant, keyed by their state-dict prefix in a LatentDiffusion."""
+def from_yaml(path: Path) -> dict:
+    """A real CompVis config in the form of compvis_fixture.TINY's entries."""
+    import yaml
+
+    p = yaml.safe_load(path.read_text())["model"]["params"]
+    fs = p["first_stage_config"]["params"]
+    cond = p.get("cond_stage_config")
+    return {"unet": p["unet_config"]["params"], "ddconfig": fs["ddconfig"],
+            "first_stage": {"embed_dim": fs["embed_dim"], "n_embed": fs["n_embed"]},
+            **({"n_classes": cond["params"]["n_classes"]} if isinstance(cond, dict) else {})}
+
+
+def compvis_modules(t: dict) -> dict[str, torch.nn.Module]:
+    """CompVis's own modules for a config, keyed by their state-dict prefix in a LatentDiffusion."""
     from ldm.modules.diffusionmodules.model import Decoder, Encoder
     from ldm.modules.diffusionmodules.openaimodel import UNetModel
 
-    t = TINY[variant]
     dd, fs = t["ddconfig"], t["first_stage"]
     first = torch.nn.Module()
     first.encoder, first.decoder = Encoder(**dd), Decoder(**dd)
@@ -71,16 +82,14 @@ def quantise_decode(first: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
     return first.decoder(first.post_quant_conv(zq))
 
 
-def check(variant: str, tmp: Path) -> dict[str, float]:
+def check(spec: dict, cfg: Path, tmp: Path) -> dict[str, float]:
     from s4s_export.families.compvis import load_compvis
 
-    mods = compvis_modules(variant)
+    mods = compvis_modules(spec)
     for m in mods.values():
         m.eval()
     state = randomise(mods, seed=1)
-    ckpt, cfg = tmp / f"{variant}.ckpt", tmp / f"{variant}.yaml"
-    lightning_checkpoint(state, variant, ckpt)
-    write_config(variant, cfg)
+    ckpt = lightning_checkpoint(state, tmp / "model.ckpt")
     ours = load_compvis(SimpleNamespace(target=str(ckpt), config=str(cfg), checkpoint=None, random_weights=False),
                        guidance_scale=1.0)
     shape = ours.info.shape
@@ -90,7 +99,7 @@ def check(variant: str, tmp: Path) -> dict[str, float]:
     unet = mods["model.diffusion_model."]
     with torch.no_grad():
         if "cond_stage_model." in mods:
-            labels = torch.tensor([0, 4, TINY[variant]["n_classes"] - 1])
+            labels = torch.tensor([0, 4, spec["n_classes"] - 1])
             context = mods["cond_stage_model."].embedding(labels)[:, None]
             theirs = unet(x_t, t, context=context)
             mine = ours.net(x_t, t, labels)
@@ -107,16 +116,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ldm-src", required=True, help="a CompVis/latent-diffusion checkout (holds ldm/)")
     ap.add_argument("--write-layout", action="store_true", help=f"rewrite {LAYOUT.relative_to(ROOT)}")
+    ap.add_argument("--config", type=Path, action="append", default=[],
+                    help="also check a real CompVis config at full size (random weights), e.g. "
+                         "configs/latent-diffusion/cin256-v2.yaml")
     args = ap.parse_args()
     sys.path.insert(0, str(Path(args.ldm_src).resolve()))
     torch.manual_seed(0)
     if args.write_layout:
-        layout = {v: {k: list(t.shape) for k, t in randomise(compvis_modules(v), 0).items()} for v in TINY}
+        layout = {v: {k: list(t.shape) for k, t in randomise(compvis_modules(TINY[v]), 0).items()} for v in TINY}
         LAYOUT.write_text(json.dumps(layout, indent=0, sort_keys=True) + "\n")
         print(f"wrote {LAYOUT}")
     with tempfile.TemporaryDirectory() as tmp:
         for variant in TINY:
-            print(variant, json.dumps(check(variant, Path(tmp))))
+            print(variant, json.dumps(check(TINY[variant], write_config(variant, Path(tmp) / "c.yaml"), Path(tmp))))
+        for cfg in args.config:
+            print(cfg, json.dumps(check(from_yaml(cfg), cfg, Path(tmp))))
 
 
 if __name__ == "__main__":

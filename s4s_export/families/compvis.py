@@ -23,6 +23,7 @@ and `cond_stage_model.*` tensor is used, and every network weight is given.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pickle
 import re
 import warnings
@@ -244,17 +245,21 @@ def _ema_substituted(state: dict[str, torch.Tensor], use_ema: bool) -> dict[str,
     flat = {EMA_PREFIX + "diffusion_model" + k.removeprefix(UNET_PREFIX).replace(".", ""): k for k in unet}
     missing, unexpected = [f for f in flat if f not in ema], sorted(ema - flat.keys())
     if missing or unexpected:
-        raise S4SError(f"the checkpoint's model_ema.* tensors do not match its UNet ({_few('missing', missing)}"
-                       f"{_few('unexpected', unexpected)})")
+        problem = (_few("missing", missing) + _few("unexpected", unexpected)).rstrip("; ")
+        raise S4SError(f"the checkpoint's model_ema.* tensors do not match its UNet ({problem})")
     out.update({k: state[f] for f, k in flat.items()})
     return out
 
 
-def _few(what: str, keys: list[str]) -> str:
-    if not keys:
-        return ""
+def _names(keys: list[str]) -> str:
+    """`a, b, c (+4 more)`."""
     more = f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""
-    return f"{what}: {', '.join(keys[:3])}{more}; "
+    return f"{', '.join(keys[:3])}{more}"
+
+
+def _few(what: str, keys: list[str]) -> str:
+    """`what: a, b, c (+4 more); ` or nothing for no keys."""
+    return f"{what}: {_names(keys)}; " if keys else ""
 
 
 # ---------------------------------------------------------------------------------------------- networks
@@ -396,11 +401,14 @@ def build_first_stage(cfg: CompVisConfig, state: dict[str, torch.Tensor]) -> nn.
 # ---------------------------------------------------------------------------------------------- denoiser
 
 
-def _eps_net_class() -> type:
+@functools.cache
+def _torch_classes() -> tuple[type, type]:
+    """(CompVisEpsNet, CompVisDenoiser), defined on first use so that `check_compvis` needs no torch."""
     import torch
     from torch import nn
 
     from .guidance import ClassCond
+    from .vp import VPDenoiser
 
     class CompVisEpsNet(nn.Module):
         """eps(x_t, t, cond) of a CompVis LDM: its UNet, with the ClassEmbedder context [B, 1, D] for class models."""
@@ -418,7 +426,15 @@ def _eps_net_class() -> type:
             context = self.embedding(labels.to(x_t.device).reshape(-1))[:, None].to(x_t.dtype)
             return self.unet(x_t, t, encoder_hidden_states=context).sample
 
-    return CompVisEpsNet
+    class CompVisDenoiser(VPDenoiser):
+        """The VP eps denoiser taking the protocol's int64 labels (label `num_classes`: CompVis's null class)."""
+
+        def forward_scaled(self, x_in: torch.Tensor, sigma: torch.Tensor, cond: object = None) -> torch.Tensor:
+            if isinstance(cond, torch.Tensor):
+                cond = ClassCond(cond.reshape(-1).to(torch.int64), self.info.num_classes)
+            return super().forward_scaled(x_in, sigma, cond)
+
+    return CompVisEpsNet, CompVisDenoiser
 
 
 def _schedule(cfg: CompVisConfig, state: dict[str, torch.Tensor]):
@@ -444,15 +460,13 @@ def build_denoiser(cfg: CompVisConfig, state: dict[str, torch.Tensor], name: str
     import torch
 
     from ..denoiser import ModelInfo
-    from .guidance import ClassCond
     from .latent import LatentDecoder
-    from .vp import VPDenoiser
 
     unknown = [k for k in state if not k.startswith((UNET_PREFIX, FIRST_STAGE_PREFIX, COND_PREFIX, EMA_PREFIX))
                and k not in SCHEDULE_BUFFERS]
     if unknown:
-        raise S4SError(f"the checkpoint holds tensors no CompVis LatentDiffusion has ({_few('e.g.', unknown)}"
-                       f"); is it a LatentDiffusion .ckpt?".replace("; )", ")"))
+        raise S4SError(f"the checkpoint holds tensors no CompVis LatentDiffusion has ({_names(unknown)}); "
+                       f"compvis: takes a LatentDiffusion .ckpt")
     state = _ema_substituted(state, cfg.use_ema)
     if "scale_factor" in state:  # a buffer when the model was trained with scale_by_std
         cfg = dataclasses.replace(cfg, scale_factor=float(state["scale_factor"]))
@@ -469,22 +483,13 @@ def build_denoiser(cfg: CompVisConfig, state: dict[str, torch.Tensor], name: str
         raise S4SError("the checkpoint has cond_stage_model.* tensors but the config is unconditional; "
                        "pass the config the checkpoint was trained with")
     scale = (2.0 if cfg.n_classes else 1.0) if guidance_scale is None else float(guidance_scale)
+    kind = f"class-conditional, guidance {scale}" if cfg.n_classes else "unconditional"
     info = ModelInfo(name, cfg.latent_shape, schedule.sigma_min, schedule.sigma_max,
                      "class" if cfg.n_classes else "none", max(cfg.n_classes - 1, 0), 1.0,
-                     f"CompVis LatentDiffusion ({'class-conditional, guidance ' + str(scale) if cfg.n_classes else 'unconditional'},"
-                     f" {cfg.first_stage.upper()} first stage)", space="vp", decodes_to=cfg.decodes_to)
-    net = _eps_net_class()(unet, embedding)
-    null = info.num_classes
-
-    class CompVisDenoiser(VPDenoiser):
-        """VPDenoiser taking the protocol's int64 labels (label `num_classes` = CompVis's null class)."""
-
-        def forward_scaled(self, x_in: torch.Tensor, sigma: torch.Tensor, cond: object = None) -> torch.Tensor:
-            if isinstance(cond, torch.Tensor):
-                cond = ClassCond(cond.reshape(-1).to(torch.int64), null)
-            return super().forward_scaled(x_in, sigma, cond)
-
-    denoiser = CompVisDenoiser(net, schedule, "epsilon", info, scale if cfg.n_classes else 1.0)
+                     f"CompVis LatentDiffusion ({kind}, {cfg.first_stage.upper()} first stage)", space="vp",
+                     decodes_to=cfg.decodes_to)
+    eps_net, denoiser_class = _torch_classes()
+    denoiser = denoiser_class(eps_net(unet, embedding), schedule, "epsilon", info, scale if cfg.n_classes else 1.0)
     denoiser.decoder = decoder  # images in [-1, 1]: decode(z / scale_factor), quantised for a VQ first stage
     return denoiser.eval().requires_grad_(False)
 

@@ -82,7 +82,7 @@ def random_state(variant: str, seed: int = 0) -> dict[str, torch.Tensor]:
     return state
 
 
-def lightning_checkpoint(state: dict[str, torch.Tensor], variant: str, path: Path) -> Path:
+def lightning_checkpoint(state: dict[str, torch.Tensor], path: Path) -> Path:
     """torch.save a Lightning-style dict: the state_dict with schedule buffers, plus non-tensor entries."""
     sd = {**state, **schedule_buffers()}
     torch.save({"epoch": 3, "global_step": 1234, "pytorch-lightning_version": "1.4.2", "state_dict": sd,

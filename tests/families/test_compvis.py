@@ -39,8 +39,7 @@ def ref(ckpt: Path | str, config: Path | str | None, **kw) -> SimpleNamespace:
 @pytest.fixture
 def files(tmp_path):
     def make(variant: str, state: dict | None = None, **config_changes) -> SimpleNamespace:
-        ckpt = lightning_checkpoint(random_state(variant) if state is None else state, variant,
-                                    tmp_path / f"{variant}.ckpt")
+        ckpt = lightning_checkpoint(random_state(variant) if state is None else state, tmp_path / f"{variant}.ckpt")
         return ref(ckpt, write_config(variant, tmp_path / f"{variant}.yaml", **config_changes))
 
     return make
