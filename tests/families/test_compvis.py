@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -210,3 +211,11 @@ def test_bad_references(files, tmp_path):
     for bad, message in cases:
         with pytest.raises(S4SError, match=re.escape(message)):
             check_compvis(bad)
+
+
+@pytest.mark.parametrize("module, message", [("yaml", "needs PyYAML"), ("diffusers", "rebuilt with diffusers")])
+def test_missing_extras_are_one_line(files, monkeypatch, module, message):
+    r = files("lsun")
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed: importing it raises ImportError
+    with pytest.raises(S4SError, match=re.escape(message) + r".*pip install 's4s-export\[diffusers\]'"):
+        load_compvis(r)
