@@ -219,3 +219,15 @@ def test_missing_extras_are_one_line(files, monkeypatch, module, message):
     monkeypatch.setitem(sys.modules, module, None)  # as if not installed: importing it raises ImportError
     with pytest.raises(S4SError, match=re.escape(message) + r".*pip install 's4s-export\[diffusers\]'"):
         load_compvis(r)
+
+
+def test_sampling_and_decoding_through_the_project_loop(files):
+    from s4s_export.evaluate import held_out_set, score, solver_tables
+    from s4s_export.teacher import DEFAULT_NET_TEACHER
+
+    d = load_compvis(files("cin"))
+    held = held_out_set(d, DEFAULT_NET_TEACHER, samples=4, batch=4)
+    errors = [score(d, t, held, batch=4)["rmse_vs_teacher"] for _, t in solver_tables("dpmpp2m", [4, 8], "logsnr", d)]
+    assert errors[1] < errors[0]  # random weights, but the solver still converges to the teacher
+    images = d.decoder(held.target)
+    assert images.shape == (4, *d.info.decodes_to) and torch.isfinite(images).all()
