@@ -6,7 +6,7 @@ PyTorch Lightning). For the tiny configs of tests/families/compvis_fixture.py it
 with quant convs and a codebook, and the ClassEmbedder table, with random weights; saves them as a
 Lightning-style `.ckpt`; loads that through our loader; and prints the largest differences of
   eps:    CompVis UNetModel(x_t, t, context) vs ours, at fractional t;
-  decode: CompVis quantise -> post_quant_conv -> Decoder vs our decoder.
+  decode: CompVis (VQ: quantise ->) post_quant_conv -> Decoder vs our decoder.
 With `--write-layout` it rewrites tests/families/data/compvis_tiny_layout.json, the key names and
 shapes the CI tests fill with random numbers (so the tests need no CompVis code).
 
@@ -38,7 +38,7 @@ def from_yaml(path: Path) -> dict:
     fs = p["first_stage_config"]["params"]
     cond = p.get("cond_stage_config")
     return {"unet": p["unet_config"]["params"], "ddconfig": fs["ddconfig"],
-            "first_stage": {"embed_dim": fs["embed_dim"], "n_embed": fs["n_embed"]},
+            "first_stage": {k: fs[k] for k in ("embed_dim", "n_embed") if k in fs},
             **({"n_classes": cond["params"]["n_classes"]} if isinstance(cond, dict) else {})}
 
 
@@ -48,12 +48,14 @@ def compvis_modules(t: dict) -> dict[str, torch.nn.Module]:
     from ldm.modules.diffusionmodules.openaimodel import UNetModel
 
     dd, fs = t["ddconfig"], t["first_stage"]
-    first = torch.nn.Module()
+    first = torch.nn.Module()  # ldm/models/autoencoder.py VQModel / AutoencoderKL, without the loss
     first.encoder, first.decoder = Encoder(**dd), Decoder(**dd)
-    first.quant_conv = torch.nn.Conv2d(dd["z_channels"], fs["embed_dim"], 1)
+    z = (2 if dd["double_z"] else 1) * dd["z_channels"]
+    first.quant_conv = torch.nn.Conv2d(z, (2 if dd["double_z"] else 1) * fs["embed_dim"], 1)
     first.post_quant_conv = torch.nn.Conv2d(fs["embed_dim"], dd["z_channels"], 1)
-    first.quantize = torch.nn.Module()
-    first.quantize.embedding = torch.nn.Embedding(fs["n_embed"], fs["embed_dim"])
+    if "n_embed" in fs:
+        first.quantize = torch.nn.Module()
+        first.quantize.embedding = torch.nn.Embedding(fs["n_embed"], fs["embed_dim"])
     mods = {"model.diffusion_model.": UNetModel(**t["unet"]), "first_stage_model.": first}
     if t.get("n_classes"):
         cond = torch.nn.Module()
@@ -73,8 +75,11 @@ def randomise(mods: dict[str, torch.nn.Module], seed: int) -> dict[str, torch.Te
     return state
 
 
-def quantise_decode(first: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
-    """VQModel.decode as CompVis does it: VectorQuantizer2 nearest code (taming), post_quant_conv, Decoder."""
+def compvis_decode(first: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """VQModel.decode as CompVis does it: VectorQuantizer2 nearest code (taming), post_quant_conv, Decoder;
+    AutoencoderKL.decode: post_quant_conv, Decoder."""
+    if not hasattr(first, "quantize"):
+        return first.decoder(first.post_quant_conv(z))
     e = first.quantize.embedding.weight
     flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
     idx = (flat.pow(2).sum(1, keepdim=True) + e.pow(2).sum(1) - 2 * flat @ e.t()).argmin(1)
@@ -106,7 +111,7 @@ def check(spec: dict, cfg: Path, tmp: Path) -> dict[str, float]:
         else:
             theirs, mine = unet(x_t, t), ours.net(x_t, t)
         z = torch.randn(2, *shape, generator=g)
-        dec_theirs, dec_mine = quantise_decode(mods["first_stage_model."], z), ours.decoder(z)
+        dec_theirs, dec_mine = compvis_decode(mods["first_stage_model."], z), ours.decoder(z)
     return {"eps_max_abs_diff": float((theirs - mine).abs().max()), "eps_max_abs": float(theirs.abs().max()),
             "decode_max_abs_diff": float((dec_theirs - dec_mine).abs().max()),
             "decode_max_abs": float(dec_theirs.abs().max())}

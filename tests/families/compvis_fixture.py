@@ -1,8 +1,9 @@
 """Tiny CompVis LatentDiffusion checkpoints and configs for tests (no CompVis code needed).
 
-`TINY` holds two variants in CompVis's own config terms: "cin" (cin256-v2's layout: spatial
-transformer UNet, ClassEmbedder with a null row, VQ first stage) and "lsun" (LSUN-Bedroom's:
-AttentionBlock UNet with num_head_channels, unconditional, VQ first stage). `LAYOUT` is the key
+`TINY` holds three variants in CompVis's own config terms: "cin" (cin256-v2's layout: spatial
+transformer UNet, ClassEmbedder with a null row, VQ first stage), "lsun" (LSUN-Bedroom's:
+AttentionBlock UNet with num_head_channels, unconditional, VQ first stage) and "kl" (as "lsun" with
+a KL first stage, the layout of CompVis's KL LDMs such as LSUN-Churches). `LAYOUT` is the key
 names and shapes CompVis's modules give for them, written by scripts/compvis_reference.py from
 CompVis/latent-diffusion's code.
 """
@@ -27,6 +28,8 @@ TINY = {
                      "context_dim": 16},
             "ddconfig": DDCONFIG, "first_stage": FIRST_STAGE, "n_classes": 11},
     "lsun": {"unet": {**UNET, "num_head_channels": 16}, "ddconfig": DDCONFIG, "first_stage": FIRST_STAGE},
+    "kl": {"unet": {**UNET, "num_head_channels": 16}, "ddconfig": {**DDCONFIG, "double_z": True},
+           "first_stage": {"embed_dim": 3}, "first_stage_target": "ldm.models.autoencoder.AutoencoderKL"},
 }
 
 
@@ -35,7 +38,7 @@ def config_dict(variant: str) -> dict:
     t = TINY[variant]
     params = {**SCHEDULE, "num_timesteps_cond": 1, "first_stage_key": "image", "image_size": 8, "channels": 3,
               "unet_config": {"target": "ldm.modules.diffusionmodules.openaimodel.UNetModel", "params": t["unet"]},
-              "first_stage_config": {"target": "ldm.models.autoencoder.VQModelInterface",
+              "first_stage_config": {"target": t.get("first_stage_target", "ldm.models.autoencoder.VQModelInterface"),
                                      "params": {**t["first_stage"], "ddconfig": t["ddconfig"],
                                                 "lossconfig": {"target": "torch.nn.Identity"}}}}
     if t.get("n_classes"):

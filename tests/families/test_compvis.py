@@ -231,3 +231,13 @@ def test_sampling_and_decoding_through_the_project_loop(files):
     assert errors[1] < errors[0]  # random weights, but the solver still converges to the teacher
     images = d.decoder(held.target)
     assert images.shape == (4, *d.info.decodes_to) and torch.isfinite(images).all()
+
+
+def test_kl_first_stage_decodes_without_quantising(files):
+    d = load_compvis(files("kl"))
+    assert (d.decoder.kind, d.info.decodes_to) == ("AutoencoderKL", (3, 16, 16))
+    state = random_state("kl")
+    torch.testing.assert_close(d.decoder.vae.post_quant_conv.weight, state["first_stage_model.post_quant_conv.weight"])
+    z = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(d.decoder(z), d.decoder.vae.decode(z).sample)  # scale_factor 1.0, no codebook
