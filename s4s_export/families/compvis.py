@@ -402,16 +402,18 @@ def build_first_stage(cfg: CompVisConfig, state: dict[str, torch.Tensor]) -> nn.
 
 
 @functools.cache
-def _torch_classes() -> tuple[type, type]:
-    """(CompVisEpsNet, CompVisDenoiser), defined on first use so that `check_compvis` needs no torch."""
+def _eps_net_class() -> type:
+    """CompVisEpsNet, defined on first use so that `check_compvis` needs no torch."""
     import torch
     from torch import nn
 
     from .guidance import ClassCond
-    from .vp import VPDenoiser
 
     class CompVisEpsNet(nn.Module):
-        """eps(x_t, t, cond) of a CompVis LDM: its UNet, with the ClassEmbedder context [B, 1, D] for class models."""
+        """eps(x_t, t, cond) of a CompVis LDM: its UNet, with the ClassEmbedder context [B, 1, D] for class models.
+
+        cond: None (the null label: unconditional), int64 labels [B] or `ClassCond` (families/guidance.py).
+        """
 
         def __init__(self, unet: nn.Module, embedding: nn.Embedding | None) -> None:
             super().__init__()
@@ -426,15 +428,7 @@ def _torch_classes() -> tuple[type, type]:
             context = self.embedding(labels.to(x_t.device).reshape(-1))[:, None].to(x_t.dtype)
             return self.unet(x_t, t, encoder_hidden_states=context).sample
 
-    class CompVisDenoiser(VPDenoiser):
-        """The VP eps denoiser taking the protocol's int64 labels (label `num_classes`: CompVis's null class)."""
-
-        def forward_scaled(self, x_in: torch.Tensor, sigma: torch.Tensor, cond: object = None) -> torch.Tensor:
-            if isinstance(cond, torch.Tensor):
-                cond = ClassCond(cond.reshape(-1).to(torch.int64), self.info.num_classes)
-            return super().forward_scaled(x_in, sigma, cond)
-
-    return CompVisEpsNet, CompVisDenoiser
+    return CompVisEpsNet
 
 
 def _schedule(cfg: CompVisConfig, state: dict[str, torch.Tensor]):
@@ -461,6 +455,7 @@ def build_denoiser(cfg: CompVisConfig, state: dict[str, torch.Tensor], name: str
 
     from ..denoiser import ModelInfo
     from .latent import LatentDecoder
+    from .vp import VPDenoiser
 
     unknown = [k for k in state if not k.startswith((UNET_PREFIX, FIRST_STAGE_PREFIX, COND_PREFIX, EMA_PREFIX))
                and k not in SCHEDULE_BUFFERS]
@@ -488,8 +483,8 @@ def build_denoiser(cfg: CompVisConfig, state: dict[str, torch.Tensor], name: str
                      "class" if cfg.n_classes else "none", max(cfg.n_classes - 1, 0), 1.0,
                      f"CompVis LatentDiffusion ({kind}, {cfg.first_stage.upper()} first stage)", space="vp",
                      decodes_to=cfg.decodes_to)
-    eps_net, denoiser_class = _torch_classes()
-    denoiser = denoiser_class(eps_net(unet, embedding), schedule, "epsilon", info, scale if cfg.n_classes else 1.0)
+    net = _eps_net_class()(unet, embedding)
+    denoiser = VPDenoiser(net, schedule, "epsilon", info, scale if cfg.n_classes else 1.0)  # null label: num_classes
     denoiser.decoder = decoder  # images in [-1, 1]: decode(z / scale_factor), quantised for a VQ first stage
     return denoiser.eval().requires_grad_(False)
 
