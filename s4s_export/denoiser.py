@@ -25,6 +25,13 @@ class ModelInfo:
     num_classes: int = 0  # for class conditioning; label `num_classes` is the null (unconditional) label
     sigma_data: float = 0.5
     description: str = ""
+    # Added fields: left out of `to_dict()` at their defaults, so existing models keep their records.
+    space: str = "ve"  # the model's input scaling (s4s_export/schedules.py SPACES; docs/solvers.md)
+    decodes_to: tuple[int, int, int] | None = None  # latent models: (C, H, W) of a decoded sample
+
+    @property
+    def latent(self) -> bool:
+        return self.decodes_to is not None
 
     @property
     def dim(self) -> int:
@@ -34,7 +41,15 @@ class ModelInfo:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["shape"] = list(self.shape)
+        for key, default in _ADDED_DEFAULTS.items():
+            if d[key] == default:
+                del d[key]
+        if d.get("decodes_to") is not None:
+            d["decodes_to"] = list(d["decodes_to"])
         return d
+
+
+_ADDED_DEFAULTS = {"space": "ve", "decodes_to": None}
 
 
 class Denoiser(nn.Module, abc.ABC):
@@ -50,6 +65,15 @@ class Denoiser(nn.Module, abc.ABC):
     @abc.abstractmethod
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Return the denoised estimate of x0 in x's dtype."""
+
+    def forward_scaled(self, x_in: torch.Tensor, sigma: torch.Tensor, cond: object = None) -> torch.Tensor:
+        """D from the input in the model's own space, x_in = c(sigma) * x (`info.space`; VE models: x_in = x).
+
+        Solver tables in that space call this (docs/solvers.md): for flow models it stays finite at sigma = inf.
+        """
+        if self.info.space != "ve":
+            raise NotImplementedError(f"{type(self).__name__} must implement forward_scaled for space {self.info.space!r}")
+        return self(x_in, sigma, cond)
 
     def identity(self) -> str:
         """sha256 over the state dict (names, dtypes, shapes, bytes): a stable model identity."""

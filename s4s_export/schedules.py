@@ -90,3 +90,35 @@ def parse_schedule(text: str) -> str | list[float]:
         return [float(v) for v in text.split(",")]
     except ValueError:
         raise choice_error("schedule", text, [*SCHEDULES, "a comma-separated list of sigmas"]) from None
+
+
+# --- model spaces: how a model scales its input (docs/solvers.md, "Model spaces") -------------
+#
+# Every model state is x = x0 + sigma * eps (EDM's VE convention). A model space rescales it by
+# c(sigma) before the network sees it: "ve" c = 1 (EDM), "vp" c = 1/sqrt(1 + sigma^2) (discrete-time
+# DDPM models: x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps), "flow" c = 1/(1 + sigma)
+# (rectified flow: x_t = (1 - t) x0 + t eps with sigma = t/(1 - t)). c(inf) = 0 and the noise level
+# c(sigma) * sigma stays finite (1 at sigma = inf), so flow models can start at t = 1.
+
+SPACES = ("ve", "vp", "flow")
+
+
+def space_scale(space: str, sigma):
+    """c(sigma): the factor from the VE state to the model's input. Works on floats, numpy arrays and tensors."""
+    if space == "ve":
+        return 1.0
+    if space == "vp":
+        return (1 + sigma * sigma) ** -0.5
+    if space == "flow":
+        return 1 / (1 + sigma)
+    raise choice_error("model space", space, list(SPACES))
+
+
+def noise_level(space: str, sigma: float) -> float:
+    """c(sigma) * sigma: the noise coefficient of the model's input (VP sigma, flow t); 1 at sigma = inf."""
+    sigma = float(sigma)
+    if space == "ve":
+        return sigma
+    if np.isinf(sigma):
+        return 1.0
+    return sigma * float(space_scale(space, sigma))
