@@ -21,14 +21,16 @@ class FixedSolver(nn.Module):
     """A solver table held as constant buffers; `forward()` returns (table, eval_sigmas, sigma_start).
 
     Buffers start in float64 (the table's precision); `.float()` on the sampler makes them float32.
+    `sigma_start` is the table's noise scale (VE tables: sigmas[0]); `space` is the table's model space.
     """
 
     def __init__(self, solver: SolverTable, dtype: torch.dtype = torch.float64):
         super().__init__()
         self.solver = solver
+        self.space = solver.space
         self.register_buffer("table", torch.tensor(solver.table, dtype=dtype))
         self.register_buffer("eval_sigmas", torch.tensor(solver.eval_sigmas, dtype=dtype))
-        self.register_buffer("sigma_start", torch.tensor(solver.sigma_start, dtype=dtype))
+        self.register_buffer("sigma_start", torch.tensor(solver.noise_scale, dtype=dtype))
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.table, self.eval_sigmas, self.sigma_start
@@ -46,7 +48,9 @@ class Sampler(nn.Module):
     """noise [B,C,H,W] (unit variance) -> sample at sigma_end, in the solver's N denoiser calls.
 
     `solver` is a `SolverTable` (held as `FixedSolver` buffers) or any module whose `forward()`
-    returns (table [N+1,N+1], eval_sigmas [N], sigma_start []) — e.g. learnable parameters.
+    returns (table [N+1,N+1], eval_sigmas [N], sigma_start []) — e.g. learnable parameters; its
+    `space` attribute (default "ve") is the model space of the table's rows (docs/solvers.md):
+    VE rows are the denoiser's x, other rows the input `denoiser.forward_scaled` takes.
     Solver arithmetic runs in the noise's dtype (float32, or float64 for checks); the
     denoiser decides its own internal precision. With `checkpointing=True` each evaluation is
     recomputed in the backward pass (memory near one activation set per evaluation).
@@ -59,15 +63,20 @@ class Sampler(nn.Module):
         self.checkpointing = checkpointing
 
     def _denoise(self, x: torch.Tensor, sigma: torch.Tensor, cond: object) -> torch.Tensor:
+        denoise = self.denoiser if getattr(self.solver, "space", "ve") == "ve" else self.denoiser.forward_scaled
         if self.checkpointing and torch.is_grad_enabled():
-            return checkpoint(self.denoiser, x, sigma, cond, use_reentrant=False)
-        return self.denoiser(x, sigma, cond)
+            return checkpoint(denoise, x, sigma, cond, use_reentrant=False)
+        return denoise(x, sigma, cond)
 
     def forward(self, noise: torch.Tensor, cond: object = None) -> torch.Tensor:
         info = self.denoiser.info
         if tuple(noise.shape[1:]) != tuple(info.shape):  # Python ints: static under tracing except the batch
             raise S4SError(f"noise must have shape [B, {', '.join(map(str, info.shape))}] for model {info.name!r}, "
                            f"got {list(noise.shape)}")
+        space = getattr(self.solver, "space", "ve")
+        if space not in ("ve", info.space):
+            raise S4SError(f"the solver table is in model space {space!r} but model {info.name!r} is in "
+                           f"{info.space!r}; make the table for this model's space (or in 've')")
         table, eval_sigmas, sigma_start = self.solver()
         table, eval_sigmas = table.to(noise.dtype), eval_sigmas.to(noise.dtype)
         x_start = noise * sigma_start.to(noise.dtype)

@@ -50,13 +50,20 @@ def time_quadratic(n: int, sigma_min: float, sigma_max: float) -> np.ndarray:
 SCHEDULES = {"edm": edm, "logsnr": logsnr, "time-uniform": time_uniform, "time-quadratic": time_quadratic}
 
 
-def validate_sigmas(sigmas: Sequence[float] | np.ndarray, what: str = "sigmas") -> np.ndarray:
-    """Check a grid is finite, positive and strictly decreasing; return it as float64."""
+def validate_sigmas(sigmas: Sequence[float] | np.ndarray, what: str = "sigmas", zero_end: bool = False,
+                    inf_start: bool = False) -> np.ndarray:
+    """Check a grid is finite, positive and strictly decreasing; return it as float64.
+
+    `zero_end` also allows a last sigma of 0 (a final denoise step), `inf_start` a first sigma of
+    inf (flow models start at t = 1); both are for tables in a model space (docs/solvers.md).
+    """
     s = np.asarray(sigmas, dtype=np.float64)
     if s.ndim != 1 or s.size < 2:
         raise S4SError(f"{what} must be a list of at least 2 values, got shape {s.shape}")
-    if not np.all(np.isfinite(s)) or np.any(s <= 0):
-        raise S4SError(f"{what} must be finite and positive (sigma_min > 0), got {s.tolist()}")
+    inner = s[1 if inf_start and s[0] == np.inf else 0: -1 if zero_end and s[-1] == 0 else None]
+    if not np.all(np.isfinite(inner)) or np.any(inner <= 0):
+        ends = " except a first inf" * inf_start + " except a last 0" * zero_end
+        raise S4SError(f"{what} must be finite and positive{ends} (sigma_min > 0), got {s.tolist()}")
     if np.any(np.diff(s) >= 0):
         raise S4SError(f"{what} must be strictly decreasing from sigma_max to sigma_min, got {s.tolist()}")
     return s

@@ -2,7 +2,9 @@
 
 A solver with N evaluations is (method §2): the m-th denoiser call happens at
 x_m = a_m * x_T + sum_{j<m} b_{m,j} * D_j, with x_T = sigmas[0] * noise, and row N gives the
-output. Classical solvers are written once as k-diffusion style recursions over any vector
+output. A table in a model space other than "ve" (docs/solvers.md) holds the model's inputs
+c(sigma_m) x_m instead, as combinations of z = start_scale * noise, so grids may end at sigma 0
+and flow grids may start at sigma = inf. Classical solvers are written once as k-diffusion style recursions over any vector
 type; `trace_table` runs a recursion on symbolic unit vectors (float64) to fill the table,
 and the same recursion runs directly on tensors for checks.
 """
@@ -17,7 +19,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from .errors import S4SError, choice_error
-from .schedules import make_schedule, validate_sigmas
+from .schedules import SPACES, make_schedule, noise_level, space_scale, validate_sigmas
 
 X = TypeVar("X")  # numpy array or torch tensor
 Denoise = Callable[[Any, float], Any]
@@ -33,17 +35,25 @@ class SolverTable:
     sigmas: np.ndarray  # step grid: sigmas[0] = start (sigma_max), sigmas[-1] = end (sigma_min)
     name: str
     meta: dict = field(default_factory=dict)
+    space: str = "ve"  # "ve": rows combine x_T = sigmas[0] * noise; else the model space of the rows (module doc)
+    start_scale: float | None = None  # non-VE: z = start_scale * noise; default noise_level(space, sigmas[0])
 
     def __post_init__(self) -> None:
         t = np.asarray(self.table, dtype=np.float64)
         e = np.asarray(self.eval_sigmas, dtype=np.float64)
         object.__setattr__(self, "table", t)
         object.__setattr__(self, "eval_sigmas", e)
-        object.__setattr__(self, "sigmas", validate_sigmas(self.sigmas, "solver sigmas"))
+        if self.space not in SPACES:
+            raise choice_error("solver table space", self.space, list(SPACES))
+        model_space = self.space != "ve"
+        object.__setattr__(self, "sigmas", validate_sigmas(self.sigmas, "solver sigmas", model_space, model_space))
+        if model_space and self.start_scale is None:
+            object.__setattr__(self, "start_scale", noise_level(self.space, self.sigmas[0]))
         n = e.shape[0] if e.ndim == 1 else -1
         if n < 1 or t.shape != (n + 1, n + 1):
             raise S4SError(f"solver table must be (N+1)x(N+1) for N={n} evaluations, got {t.shape}")
-        if not (np.all(np.isfinite(t)) and np.all(np.isfinite(e)) and np.all(e > 0)):
+        finite_e = np.all(e[1:] < np.inf) and (e[0] < np.inf or model_space) if model_space else np.all(np.isfinite(e))
+        if not (np.all(np.isfinite(t)) and finite_e and np.all(e > 0)):
             raise S4SError("solver table and evaluation sigmas must be finite, sigmas positive")
         if np.any(np.triu(t, 1) != 0):
             raise S4SError("solver table must be lower-triangular: evaluation m may use only D_0..D_{m-1}")
@@ -60,8 +70,13 @@ class SolverTable:
     def sigma_end(self) -> float:
         return float(self.sigmas[-1])
 
+    @property
+    def noise_scale(self) -> float:
+        """The factor on unit noise of the state that column 0 multiplies (VE: x_T; else z)."""
+        return self.sigma_start if self.space == "ve" else float(self.start_scale)
+
     def to_dict(self) -> dict:
-        return {
+        d = {
             "name": self.name,
             "nfe": self.nfe,
             "sigmas": self.sigmas.tolist(),
@@ -69,10 +84,14 @@ class SolverTable:
             "table": self.table.tolist(),
             "meta": self.meta,
         }
+        if self.space != "ve":  # VE tables keep their original records
+            d.update(space=self.space, start_scale=self.start_scale)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "SolverTable":
-        return cls(np.array(d["table"]), np.array(d["eval_sigmas"]), np.array(d["sigmas"]), d["name"], d.get("meta", {}))
+        return cls(np.array(d["table"]), np.array(d["eval_sigmas"]), np.array(d["sigmas"]), d["name"], d.get("meta", {}),
+                   d.get("space", "ve"), d.get("start_scale"))
 
 
 # --- recursions (k-diffusion style: one signature, any vector type) ---------------------------
@@ -81,8 +100,12 @@ class SolverTable:
 def euler(denoise: Denoise, x: X, sigmas: Sequence[float]) -> X:
     """Euler on dx/dsigma = (x - D)/sigma (DDIM in sigma space)."""
     for i in range(len(sigmas) - 1):
-        d = (x - denoise(x, sigmas[i])) / sigmas[i]
-        x = x + (sigmas[i + 1] - sigmas[i]) * d
+        s, s_next = sigmas[i], sigmas[i + 1]
+        if math.isinf(s):  # the same step as a ratio, finite from sigma = inf (trace_table_in_space)
+            x = (s_next / s) * x + (1 - s_next / s) * denoise(x, s)
+            continue
+        d = (x - denoise(x, s)) / s
+        x = x + (s_next - s) * d
     return x
 
 
@@ -102,13 +125,14 @@ def heun(denoise: Denoise, x: X, sigmas: Sequence[float]) -> X:
 
 
 def dpmpp2m(denoise: Denoise, x: X, sigmas: Sequence[float]) -> X:
-    """DPM-Solver++(2M), data prediction, first step first order."""
+    """DPM-Solver++(2M), data prediction, first step first order; a step to sigma 0 is first order (x = D),
+    as in k-diffusion and diffusers' lower_order_final."""
     old, h_last = None, None
     for i in range(len(sigmas) - 1):
         s, s_next = sigmas[i], sigmas[i + 1]
         den = denoise(x, s)
-        h = math.log(s / s_next)
-        if old is None:
+        h = math.log(s / s_next) if s_next > 0 else math.inf
+        if old is None or s_next == 0:
             den_d = den
         else:
             r = h_last / h
@@ -325,13 +349,50 @@ def trace_table(recursion: Callable[[Denoise, np.ndarray, Sequence[float]], np.n
     return np.stack([*rows, np.asarray(out, dtype=np.float64)]), np.array(evals)
 
 
+def trace_table_in_space(recursion: Callable[[Denoise, np.ndarray, Sequence[float]], np.ndarray], nfe: int,
+                         sigmas: Sequence[float], space: str) -> tuple[np.ndarray, np.ndarray]:
+    """`trace_table` with rows in a model space: row m holds c(sigma_m) x_m over [z, D_0, ...], z = c(sigma_0) x_T.
+
+    Row N is at sigmas[-1]. From sigma_0 = inf (flow) the recursion runs with x_T = 0 and the
+    noise column is noise_level(sigma_m) / noise_level(sigma_0): every classical solver is exact
+    for D = 0, where x_m = (sigma_m / sigma_0) x_T (tests/test_solvers.py checks this on finite grids).
+    """
+    s0 = float(sigmas[0])
+    at = lambda evals: [*map(float, evals), float(sigmas[-1])]  # noqa: E731 - the sigma of each row
+    if math.isinf(s0):
+        def from_zero(d: Denoise, x: np.ndarray, s: Sequence[float]) -> np.ndarray:
+            return recursion(d, x * 0.0, s)
+
+        table, evals = trace_table(from_zero, nfe, sigmas)
+        table[:, 0] = [noise_level(space, s) / noise_level(space, s0) for s in at(evals)]
+    else:
+        table, evals = trace_table(recursion, nfe, sigmas)
+        table[:, 0] *= np.array([space_scale(space, s) for s in at(evals)]) / space_scale(space, s0)
+    table[:, 1:] *= np.array([space_scale(space, s) for s in at(evals)])[:, None]
+    if not np.all(np.isfinite(table)):
+        raise S4SError("this solver has no finite table from sigma = inf; start flow models with euler or dpmpp2m")
+    return table, evals
+
+
 def make_solver(name: str, nfe: int, schedule: str | Sequence[float] = "edm",
-                sigma_min: float = 0.002, sigma_max: float = 80.0) -> SolverTable:
-    """The table of a classical solver with exactly `nfe` evaluations on a schedule."""
+                sigma_min: float = 0.002, sigma_max: float = 80.0, space: str = "ve",
+                start_scale: float | None = None) -> SolverTable:
+    """The table of a classical solver with exactly `nfe` evaluations on a schedule.
+
+    With `space` other than "ve" the table is in that model space (docs/solvers.md) and an
+    explicit grid may end at sigma 0 and start at sigma = inf (a diffusers scheduler's sigmas).
+    """
     solver = get_solver(name)
     steps = solver.steps(nfe)
-    sigmas = make_schedule(schedule, steps, sigma_min, sigma_max)
-    table, evals = trace_table(lambda d, x, s: solver.run(d, x, s), nfe, sigmas)
+    run = lambda d, x, s: solver.run(d, x, s)  # noqa: E731
+    if space == "ve" or isinstance(schedule, str):
+        sigmas = make_schedule(schedule, steps, sigma_min, sigma_max)
+    else:
+        sigmas = validate_sigmas(schedule, "explicit sigmas", zero_end=True, inf_start=True)
+        if sigmas.size != steps + 1:
+            raise S4SError(f"explicit sigmas have {sigmas.size} entries; this solver needs {steps + 1} for {steps} steps")
+    table, evals = trace_table(run, nfe, sigmas) if space == "ve" else trace_table_in_space(run, nfe, sigmas, space)
     sched = schedule if isinstance(schedule, str) else "explicit"
     # "order" is the convergence order; the recursion's options keep their own names (e.g. predictor_order).
-    return SolverTable(table, evals, sigmas, name, {"schedule": sched, "order": solver.order, **solver.options})
+    return SolverTable(table, evals, sigmas, name, {"schedule": sched, "order": solver.order, **solver.options},
+                       space, start_scale)
