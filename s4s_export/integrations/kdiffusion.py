@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..denoiser import Denoiser, ModelInfo
+from ..denoiser import Denoiser, ModelInfo, sigma_batch
 from ..errors import S4SError
 from ..sampler import Sampler
+from ..schedules import space_scale
 from ..solverfile import SolverFile, load_solver_file
 from ..solvers import SolverTable
 
@@ -40,6 +41,7 @@ class KDiffusionDenoiser(Denoiser):
 
     The callback gets k-diffusion's dict: x (the evaluation point), i (the evaluation index), sigma and
     sigma_hat (its sigma, a 0-dim tensor; the table has no churn, so they are equal) and denoised.
+    For a table in a model space (docs/solvers.md) `forward_scaled` turns the table's state back into x.
     """
 
     def __init__(self, model: Callable[..., torch.Tensor], shape: tuple[int, ...], solver: SolverTable,
@@ -49,7 +51,8 @@ class KDiffusionDenoiser(Denoiser):
         self.extra_args = extra_args or {}
         self.callback = callback
         self.calls = 0
-        self.info = ModelInfo("k-diffusion", tuple(shape), float(np.min(solver.eval_sigmas)), solver.sigma_start)
+        self.info = ModelInfo("k-diffusion", tuple(shape), float(np.min(solver.eval_sigmas)), solver.sigma_start,
+                              space=solver.space)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: object = None) -> torch.Tensor:
         denoised = self.model(x, sigma, **self.extra_args)
@@ -58,6 +61,9 @@ class KDiffusionDenoiser(Denoiser):
             self.callback({"x": x, "i": self.calls, "sigma": s, "sigma_hat": s, "denoised": denoised})
         self.calls += 1
         return denoised
+
+    def forward_scaled(self, x_in: torch.Tensor, sigma: torch.Tensor, cond: object = None) -> torch.Tensor:
+        return self(x_in / space_scale(self.info.space, sigma_batch(sigma, x_in)), sigma, cond)
 
 
 def check_sigmas(sigmas: torch.Tensor | np.ndarray | list, solver: SolverTable) -> None:
@@ -82,7 +88,8 @@ def sample_s4s(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: torc
 
     `sigmas` may be None (the solver's grid is used) or must equal the solver's grid. `disable`
     (k-diffusion's progress-bar switch) is accepted for the signature; there is no bar to disable.
-    Returns the sample at the solver's last sigma, in x's dtype.
+    Returns the sample x = x0 + sigma * eps at the solver's last sigma (x0 itself for a grid ending at 0),
+    in x's dtype.
     """
     del disable
     if solver is None:
@@ -95,4 +102,6 @@ def sample_s4s(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: torc
                        "needs a finite start: use the diffusers scheduler (S4SScheduler) for flow models")
     wrapper = KDiffusionDenoiser(model, tuple(x.shape[1:]), table, extra_args, callback)
     sampler = Sampler(wrapper, table).to(x.device)
-    return sampler(x / table.sigma_start)
+    # The table's start state is c(sigma_0) * x (x itself for VE tables), in units of its noise scale.
+    out = sampler(x * (space_scale(table.space, table.sigma_start) / table.noise_scale))
+    return out if table.space == "ve" else out / space_scale(table.space, table.sigma_end)
