@@ -19,7 +19,8 @@ def learned_like(base: SolverTable, seed: int = 0) -> SolverTable:
         table[m, 1:m + 1] += np.where(table[m, 1:m + 1] == 0, 0.01 * rng.uniform(-1, 1, m), 0)
     evals = base.eval_sigmas * np.exp(0.05 * rng.uniform(-1, 1, base.nfe))
     evals[0] = base.eval_sigmas[0]
-    return SolverTable(table, evals, base.sigmas, "s4s-alt", {"method": "s4s-alt", "base": base.name})
+    return SolverTable(table, evals, base.sigmas, "s4s-alt", {"method": "s4s-alt", "base": base.name}, base.space,
+                       base.start_scale)
 
 
 CLASSICAL = [("euler", 4), ("dpmpp2m", 5), ("heun", 5), ("unipc", 4)]

@@ -1,0 +1,225 @@
+"""S4SScheduler inside diffusers' own pipelines: classical tables against diffusers' schedulers, learned
+tables against our Sampler, the config round trip, and one-line errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+diffusers = pytest.importorskip("diffusers", reason="the diffusers extra is not installed")
+import torch
+from integration_tables import learned_like
+from tiny_pipelines import (
+    SD_SCHEDULER,
+    ddpm_pipeline,
+    sd_pipeline,
+    tiny_pixel_unet,
+    tiny_unet,
+    vp_denoiser,
+)
+
+from s4s_export.errors import S4SError
+from s4s_export.families.guidance import TextCond
+from s4s_export.integrations.diffusers_scheduler import S4SScheduler
+from s4s_export.sampler import Sampler
+from s4s_export.solverfile import SolverFile, save_solver_file
+from s4s_export.solvers import make_solver
+
+LATENT = (4, 16, 16)
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+EMB, NEG = torch.randn(2, 5, 8, generator=gen(1)), torch.randn(2, 5, 8, generator=gen(2))
+LATENTS = torch.randn(2, *LATENT, generator=gen(3))
+
+
+def run_sd(pipe, steps, guidance):
+    return pipe(prompt_embeds=EMB, negative_prompt_embeds=NEG, latents=LATENTS, num_inference_steps=steps,
+                guidance_scale=guidance, output_type="latent", height=32, width=32).images
+
+
+def rel(a, b):
+    return float((a - b).abs().max() / b.abs().max())
+
+
+def scheduler_for(table, config, model_info=None, tmp_path=None):
+    info = {"method": table.name, **({"model": model_info} if model_info else {})}
+    return S4SScheduler.from_solver_file(SolverFile(table, info), config)
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+@pytest.mark.parametrize("ours,theirs", [("euler", "EulerDiscreteScheduler"), ("dpmpp2m", "DPMSolverMultistepScheduler")])
+@pytest.mark.parametrize("guidance", [1.0, 7.5])
+def test_classical_table_equals_diffusers_scheduler(prediction, ours, theirs, guidance):
+    """Independent check: our euler / dpmpp2m tables on the scheduler's grid, run by S4SScheduler in the SD
+    pipeline, give diffusers' own EulerDiscrete / DPMSolverMultistep final latents."""
+    reference = getattr(diffusers, theirs)(**SD_SCHEDULER, prediction_type=prediction)
+    pipe = sd_pipeline(reference)
+    expected = run_sd(pipe, 5, guidance)
+    grid = reference.sigmas.double().numpy()
+    # EulerDiscrete keeps x = x0 + sigma eps (latents * init_noise_sigma); DPM-Solver starts at unit VP latents.
+    start = reference.init_noise_sigma / np.sqrt(1 + grid[0] ** 2) if ours == "euler" else 1.0
+    table = make_solver(ours, 5, grid.tolist(), space="vp", start_scale=float(start))
+    pipe.scheduler = scheduler_for(table, reference.config)
+    got = run_sd(pipe, 5, guidance)
+    assert rel(got, expected) < 1e-4
+
+
+def sd_model_table(prediction):
+    cfg = {**SD_SCHEDULER, "prediction_type": prediction}
+    den = vp_denoiser(tiny_unet(), cfg, 1.0, LATENT)
+    return cfg, learned_like(make_solver("dpmpp2m", 4, "logsnr", den.info.sigma_min, den.info.sigma_max), seed=1)
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+@pytest.mark.parametrize("guidance", [1.0, 7.5])
+def test_learned_table_in_sd_pipeline_equals_sampler(tmp_path, prediction, guidance):
+    cfg, table = sd_model_table(prediction)
+    den = vp_denoiser(tiny_unet(), cfg, guidance, LATENT)
+    path = save_solver_file(tmp_path / "s.json", SolverFile(table, {"method": "s4s-alt", "model": den.identity_dict()}))
+    pipe = sd_pipeline(diffusers.EulerDiscreteScheduler(**cfg))
+    pipe.scheduler = S4SScheduler.from_solver_file(path, pipe.scheduler.config, model=den)
+    got = run_sd(pipe, 4, guidance)
+    with torch.no_grad():
+        expected = Sampler(den, table)(LATENTS, TextCond(EMB, NEG if guidance != 1.0 else None))
+    assert rel(got, expected) < 1e-5
+
+
+def test_vp_space_table_equals_sampler_to_sigma_zero(tmp_path):
+    """A table in the model's space ending at sigma 0 (a final denoise), learned-like, guidance 7.5."""
+    cfg = {**SD_SCHEDULER, "prediction_type": "epsilon"}
+    den = vp_denoiser(tiny_unet(), cfg, 7.5, LATENT)
+    grid = [*make_solver("dpmpp2m", 4, "logsnr", den.info.sigma_min, den.info.sigma_max).sigmas[:-1], 0.0]
+    table = learned_like(make_solver("dpmpp2m", 4, grid, space="vp", start_scale=1.0), seed=2)
+    pipe = sd_pipeline(diffusers.EulerDiscreteScheduler(**cfg))
+    pipe.scheduler = scheduler_for(table, cfg)
+    assert pipe.scheduler.init_noise_sigma == pytest.approx(table.table[0, 0])
+    got = run_sd(pipe, 4, 7.5)
+    with torch.no_grad():
+        expected = Sampler(den, table)(LATENTS, TextCond(EMB, NEG))
+    assert rel(got, expected) < 1e-5
+
+
+def ddpm_run(pipe, steps, seed=0):
+    """DDPMPipeline's final image before its clamp to [0, 1] (the last step's prev_sample)."""
+    seen = []
+    step = pipe.scheduler.step
+
+    def spy(*a, **k):
+        out = step(*a, **k)
+        seen.append(out.prev_sample if hasattr(out, "prev_sample") else out[0])
+        return out
+
+    pipe.scheduler.step = spy
+    pipe(batch_size=2, generator=gen(seed), num_inference_steps=steps, output_type="np")
+    return seen[-1]
+
+
+def test_pixel_ddpm_pipeline_dpm_table_equals_diffusers():
+    """UNet2DModel in DDPMPipeline (unit noise, no init_noise_sigma): dpmpp2m vs DPMSolverMultistepScheduler."""
+    reference = diffusers.DPMSolverMultistepScheduler()
+    pipe = ddpm_pipeline(reference)
+    expected = ddpm_run(pipe, 5)
+    reference.set_timesteps(5)
+    table = make_solver("dpmpp2m", 5, reference.sigmas.double().tolist(), space="vp", start_scale=1.0)
+    pipe.scheduler = scheduler_for(table, reference.config)
+    assert rel(ddpm_run(pipe, 5), expected) < 1e-4
+
+
+def test_pixel_ddpm_pipeline_learned_table_equals_sampler():
+    cfg = dict(diffusers.DDPMScheduler().config)
+    den = vp_denoiser(tiny_pixel_unet(), cfg, 1.0, (3, 16, 16))
+    table = learned_like(make_solver("dpmpp2m", 4, "logsnr", den.info.sigma_min, den.info.sigma_max), seed=3)
+    pipe = ddpm_pipeline(diffusers.DDPMScheduler())
+    pipe.scheduler = scheduler_for(table, cfg)
+    got = ddpm_run(pipe, 4, seed=5)
+    z = torch.randn(2, 3, 16, 16, generator=gen(5))  # DDPMPipeline's own noise; it skips init_noise_sigma
+    with torch.no_grad():
+        expected = Sampler(den, table)(z / pipe.scheduler.init_noise_sigma)
+    assert rel(got, expected) < 1e-5
+
+
+def test_save_pretrained_round_trip_is_exact(tmp_path):
+    cfg, table = sd_model_table("v_prediction")
+    sched = S4SScheduler.from_solver_file(SolverFile(table, {"method": "s4s-alt", "validation": {"val": 0.25}}), cfg)
+    sched.save_pretrained(tmp_path / "scheduler")
+    back = S4SScheduler.from_pretrained(tmp_path / "scheduler")
+    assert dict(back.config) == dict(sched.config)
+    assert np.array_equal(back.table.table, table.table) and np.array_equal(back.table.eval_sigmas, table.eval_sigmas)
+    assert np.array_equal(back.table.sigmas, table.sigmas) and torch.equal(back.timesteps, sched.timesteps)
+    assert back.config.provenance["validation"] == {"val": 0.25}
+    pipe = sd_pipeline(sched)
+    first = run_sd(pipe, 4, 7.5)
+    pipe.scheduler = back
+    assert torch.equal(run_sd(pipe, 4, 7.5), first)
+
+
+def one_line(excinfo):
+    assert "\n" not in str(excinfo.value)
+    return str(excinfo.value)
+
+
+def test_nfe_mismatch_is_one_line_error():
+    cfg, table = sd_model_table("epsilon")
+    pipe = sd_pipeline(scheduler_for(table, cfg))
+    with pytest.raises(S4SError, match=r"exactly 4 steps .* num_inference_steps=4, not 10") as e:
+        run_sd(pipe, 10, 1.0)
+    one_line(e)
+
+
+def test_solver_for_another_model_is_refused(tmp_path):
+    # sigmas 0.002..80 (an EDM model's range) are outside SD's 0.0292..14.61
+    edm_table = make_solver("dpmpp2m", 4, "edm", 0.002, 80.0)
+    with pytest.raises(S4SError, match="learned for another model") as e:
+        scheduler_for(edm_table, SD_SCHEDULER)
+    one_line(e)
+    cfg, table = sd_model_table("epsilon")
+    other = {"name": "demo", "weights_sha256": "0" * 64, "shape": [1, 16, 16]}
+    path = save_solver_file(tmp_path / "s.json", SolverFile(table, {"method": "s4s-alt", "model": other}))
+    with pytest.raises(S4SError, match="was learned for model 'demo'") as e:
+        S4SScheduler.from_solver_file(path, cfg, model=vp_denoiser(tiny_unet(), cfg, 1.0, LATENT))
+    one_line(e)
+    pipe = sd_pipeline(S4SScheduler.from_solver_file(path, cfg))  # no model given: the latents' shape still differs
+    with pytest.raises(S4SError, match=r"learned for model 'demo' with latents \[1, 16, 16\]") as e:
+        run_sd(pipe, 4, 1.0)
+    one_line(e)
+
+
+def test_unservable_prediction_types_are_refused():
+    _, table = sd_model_table("epsilon")
+    with pytest.raises(S4SError, match="prediction_type 'learned_range'") as e:
+        scheduler_for(table, {**SD_SCHEDULER, "prediction_type": "learned_range"})
+    one_line(e)
+    sched = scheduler_for(table, SD_SCHEDULER)
+    sched.set_timesteps(4)
+    x = torch.zeros(1, *LATENT)
+    with pytest.raises(S4SError, match="learned variance") as e:  # a network with 2C output channels
+        sched.step(torch.zeros(1, 8, 16, 16), sched.timesteps[0], x)
+    one_line(e)
+
+
+def test_custom_timesteps_and_img2img_are_refused():
+    cfg, table = sd_model_table("epsilon")
+    sched = scheduler_for(table, cfg)
+    with pytest.raises(S4SError, match="custom timesteps or sigmas"):
+        sched.set_timesteps(4, sigmas=[1.0, 0.5, 0.2, 0.1])
+    with pytest.raises(S4SError, match="runs from its first step"):
+        sched.set_begin_index(2)
+
+
+def test_add_noise_equals_ddpm_scheduler():
+    """At eval sigmas on integer timesteps, add_noise is DDPMScheduler's sqrt(ab) x0 + sqrt(1 - ab) eps."""
+    from s4s_export.families.vp import VPSchedule
+
+    sig = VPSchedule.from_config(SD_SCHEDULER).sigmas
+    grid = [sig[999], sig[500], sig[100], sig[10]]
+    table = make_solver("euler", 3, grid, space="vp")
+    sched = scheduler_for(table, SD_SCHEDULER)
+    sched.set_timesteps(3)
+    assert sched.timesteps.tolist() == pytest.approx([999, 500, 100], abs=1e-3)
+    x0, eps = torch.randn(3, *LATENT, generator=gen(7)), torch.randn(3, *LATENT, generator=gen(8))
+    expected = diffusers.DDPMScheduler(**SD_SCHEDULER).add_noise(x0, eps, torch.tensor([999, 500, 100]))
+    assert torch.allclose(sched.add_noise(x0, eps, sched.timesteps), expected, rtol=1e-5, atol=1e-5)
