@@ -79,9 +79,9 @@ class S4SScheduler(SchedulerMixin, ConfigMixin):
     @classmethod
     def from_solver_file(cls, path: str | Path | SolverFile, scheduler_config: Any, model: nn.Module | None = None
                          ) -> S4SScheduler:
-        """From a solver file and the model's scheduler config (`pipe.scheduler.config`, a dict, a
-        scheduler_config.json or a folder holding one). With `model` (the model's s4s Denoiser), refuse a
-        solver learned for another model."""
+        """From a solver file and the model's scheduler (`pipe.scheduler`, its config, a scheduler_config.json
+        or a folder holding one). With `model` (the model's s4s Denoiser), refuse a solver learned for another
+        model."""
         sf = path if isinstance(path, SolverFile) else load_solver_file(path)
         if model is not None:
             check_model(sf, model.identity_dict(), path if not isinstance(path, SolverFile) else "solver file")
@@ -186,7 +186,8 @@ class S4SScheduler(SchedulerMixin, ConfigMixin):
 
 
 def read_scheduler_config(config: Any) -> dict:
-    """A scheduler config as a plain dict: from a mapping (pipe.scheduler.config), a JSON file or a folder."""
+    """A scheduler config as a plain dict with its `_class_name`: from a scheduler (pipe.scheduler), a mapping
+    (pipe.scheduler.config), a scheduler_config.json or a folder holding one."""
     if isinstance(config, (str, Path)):
         path = Path(config)
         for candidate in (path, path / "scheduler_config.json", path / "scheduler" / "scheduler_config.json"):
@@ -196,9 +197,15 @@ def read_scheduler_config(config: Any) -> dict:
                 except json.JSONDecodeError as e:
                     raise S4SError(f"{candidate} is not valid JSON ({e.msg}); pass the model's scheduler_config.json") from None
         raise S4SError(f"no scheduler config at {path}; pass the model's scheduler_config.json, its folder or "
-                       "pipe.scheduler.config")
+                       "pipe.scheduler")
+    name = None
+    if isinstance(config, ConfigMixin):
+        name, config = type(config).__name__, config.config
     try:
-        return json.loads(json.dumps(dict(config)))
+        doc = json.loads(json.dumps(dict(config)))
     except (TypeError, ValueError) as e:
-        raise S4SError(f"the scheduler config must be a JSON-like mapping ({e}); pass pipe.scheduler.config") from None
-
+        raise S4SError(f"the scheduler config must be a JSON-like mapping ({e}); pass pipe.scheduler") from None
+    doc.pop("_use_default_values", None)
+    if name is not None:
+        doc["_class_name"] = name
+    return doc

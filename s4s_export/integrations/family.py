@@ -91,9 +91,14 @@ class Family:
 
 
 def family_from_scheduler_config(config: dict) -> Family:
-    """FlowMatch* configs: flow (velocity); every other config: VP with its prediction_type."""
+    """FlowMatch* configs: flow (velocity); every other config: VP with its prediction_type.
+
+    A config without `_class_name` (an in-memory `scheduler.config`) is a FlowMatch one when it has a
+    `shift` and no betas.
+    """
     name = str(config.get("_class_name", ""))
-    if name.startswith("FlowMatch"):
+    betas = any(k in config for k in ("beta_schedule", "beta_start", "trained_betas"))
+    if name.startswith("FlowMatch") or (not name and "shift" in config and not betas):
         from ..families.flow import FlowDenoiser, flow_sigma_range
 
         lo, hi = flow_sigma_range(config)

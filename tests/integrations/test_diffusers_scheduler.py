@@ -12,10 +12,9 @@ from integration_tables import learned_like
 from tiny_pipelines import (
     SD_SCHEDULER,
     ddpm_pipeline,
+    saved_model,
+    sd3_pipeline,
     sd_pipeline,
-    tiny_pixel_unet,
-    tiny_unet,
-    vp_denoiser,
 )
 
 from s4s_export.errors import S4SError
@@ -68,19 +67,21 @@ def test_classical_table_equals_diffusers_scheduler(prediction, ours, theirs, gu
     assert rel(got, expected) < 1e-4
 
 
+SD_SIGMAS = (0.029167, 14.614647)  # the SD schedule's sigma range
+
+
 def sd_model_table(prediction):
     cfg = {**SD_SCHEDULER, "prediction_type": prediction}
-    den = vp_denoiser(tiny_unet(), cfg, 1.0, LATENT)
-    return cfg, learned_like(make_solver("dpmpp2m", 4, "logsnr", den.info.sigma_min, den.info.sigma_max), seed=1)
+    return cfg, learned_like(make_solver("dpmpp2m", 4, "logsnr", *SD_SIGMAS), seed=1)
 
 
 @pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
 @pytest.mark.parametrize("guidance", [1.0, 7.5])
 def test_learned_table_in_sd_pipeline_equals_sampler(tmp_path, prediction, guidance):
     cfg, table = sd_model_table(prediction)
-    den = vp_denoiser(tiny_unet(), cfg, guidance, LATENT)
-    path = save_solver_file(tmp_path / "s.json", SolverFile(table, {"method": "s4s-alt", "model": den.identity_dict()}))
     pipe = sd_pipeline(diffusers.EulerDiscreteScheduler(**cfg))
+    den = saved_model(pipe, tmp_path / "sd", guidance)
+    path = save_solver_file(tmp_path / "s.json", SolverFile(table, {"method": "s4s-alt", "model": den.identity_dict()}))
     pipe.scheduler = S4SScheduler.from_solver_file(path, pipe.scheduler.config, model=den)
     got = run_sd(pipe, 4, guidance)
     with torch.no_grad():
@@ -91,10 +92,10 @@ def test_learned_table_in_sd_pipeline_equals_sampler(tmp_path, prediction, guida
 def test_vp_space_table_equals_sampler_to_sigma_zero(tmp_path):
     """A table in the model's space ending at sigma 0 (a final denoise), learned-like, guidance 7.5."""
     cfg = {**SD_SCHEDULER, "prediction_type": "epsilon"}
-    den = vp_denoiser(tiny_unet(), cfg, 7.5, LATENT)
-    grid = [*make_solver("dpmpp2m", 4, "logsnr", den.info.sigma_min, den.info.sigma_max).sigmas[:-1], 0.0]
+    grid = [*make_solver("dpmpp2m", 4, "logsnr", *SD_SIGMAS).sigmas[:-1], 0.0]
     table = learned_like(make_solver("dpmpp2m", 4, grid, space="vp", start_scale=1.0), seed=2)
     pipe = sd_pipeline(diffusers.EulerDiscreteScheduler(**cfg))
+    den = saved_model(pipe, tmp_path / "sd", 7.5)
     pipe.scheduler = scheduler_for(table, cfg)
     assert pipe.scheduler.init_noise_sigma == pytest.approx(table.table[0, 0])
     got = run_sd(pipe, 4, 7.5)
@@ -129,11 +130,11 @@ def test_pixel_ddpm_pipeline_dpm_table_equals_diffusers():
     assert rel(ddpm_run(pipe, 5), expected) < 1e-4
 
 
-def test_pixel_ddpm_pipeline_learned_table_equals_sampler():
-    cfg = dict(diffusers.DDPMScheduler().config)
-    den = vp_denoiser(tiny_pixel_unet(), cfg, 1.0, (3, 16, 16))
-    table = learned_like(make_solver("dpmpp2m", 4, "logsnr", den.info.sigma_min, den.info.sigma_max), seed=3)
+def test_pixel_ddpm_pipeline_learned_table_equals_sampler(tmp_path):
     pipe = ddpm_pipeline(diffusers.DDPMScheduler())
+    cfg = dict(pipe.scheduler.config)
+    den = saved_model(pipe, tmp_path / "ddpm")
+    table = learned_like(make_solver("dpmpp2m", 4, "logsnr", den.info.sigma_min, den.info.sigma_max), seed=3)
     pipe.scheduler = scheduler_for(table, cfg)
     got = ddpm_run(pipe, 4, seed=5)
     z = torch.randn(2, 3, 16, 16, generator=gen(5))  # DDPMPipeline's own noise; it skips init_noise_sigma
@@ -180,7 +181,8 @@ def test_solver_for_another_model_is_refused(tmp_path):
     other = {"name": "demo", "weights_sha256": "0" * 64, "shape": [1, 16, 16]}
     path = save_solver_file(tmp_path / "s.json", SolverFile(table, {"method": "s4s-alt", "model": other}))
     with pytest.raises(S4SError, match="was learned for model 'demo'") as e:
-        S4SScheduler.from_solver_file(path, cfg, model=vp_denoiser(tiny_unet(), cfg, 1.0, LATENT))
+        S4SScheduler.from_solver_file(path, cfg, model=saved_model(sd_pipeline(diffusers.DDPMScheduler(**cfg)),
+                                                                   tmp_path / "sd"))
     one_line(e)
     pipe = sd_pipeline(S4SScheduler.from_solver_file(path, cfg))  # no model given: the latents' shape still differs
     with pytest.raises(S4SError, match=r"learned for model 'demo' with latents \[1, 16, 16\]") as e:
@@ -223,3 +225,57 @@ def test_add_noise_equals_ddpm_scheduler():
     x0, eps = torch.randn(3, *LATENT, generator=gen(7)), torch.randn(3, *LATENT, generator=gen(8))
     expected = diffusers.DDPMScheduler(**SD_SCHEDULER).add_noise(x0, eps, torch.tensor([999, 500, 100]))
     assert torch.allclose(sched.add_noise(x0, eps, sched.timesteps), expected, rtol=1e-5, atol=1e-5)
+
+
+EMB3, NEG3 = torch.randn(2, 5, 32, generator=gen(11)), torch.randn(2, 5, 32, generator=gen(12))
+POOLED, NEG_POOLED = torch.randn(2, 64, generator=gen(13)), torch.randn(2, 64, generator=gen(14))
+
+
+def run_sd3(pipe, steps, guidance):
+    return pipe(prompt_embeds=EMB3, negative_prompt_embeds=NEG3, pooled_prompt_embeds=POOLED,
+                negative_pooled_prompt_embeds=NEG_POOLED, latents=LATENTS, num_inference_steps=steps,
+                guidance_scale=guidance, output_type="latent", height=32, width=32).images
+
+
+def flow_grid(steps: int) -> list[float]:
+    """FlowMatchEuler's grid (shift 3) as sigma = t / (1 - t): from inf to 0."""
+    reference = diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0)
+    reference.set_timesteps(steps)
+    t = reference.sigmas.double().numpy()
+    with np.errstate(divide="ignore"):
+        return np.where(t >= 1, np.inf, t / (1 - t)).tolist()
+
+
+@pytest.mark.parametrize("guidance", [1.0, 7.5])
+def test_flow_euler_table_equals_flowmatch_euler(guidance):
+    """Independent check: our euler table on FlowMatchEuler's grid in the SD3 pipeline gives diffusers' latents."""
+    reference = diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0)
+    pipe = sd3_pipeline(reference)
+    expected = run_sd3(pipe, 5, guidance)
+    table = make_solver("euler", 5, flow_grid(5), space="flow", start_scale=1.0)
+    pipe.scheduler = scheduler_for(table, reference.config)
+    assert pipe.scheduler.timesteps.tolist() == pytest.approx(reference.timesteps.tolist(), rel=1e-5)
+    assert rel(run_sd3(pipe, 5, guidance), expected) < 1e-4
+
+
+@pytest.mark.parametrize("guidance", [1.0, 7.5])
+def test_flow_learned_table_equals_sampler(tmp_path, guidance):
+    """A learned-like flow table starting at sigma = inf (t = 1) in the SD3 pipeline equals Sampler."""
+    pipe = sd3_pipeline(diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0))
+    den = saved_model(pipe, tmp_path / "sd3", guidance)
+    table = learned_like(make_solver("dpmpp2m", 5, flow_grid(5), space="flow", start_scale=1.0), seed=4)
+    path = save_solver_file(tmp_path / "s.json", SolverFile(table, {"method": "s4s-alt", "model": den.identity_dict()}))
+    pipe.scheduler = S4SScheduler.from_solver_file(path, pipe.scheduler.config, model=den)
+    got = run_sd3(pipe, 5, guidance)
+    z = LATENTS / pipe.scheduler.init_noise_sigma  # the SD3 pipeline skips init_noise_sigma: its latents are the start
+    with torch.no_grad():
+        expected = Sampler(den, table)(z, TextCond(EMB3, NEG3 if guidance != 1.0 else None, POOLED,
+                                                         NEG_POOLED if guidance != 1.0 else None))
+    assert rel(got, expected) < 1e-5
+
+
+def test_vp_table_on_a_flow_model_is_refused():
+    table = make_solver("dpmpp2m", 4, [*make_solver("euler", 4, "logsnr", 0.03, 14.6).sigmas[:-1], 0.0], space="vp")
+    with pytest.raises(S4SError, match="model space 'vp', this pipeline's model in 'flow'") as e:
+        scheduler_for(table, diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0).config)
+    one_line(e)

@@ -1,14 +1,12 @@
 """Tiny random diffusers pipelines (diffusers' own test configs, docs/models.md §3.2; no downloads)
-and our Sampler on the same networks through the families/ adapters."""
+and the same models loaded as our denoisers through `diffusers:PATH`."""
 
 from __future__ import annotations
 
 import diffusers
 import torch
 
-from s4s_export.denoiser import ModelInfo
-from s4s_export.families.guidance import TextCond
-from s4s_export.families.vp import VPDenoiser, VPSchedule
+from s4s_export.families.diffusers_folder import load_diffusers
 
 SD_SCHEDULER = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
                     "steps_offset": 1}
@@ -66,37 +64,14 @@ def sd3_pipeline(scheduler) -> diffusers.StableDiffusion3Pipeline:
     return pipe
 
 
-class UNetNet(torch.nn.Module):
-    """net(x_in, t, cond) for the adapters: a UNet2DConditionModel (TextCond) or a UNet2DModel (None)."""
+class FolderRef:
+    """A `diffusers:PATH` model reference as families/diffusers_folder.py reads it."""
 
-    def __init__(self, unet):
-        super().__init__()
-        self.unet = unet
-
-    def forward(self, x, t, cond=None):
-        kw = {"encoder_hidden_states": cond.embeds} if isinstance(cond, TextCond) else {}
-        return self.unet(x, t, **kw).sample
+    def __init__(self, target: str):
+        self.target, self.checkpoint, self.random_weights, self.config = target, None, False, None
 
 
-class SD3Net(torch.nn.Module):
-    def __init__(self, transformer):
-        super().__init__()
-        self.transformer = transformer
-
-    def forward(self, x, t, cond):
-        return self.transformer(hidden_states=x, timestep=t, encoder_hidden_states=cond.embeds,
-                                pooled_projections=cond.pooled).sample
-
-
-def vp_denoiser(unet, scheduler_config: dict, guidance: float, shape) -> VPDenoiser:
-    schedule = VPSchedule.from_config(dict(scheduler_config))
-    info = ModelInfo("tiny", tuple(shape), schedule.sigma_min, schedule.sigma_max, space="vp")
-    return VPDenoiser(UNetNet(unet), schedule, scheduler_config.get("prediction_type", "epsilon"), info, guidance)
-
-
-def flow_denoiser(transformer, scheduler_config: dict, guidance: float, shape):
-    from s4s_export.families.flow import FlowDenoiser, flow_sigma_range
-
-    lo, hi = flow_sigma_range(dict(scheduler_config))
-    info = ModelInfo("tiny-flow", tuple(shape), lo, hi, space="flow")
-    return FlowDenoiser(SD3Net(transformer), info, scheduler_config.get("num_train_timesteps", 1000), guidance)
+def saved_model(pipe, folder, guidance: float = 1.0):
+    """Save the pipeline and load it back as our denoiser (the `diffusers:PATH` loader)."""
+    pipe.save_pretrained(folder)
+    return load_diffusers(FolderRef(str(folder)), guidance_scale=guidance)
