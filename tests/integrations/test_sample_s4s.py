@@ -120,3 +120,24 @@ def test_no_kdiffusion_needed():
             "x = sample_s4s(lambda x, s: 0.5 * x, torch.ones(1, 2), solver=t); print(float(x[0, 0]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert float(out) > 0
+
+
+def test_model_space_table_equals_its_ve_form(demo):
+    """A table in VP model space (the diffusers form) runs on a k-diffusion VE denoiser and gives the VE
+    table's sample; the callback still sees k-diffusion's x = x0 + sigma * eps."""
+    info = demo.info
+    ve = classical("dpmpp2m", 4, info.sigma_min, info.sigma_max)
+    vp = make_solver("dpmpp2m", 4, "edm", info.sigma_min, info.sigma_max, space="vp")
+    z = noise(demo, 3) * ve.sigma_start
+    seen_ve, seen_vp = [], []
+    out_ve = sample_s4s(KDiffusionWrapper(demo), z, callback=seen_ve.append, solver=ve)
+    out_vp = sample_s4s(KDiffusionWrapper(demo), z, callback=seen_vp.append, solver=vp)
+    assert torch.allclose(out_vp, out_ve, rtol=1e-10, atol=1e-10)
+    for a, b in zip(seen_ve, seen_vp, strict=True):
+        assert torch.allclose(a["x"], b["x"], rtol=1e-10, atol=1e-10)
+
+
+def test_flow_table_from_infinity_is_refused(demo):
+    table = make_solver("euler", 3, [float("inf"), 2.0, 0.5, 0.0], space="flow", start_scale=1.0)
+    with pytest.raises(S4SError, match="starts at sigma = inf"):
+        sample_s4s(KDiffusionWrapper(demo), noise(demo), solver=table)
