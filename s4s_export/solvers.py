@@ -4,9 +4,9 @@ A solver with N evaluations is (method §2): the m-th denoiser call happens at
 x_m = a_m * x_T + sum_{j<m} b_{m,j} * D_j, with x_T = sigmas[0] * noise, and row N gives the
 output. A table in a model space other than "ve" (docs/solvers.md) holds the model's inputs
 c(sigma_m) x_m instead, as combinations of z = start_scale * noise, so grids may end at sigma 0
-and flow grids may start at sigma = inf. Classical solvers are written once as k-diffusion style recursions over any vector
-type; `trace_table` runs a recursion on symbolic unit vectors (float64) to fill the table,
-and the same recursion runs directly on tensors for checks.
+and flow grids may start at sigma = inf. Classical solvers are written once as k-diffusion
+style recursions over any vector type; `trace_table` runs a recursion on symbolic unit vectors
+(float64) to fill the table, and the same recursion runs directly on tensors for checks.
 """
 
 from __future__ import annotations
@@ -46,13 +46,14 @@ class SolverTable:
         if self.space not in SPACES:
             raise choice_error("solver table space", self.space, list(SPACES))
         model_space = self.space != "ve"
-        object.__setattr__(self, "sigmas", validate_sigmas(self.sigmas, "solver sigmas", model_space, model_space))
+        object.__setattr__(self, "sigmas", validate_sigmas(self.sigmas, "solver sigmas", model_space,
+                                                           self.space == "flow"))
         if model_space and self.start_scale is None:
             object.__setattr__(self, "start_scale", noise_level(self.space, self.sigmas[0]))
         n = e.shape[0] if e.ndim == 1 else -1
         if n < 1 or t.shape != (n + 1, n + 1):
             raise S4SError(f"solver table must be (N+1)x(N+1) for N={n} evaluations, got {t.shape}")
-        finite_e = np.all(e[1:] < np.inf) and (e[0] < np.inf or model_space) if model_space else np.all(np.isfinite(e))
+        finite_e = np.all(np.isfinite(e[1:])) and (np.isfinite(e[0]) or self.space == "flow")
         if not (np.all(np.isfinite(t)) and finite_e and np.all(e > 0)):
             raise S4SError("solver table and evaluation sigmas must be finite, sigmas positive")
         if np.any(np.triu(t, 1) != 0):
@@ -89,7 +90,7 @@ class SolverTable:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SolverTable":
+    def from_dict(cls, d: dict) -> SolverTable:
         return cls(np.array(d["table"]), np.array(d["eval_sigmas"]), np.array(d["sigmas"]), d["name"], d.get("meta", {}),
                    d.get("space", "ve"), d.get("start_scale"))
 
@@ -358,7 +359,7 @@ def trace_table_in_space(recursion: Callable[[Denoise, np.ndarray, Sequence[floa
     for D = 0, where x_m = (sigma_m / sigma_0) x_T (tests/test_solvers.py checks this on finite grids).
     """
     s0 = float(sigmas[0])
-    at = lambda evals: [*map(float, evals), float(sigmas[-1])]  # noqa: E731 - the sigma of each row
+    at = lambda evals: [*map(float, evals), float(sigmas[-1])]
     if math.isinf(s0):
         def from_zero(d: Denoise, x: np.ndarray, s: Sequence[float]) -> np.ndarray:
             return recursion(d, x * 0.0, s)
@@ -384,11 +385,11 @@ def make_solver(name: str, nfe: int, schedule: str | Sequence[float] = "edm",
     """
     solver = get_solver(name)
     steps = solver.steps(nfe)
-    run = lambda d, x, s: solver.run(d, x, s)  # noqa: E731
+    run = lambda d, x, s: solver.run(d, x, s)
     if space == "ve" or isinstance(schedule, str):
         sigmas = make_schedule(schedule, steps, sigma_min, sigma_max)
     else:
-        sigmas = validate_sigmas(schedule, "explicit sigmas", zero_end=True, inf_start=True)
+        sigmas = validate_sigmas(schedule, "explicit sigmas", zero_end=True, inf_start=space == "flow")
         if sigmas.size != steps + 1:
             raise S4SError(f"explicit sigmas have {sigmas.size} entries; this solver needs {steps + 1} for {steps} steps")
     table, evals = trace_table(run, nfe, sigmas) if space == "ve" else trace_table_in_space(run, nfe, sigmas, space)

@@ -52,7 +52,8 @@ class FlowDenoiser(Denoiser):
     def forward_scaled(self, x_in: torch.Tensor, sigma: torch.Tensor, cond: object = None) -> torch.Tensor:
         s = sigma_batch(sigma, x_in)
         t = 1 - 1 / (1 + s)  # 1 at sigma = inf
-        v = guided(self.net, x_in, t.reshape(-1) * self.num_train_timesteps, cond, self.guidance_scale)
+        v = guided(self.net, x_in, t.reshape(-1) * self.num_train_timesteps, cond, self.guidance_scale,
+                   self.info.num_classes)
         return x_in - t * v.to(x_in.dtype)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: object = None) -> torch.Tensor:

@@ -49,8 +49,14 @@ class ClassCond:
 NetCall = Callable[[torch.Tensor, torch.Tensor, object], torch.Tensor]
 
 
-def guided(net: NetCall, x_in: torch.Tensor, t: torch.Tensor, cond: object, scale: float) -> torch.Tensor:
-    """net(x_in, t, cond), or with guidance one batched call: out_u + scale * (out_c - out_u)."""
+def guided(net: NetCall, x_in: torch.Tensor, t: torch.Tensor, cond: object, scale: float,
+           null_label: int = 0) -> torch.Tensor:
+    """net(x_in, t, cond), or with guidance one batched call: out_u + scale * (out_c - out_u).
+
+    Plain int64 labels [B] (the Denoiser convention) guide against `null_label`.
+    """
+    if isinstance(cond, torch.Tensor):
+        cond = ClassCond(cond, null_label)
     if scale == 1.0 or cond is None:
         return net(x_in, t, cond)
     out = net(torch.cat([x_in, x_in]), torch.cat([t, t]), cond.with_uncond())

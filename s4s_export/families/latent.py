@@ -38,6 +38,6 @@ class LatentDecoder(nn.Module):
 
     def decoded_shape(self, latent_shape: tuple[int, int, int]) -> tuple[int, int, int]:
         """(C, H, W) of a decoded sample: the VAE upsamples by 2 per extra block."""
-        c, h, w = latent_shape
+        _, h, w = latent_shape
         f = 2 ** (len(self.vae.config["block_out_channels"]) - 1)
         return int(self.vae.config.get("out_channels", 3)), h * f, w * f

@@ -141,7 +141,7 @@ class VPDenoiser(Denoiser):
         s = sigma_batch(sigma, x_in)
         a = (1 + s * s).rsqrt()
         t = self.sigma_to_t(s.reshape(-1))
-        out = guided(self.net, x_in, t, cond, self.guidance_scale).to(x_in.dtype)
+        out = guided(self.net, x_in, t, cond, self.guidance_scale, self.info.num_classes).to(x_in.dtype)
         if self.prediction == "epsilon":
             return (x_in - (s * a) * out) / a
         if self.prediction == "v_prediction":
