@@ -20,16 +20,17 @@ from ..solvers import SolverTable
 
 
 class PipelineNet(nn.Module):
-    """The network as the adapter calls it, net(x_in, t, output): it returns the output the pipeline computed
-    (guidance applied), and zeros when probed for the timesteps; it keeps the last `t` it was given."""
+    """The network as the adapter calls it: returns `output`, the one the pipeline computed (guidance
+    applied), or zeros when probed for the timesteps; it keeps the last `t` it was given."""
 
     def __init__(self) -> None:
         super().__init__()
+        self.output: torch.Tensor | None = None
         self.last_t: torch.Tensor | None = None
 
-    def forward(self, x_in: torch.Tensor, t: torch.Tensor, output: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x_in: torch.Tensor, t: torch.Tensor, cond: object = None) -> torch.Tensor:
         self.last_t = t
-        return torch.zeros_like(x_in) if output is None else output
+        return torch.zeros_like(x_in) if self.output is None else self.output
 
 
 @dataclass(eq=False)
@@ -43,12 +44,17 @@ class Family:
     def timesteps(self, eval_sigmas: np.ndarray) -> torch.Tensor:
         """The timesteps the adapter passes to the network at these sigmas (float32, as `Sampler` in float32)."""
         sigma = torch.tensor(eval_sigmas, dtype=torch.float32)
+        self.adapter.net.output = None
         self.adapter.forward_scaled(torch.zeros(sigma.shape[0], 1), sigma, None)
         return self.adapter.net.last_t.reshape(-1).clone()
 
     def denoised(self, model_output: torch.Tensor, sample: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """D from the pipeline's network output at the model-space state `sample`."""
-        return self.adapter.forward_scaled(sample, sigma.expand(sample.shape[0]), model_output)
+        self.adapter.net.output = model_output
+        try:
+            return self.adapter.forward_scaled(sample, sigma.expand(sample.shape[0]), None)
+        finally:
+            self.adapter.net.output = None
 
     def noised(self, x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """The model-space state c(sigma) (x0 + sigma noise), finite at sigma = inf."""
