@@ -154,15 +154,18 @@ class S4SScheduler(SchedulerMixin, ConfigMixin):
         if m >= self.table.nfe:
             raise S4SError(f"step() called {m + 1} times for a {self.table.nfe}-step solver; call set_timesteps again")
         self.family.check_output(model_output, sample)
-        table = torch.as_tensor(self.rows, dtype=sample.dtype, device=sample.device)
+        # Half-precision latents are stepped in float32, as diffusers' own schedulers do.
+        dtype = torch.float32 if sample.dtype in (torch.float16, torch.bfloat16) else sample.dtype
+        x, out = sample.to(dtype), model_output.to(dtype)
+        table = torch.as_tensor(self.rows, dtype=dtype, device=x.device)
         if m == 0:
-            self._check_shape(sample)
-            self._x_start = sample / table[0, 0]
+            self._check_shape(x)
+            self._x_start = x / table[0, 0]
             self._outputs = []
-        sigma = torch.as_tensor(self.table.eval_sigmas[m], dtype=sample.dtype, device=sample.device)
-        denoised = self.family.denoised(model_output, sample, sigma).to(sample.dtype)
+        sigma = torch.as_tensor(self.table.eval_sigmas[m], dtype=dtype, device=x.device)
+        denoised = self.family.denoised(out, x, sigma).to(dtype)
         self._outputs.append(denoised)
-        prev_sample = combine(table[m + 1], self._x_start, self._outputs)
+        prev_sample = combine(table[m + 1], self._x_start, self._outputs).to(sample.dtype)
         self._step_index = m + 1
         if not return_dict:
             return prev_sample, denoised

@@ -44,13 +44,13 @@ class Family:
     def timesteps(self, eval_sigmas: np.ndarray) -> torch.Tensor:
         """The timesteps the adapter passes to the network at these sigmas (float32, as `Sampler` in float32)."""
         sigma = torch.tensor(eval_sigmas, dtype=torch.float32)
-        self.adapter.net.output = None
+        self.adapter.to("cpu").net.output = None
         self.adapter.forward_scaled(torch.zeros(sigma.shape[0], 1), sigma, None)
         return self.adapter.net.last_t.reshape(-1).clone()
 
     def denoised(self, model_output: torch.Tensor, sample: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """D from the pipeline's network output at the model-space state `sample`."""
-        self.adapter.net.output = model_output
+        self.adapter.to(sample.device).net.output = model_output
         try:
             return self.adapter.forward_scaled(sample, sigma.expand(sample.shape[0]), None)
         finally:

@@ -279,3 +279,18 @@ def test_vp_table_on_a_flow_model_is_refused():
     with pytest.raises(S4SError, match="model space 'vp', this pipeline's model in 'flow'") as e:
         scheduler_for(table, diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0).config)
     one_line(e)
+
+
+def test_half_precision_latents_step_in_float32():
+    """fp16 / bf16 latents: the step runs in float32 and returns the latents' dtype, within that dtype's rounding."""
+    cfg, table = sd_model_table("epsilon")
+    x = torch.randn(2, *LATENT, generator=gen(20))
+    out = torch.randn(2, *LATENT, generator=gen(21))
+    results = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        sched = scheduler_for(table, cfg)
+        sched.set_timesteps(4)
+        prev = sched.step(out.to(dtype), sched.timesteps[0], x.to(dtype)).prev_sample
+        assert prev.dtype == dtype
+        results[dtype] = prev.float()
+    assert rel(results[torch.bfloat16], results[torch.float32]) < 2e-2
