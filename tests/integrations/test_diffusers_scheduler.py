@@ -12,6 +12,7 @@ from integration_tables import learned_like
 from tiny_pipelines import (
     SD_SCHEDULER,
     ddpm_pipeline,
+    dit_pipeline,
     saved_model,
     sd3_pipeline,
     sd_pipeline,
@@ -104,8 +105,8 @@ def test_vp_space_table_equals_sampler_to_sigma_zero(tmp_path):
     assert rel(got, expected) < 1e-5
 
 
-def ddpm_run(pipe, steps, seed=0):
-    """DDPMPipeline's final image before its clamp to [0, 1] (the last step's prev_sample)."""
+def last_step(pipe, **call):
+    """The pipeline's final latents before it decodes and clamps them: the last step's prev_sample."""
     seen = []
     step = pipe.scheduler.step
 
@@ -115,8 +116,24 @@ def ddpm_run(pipe, steps, seed=0):
         return out
 
     pipe.scheduler.step = spy
-    pipe(batch_size=2, generator=gen(seed), num_inference_steps=steps, output_type="np")
+    pipe(**call)
     return seen[-1]
+
+
+def ddpm_run(pipe, steps, seed=0):
+    return last_step(pipe, batch_size=2, generator=gen(seed), num_inference_steps=steps, output_type="np")
+
+
+@pytest.mark.parametrize("guidance", [1.0, 4.0])
+def test_dit_pipeline_dpm_table_equals_diffusers(guidance):
+    """Class-conditional DiT: the pipeline guides eps and steps the doubled batch; dpmpp2m vs DPM-Solver++(2M)."""
+    reference = diffusers.DPMSolverMultistepScheduler()
+    pipe = dit_pipeline(reference)
+    call = {"class_labels": [3, 7], "guidance_scale": guidance, "num_inference_steps": 5, "output_type": "np"}
+    expected = last_step(pipe, generator=gen(9), **call)
+    table = make_solver("dpmpp2m", 5, reference.sigmas.double().tolist(), space="vp", start_scale=1.0)
+    pipe.scheduler = scheduler_for(table, reference.config)
+    assert rel(last_step(pipe, generator=gen(9), **call), expected) < 1e-4
 
 
 def test_pixel_ddpm_pipeline_dpm_table_equals_diffusers():

@@ -75,3 +75,15 @@ def saved_model(pipe, folder, guidance: float = 1.0):
     """Save the pipeline and load it back as our denoiser (the `diffusers:PATH` loader)."""
     pipe.save_pretrained(folder)
     return load_diffusers(FolderRef(str(folder)), guidance_scale=guidance)
+
+
+def dit_pipeline(scheduler) -> diffusers.DiTPipeline:
+    """Class-conditional DiT (learned variance: 8 output channels, the pipeline passes eps on); null class 1000."""
+    torch.manual_seed(4)
+    dit = diffusers.DiTTransformer2DModel(in_channels=4, out_channels=8, activation_fn="gelu-approximate",
+                                          num_attention_heads=2, attention_head_dim=4, attention_bias=True,
+                                          num_layers=1, norm_type="ada_norm_zero", num_embeds_ada_norm=1000,
+                                          patch_size=2, sample_size=8).eval()
+    pipe = diffusers.DiTPipeline(transformer=dit, vae=tiny_vae(), scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
