@@ -45,7 +45,7 @@ class S4SSchedulerOutput(BaseOutput):
 class S4SScheduler(SchedulerMixin, ConfigMixin):
     """A fixed-NFE solver table driving a diffusers pipeline; `num_inference_steps` must equal its NFE.
 
-    Build it with `from_solver_file(path, pipe.scheduler.config)` or `from_pretrained(folder)`.
+    Build it with `from_solver_file(path, pipe.scheduler)` or `from_pretrained(folder)`.
     `solver` is `SolverTable.to_dict()`, `model_scheduler` the model's own scheduler config (it fixes
     the timestep mapping, the prediction type and the latent space), `provenance` the solver file's
     record (method, model identity, validation).
@@ -58,7 +58,7 @@ class S4SScheduler(SchedulerMixin, ConfigMixin):
     def __init__(self, solver: dict | None = None, model_scheduler: dict | None = None, provenance: dict | None = None):
         if solver is None or model_scheduler is None:
             raise S4SError("S4SScheduler needs a solver table and the model's scheduler config: build it with "
-                           "S4SScheduler.from_solver_file(path, pipe.scheduler.config) or from_pretrained(folder)")
+                           "S4SScheduler.from_solver_file(path, pipe.scheduler) or from_pretrained(folder)")
         try:
             self.table = SolverTable.from_dict(solver)
         except (KeyError, TypeError, ValueError) as e:
