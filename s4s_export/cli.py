@@ -8,7 +8,7 @@ from typing import NoReturn
 
 import typer
 
-from .commands import bench, build, inspect, learn, models, sample
+from .commands import bench, build, export_scheduler, inspect, learn, models, sample
 from .commands import eval as eval_
 from .errors import S4SError
 
@@ -18,7 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-for command in (learn, build, sample, eval_, bench, models, inspect):
+for command in (learn, build, sample, eval_, bench, models, inspect, export_scheduler):
     command.register(app)
 
 # What the `torch` extra adds to the torch-free serving install (pyproject.toml).

@@ -65,10 +65,16 @@ def _solver_report(path: Path, json_out: bool) -> None:
 
 
 def inspect_cmd(
-    path: Path = typer.Argument(..., help="A solver file (.json) or an exported graph (.onnx)."),
+    path: Path = typer.Argument(..., help="A solver file (.json), an exported graph (.onnx) or a scheduler folder."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Show a solver file's table, sigmas and provenance, or an exported graph's metadata."""
+    """Show a solver file's table, sigmas and provenance, an exported graph's metadata, or how to use a
+    scheduler folder written by export-scheduler."""
+    if path.is_dir():
+        from .export_scheduler import scheduler_folder_report
+
+        console.print(scheduler_folder_report(path), highlight=False, markup=False)
+        return
     if path.suffix == ".onnx":
         from ..export import inspect_onnx
 

@@ -1,0 +1,1 @@
+"""Learned solvers where users already sample: k-diffusion/ComfyUI samplers and diffusers schedulers."""
