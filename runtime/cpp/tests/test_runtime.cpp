@@ -10,11 +10,11 @@
 #include <iostream>
 #include <limits>
 #include <map>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "../src/backend.h"  // internal: the description's JSON parser
+#include "s4s/noise.h"
 #include "s4s/runtime.h"
 
 namespace {
@@ -46,13 +46,7 @@ void expect_error_type(const std::function<void()>& call, const std::string& wha
   }
 }
 
-std::vector<float> normal(int64_t count, unsigned seed) {
-  std::mt19937 gen(seed);
-  std::normal_distribution<float> dist;
-  std::vector<float> v(count);
-  for (auto& x : v) x = dist(gen);
-  return v;
-}
+std::vector<float> normal(int64_t count, unsigned seed) { return s4s::seeded_noise(count, 1, seed); }
 
 void test_unconditional(const std::string& path) {
   auto sampler = s4s::Sampler::load(path);
