@@ -21,68 +21,71 @@ def _good() -> dict:
     return json.loads(sf.to_json())
 
 
-def _edit(path: tuple, value: object):
-    def apply(doc: dict) -> dict:
-        target = doc
-        for key in path[:-1]:
-            target = target[key]
-        target[path[-1]] = value
-        return doc
-    return apply
+def _set(path: tuple, value: object) -> bytes:
+    """The good file with the field at `path` set to `value`."""
+    doc = _good()
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return json.dumps(doc, ensure_ascii=False).encode("utf-8")
 
 
-def _drop(key: str):
-    def apply(doc: dict) -> dict:
-        del doc["solver"][key]
-        return doc
-    return apply
+def _replace(old: str, new: str) -> bytes:
+    """The good file's text with `old` replaced (literals JSON cannot write: NaN, 1e999, huge integers)."""
+    text = json.dumps(_good())
+    assert old in text
+    return text.replace(old, new, 1).encode()
 
 
-def _text(edit) -> str:
-    return json.dumps(edit(_good()), ensure_ascii=False)
+def _without_table() -> bytes:
+    doc = _good()
+    del doc["solver"]["table"]
+    return json.dumps(doc).encode()
 
 
 NESTED = {"format": "s4s-export.solver", "version": 1, "notes": json.loads("[" * 100 + "]" * 100)}
+GOOD = json.dumps(_good()).encode()
+MODEL = {"name": "gmm", "weights_sha256": "ab"}
 # name -> (file bytes, words the one-line error must contain)
 CASES: dict[str, tuple[bytes, str]] = {
-    "non-utf8": (b"\xff\xfe" + _text(lambda d: d).encode(), "not UTF-8 text (byte 0xff at offset 0)"),
-    "latin1 in a string": (_text(_edit(("solver", "name"), "caf\u00e9")).encode("latin-1"), "not UTF-8 text"),
+    "non-utf8": (b"\xff\xfe" + GOOD, "not UTF-8 text (byte 0xff at offset 0)"),
+    "latin1 in a string": (_set(("solver", "name"), "caf\u00e9").decode().encode("latin-1"), "not UTF-8 text"),
     "nested 200k deep": (b"[" * 200_000 + b"]" * 200_000, "nested too deeply"),
     "nested 100 deep": (json.dumps(NESTED).encode(), "nested more than 32 levels"),
-    "truncated": (_text(lambda d: d).encode()[:-20], "invalid JSON"),
+    "truncated": (GOOD[:-20], "invalid JSON"),
     "empty": (b"", "invalid JSON"),
     "top-level list": (b"[1, 2]", "not an s4s-export solver file"),
-    "version string": (_text(_edit(("version",), "1")).encode(), "solver-file version '1'"),
-    "huge integer": (_text(lambda d: d).replace('"nfe": 3', '"nfe": ' + "9" * 5000).encode(), "holds an integer with thousands of digits"),
-    "solver a number": (_text(_edit(("solver",), 3)).encode(), "`solver` must be an object"),
-    "no table": (_text(_drop("table")).encode(), "`solver` lacks table"),
-    "name a number": (_text(_edit(("solver", "name"), 5)).encode(), "solver name must be a non-empty string"),
-    "eval_sigmas a string": (_text(_edit(("solver", "eval_sigmas"), "abc")).encode(), "eval_sigmas must be a list"),
-    "eval_sigmas with true": (_text(_edit(("solver", "eval_sigmas"), [80.0, True, 0.5])).encode(), "eval_sigmas must be a list of numbers"),
-    "nfe disagrees": (_text(_edit(("solver", "nfe"), 8)).encode(), "nfe is 8 but eval_sigmas holds 3"),
-    "eval_sigmas too few for the table": (_text(_edit(("solver", "eval_sigmas"), [80.0, 9.7])).encode(), "nfe is 3 but eval_sigmas holds 2"),
-    "table too few rows": (_text(_edit(("solver", "table"), [[1, 0, 0, 0]] * 3)).encode(), "table must be a list of 4 rows"),
-    "ragged table": (_text(_edit(("solver", "table", 2), [0.1, 0.2])).encode(), "table row 2 must hold 4 numbers, got 2"),
-    "table a string": (_text(_edit(("solver", "table"), "identity")).encode(), "table must be a list of 4 rows"),
-    "string in table": (_text(_edit(("solver", "table", 1, 0), "x")).encode(), "table row 1 must be a list of numbers"),
-    "upper triangle": (_text(_edit(("solver", "table", 0, 3), 0.5)).encode(), "lower-triangular"),
-    "sigmas too short": (_text(_edit(("solver", "sigmas"), [80.0])).encode(), "sigmas holds 1 values; a step grid for NFE 3"),
-    "sigmas too long": (_text(_edit(("solver", "sigmas"), [80.0, 20.0, 9.0, 1.0, 0.1, 0.002])).encode(), "sigmas holds 6 values"),
-    "sigmas increasing": (_text(_edit(("solver", "sigmas"), [0.002, 1.0, 80.0])).encode(), "strictly decreasing"),
-    "NaN in table": (_text(lambda d: d).replace("0.12154001694075164", "NaN").encode(), "table row 1 must be finite"),
-    "Infinity in eval_sigmas": (_text(lambda d: d).replace(
-        '"eval_sigmas": [80.0', '"eval_sigmas": [Infinity').encode(), "eval_sigmas must be finite"),
-    "1e999 in sigmas": (_text(lambda d: d).replace('"sigmas": [80.0', '"sigmas": [1e999').encode(),
-                        "solver file: sigmas must be finite, got [inf]"),
-    "negative eval sigma": (_text(_edit(("solver", "eval_sigmas"), [80.0, -1.0, 0.5])).encode(), "sigmas positive"),
-    "meta a list": (_text(_edit(("solver", "meta"), [1])).encode(), "solver meta must be an object"),
-    "model a string": (_text(_edit(("model",), "gmm")).encode(), "`model` must be an object"),
-    "model shape a number": (_text(_edit(("model",), {"name": "gmm", "weights_sha256": "ab", "shape": 3})).encode(),
-                             "model shape must be a list of positive integers"),
-    "model name missing": (_text(_edit(("model",), {"weights_sha256": "ab", "shape": [1, 8, 8]})).encode(),
+    "version string": (_set(("version",), "1"), "solver-file version '1'"),
+    "huge integer": (_replace('"nfe": 3', '"nfe": ' + "9" * 5000), "holds an integer with thousands of digits"),
+    "solver a number": (_set(("solver",), 3), "`solver` must be an object"),
+    "no table": (_without_table(), "`solver` lacks table"),
+    "name a number": (_set(("solver", "name"), 5), "solver name must be a non-empty string"),
+    "eval_sigmas a string": (_set(("solver", "eval_sigmas"), "abc"), "eval_sigmas must be a list"),
+    "eval_sigmas with true": (_set(("solver", "eval_sigmas"), [80.0, True, 0.5]), "eval_sigmas must be a list of numbers"),
+    "nfe disagrees": (_set(("solver", "nfe"), 8), "nfe is 8 but eval_sigmas holds 3"),
+    "eval_sigmas too few": (_set(("solver", "eval_sigmas"), [80.0, 9.7]), "nfe is 3 but eval_sigmas holds 2"),
+    "table too few rows": (_set(("solver", "table"), [[1, 0, 0, 0]] * 3), "table must be a list of 4 rows"),
+    "ragged table": (_set(("solver", "table", 2), [0.1, 0.2]), "table row 2 must hold 4 numbers, got 2"),
+    "table a string": (_set(("solver", "table"), "identity"), "table must be a list of 4 rows"),
+    "string in table": (_set(("solver", "table", 1, 0), "x"), "table row 1 must be a list of numbers"),
+    "upper triangle": (_set(("solver", "table", 0, 3), 0.5), "lower-triangular"),
+    "sigmas too short": (_set(("solver", "sigmas"), [80.0]), "sigmas holds 1 values; a step grid for NFE 3"),
+    "sigmas too long": (_set(("solver", "sigmas"), [80.0, 20.0, 9.0, 1.0, 0.1, 0.002]), "sigmas holds 6 values"),
+    "sigmas increasing": (_set(("solver", "sigmas"), [0.002, 1.0, 80.0]), "strictly decreasing"),
+    "NaN in table": (_replace("0.12154001694075164", "NaN"), "table row 1 must be finite"),
+    "Infinity in eval_sigmas": (_replace('"eval_sigmas": [80.0', '"eval_sigmas": [Infinity'),
+                                "eval_sigmas must be finite"),
+    "1e999 in sigmas": (_replace('"sigmas": [80.0', '"sigmas": [1e999'), "solver file: sigmas must be finite, got [inf]"),
+    "negative eval sigma": (_set(("solver", "eval_sigmas"), [80.0, -1.0, 0.5]), "sigmas positive"),
+    "meta a list": (_set(("solver", "meta"), [1]), "solver meta must be an object"),
+    "model a string": (_set(("model",), "gmm"), "`model` must be an object"),
+    "model shape a number": (_set(("model",), {**MODEL, "shape": 3}), "model shape must be a list of positive integers"),
+    "model shape with 0": (_set(("model",), {**MODEL, "shape": [1, 0, 8]}), "model shape must be a list of positive"),
+    "model name missing": (_set(("model",), {"weights_sha256": "ab", "shape": [1, 8, 8]}),
                            "model must have a string name and weights_sha256"),
-    "teacher a string": (_text(_edit(("teacher",), "heun")).encode(), "`teacher` must be an object"),
-    "schedule a number": (_text(_edit(("schedule",), 3)).encode(), "schedule must be a name or a list of sigmas"),
+    "teacher a string": (_set(("teacher",), "heun"), "`teacher` must be an object"),
+    "schedule a number": (_set(("schedule",), 3), "schedule must be a name or a list of sigmas"),
 }
 
 HARNESS = textwrap.dedent("""
