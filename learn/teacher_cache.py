@@ -24,7 +24,7 @@ from ..teacher import TeacherSpec, run_teacher
 
 log = logging.getLogger("s4s_export.learn")
 FORMAT = "s4s-export.teacher-cache"
-VERSION = 1
+VERSION = 2  # 2: noise from the Philox definition (docs/runtime.md "Noise"); version-1 caches hold old-noise targets
 
 
 @dataclass
@@ -69,7 +69,7 @@ def _read(path: Path, expect: dict[str, str]) -> torch.Tensor:
 
 def teacher_pairs(cache_dir: Path, denoiser: Denoiser, teacher: TeacherSpec, seed: int, count: int,
                   batch: int = 64, device: torch.device | str = "cpu", what: str = "teacher") -> TeacherPairs:
-    """`count` teacher pairs for noise seeds seed..seed+count-1, from the cache where it has them."""
+    """`count` teacher pairs for samples 0..count-1 of noise seed `seed`, from the cache where it has them."""
     info = denoiser.info
     identity = denoiser.identity()
     path = cache_path(cache_dir, identity, teacher, seed)

@@ -9,7 +9,7 @@ checks it); TensorRT, cuda-python and onnx are imported only when used.
 """
 
 from .images import make_grid, png_bytes, to_uint8, write_png
-from .noise import seeded_noise
+from .noise import seeded_labels, seeded_noise
 from .onnxruntime_runner import OrtRunner
 from .runner import Runner
 from .sampler import Sampler
@@ -18,4 +18,4 @@ from .tensorrt_runner import TrtRunner
 from .triton import write_triton_repository
 
 __all__ = ["OrtRunner", "Runner", "Sampler", "TrtBuildConfig", "TrtRunner", "build_engine", "make_grid", "png_bytes",
-           "seeded_noise", "to_uint8", "write_png", "write_triton_repository"]
+           "seeded_labels", "seeded_noise", "to_uint8", "write_png", "write_triton_repository"]

@@ -1,21 +1,17 @@
-"""Seeded noise from numpy: sample i of a set depends only on (seed, i), so prefixes of a set agree.
+"""Seeded noise for the runtime: the one definition of `s4s_export.noise` (Philox4x64-10, docs/runtime.md "Noise").
 
-The stream is numpy's PCG64 seeded with the pair (seed, i). It is NOT bit-identical to the
-training-side noise of `s4s_export.noise` (torch's generator): the same seed gives other images
-here than in `s4s-export eval`. Pass `noise=` explicitly to reproduce a torch-side result.
+Sample i depends only on (seed, i), and `--seed S` gives the same float32 noise bits here as in
+`s4s-export eval`/`learn`, the C++ runtime and the Triton example.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..noise import class_labels as seeded_labels
+from ..noise import normal_noise as seeded_noise
 
-def seeded_noise(shape: tuple[int, ...], n: int, seed: int, start: int = 0) -> np.ndarray:
-    """float32 standard normal noise [n, *shape]; sample i comes from `default_rng([seed, start + i])`."""
-    out = np.empty((n, *shape), dtype=np.float32)
-    for i in range(n):
-        out[i] = np.random.default_rng([seed, start + i]).standard_normal(shape, dtype=np.float32)
-    return out
+__all__ = ["fresh_seed", "seeded_labels", "seeded_noise"]
 
 
 def fresh_seed() -> int:

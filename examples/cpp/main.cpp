@@ -3,8 +3,9 @@
 //   s4s_sample MODEL [--n N] [--seed S] [--noise FILE] [--labels 0,1,2] [--guidance G]
 //              [--out grid.ppm] [--raw FILE] [--threads T] [--providers cpu,cuda,tensorrt]
 //
-// --noise reads N*C*H*W little-endian float32 (N from the file size) instead of generating noise
-// (std::mt19937 normal: NOT the same stream as the Python runtime's numpy noise).
+// --noise reads N*C*H*W little-endian float32 (N from the file size) instead of generating noise.
+// Generated noise is s4s::seeded_noise (s4s/noise.h): --seed S gives the same noise bits as the Python
+// runtime's `Sampler.load(MODEL)(seed=S, n=N)` and `s4s-export sample --seed S`.
 // --raw writes the sampler's output tensor as raw bytes (float32 or uint8) for comparisons.
 // Without --guidance, conditional graphs use their recorded default guidance scale (else 1.0), as in Python.
 #include <algorithm>
@@ -14,11 +15,11 @@
 #include <iostream>
 #include <locale>
 #include <optional>
-#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "s4s/noise.h"
 #include "s4s/runtime.h"
 
 namespace {
@@ -107,7 +108,7 @@ int main(int argc, char** argv) {
   try {
     std::string model = argv[1], noise_path, out = "grid.ppm", raw, labels_text;
     int64_t n = 16;
-    unsigned seed = 0;
+    uint64_t seed = 0;
     std::optional<float> guidance;  // unset: the graph's default
     s4s::Options options;
     for (int i = 2; i < argc; i += 2) {
@@ -115,7 +116,10 @@ int main(int argc, char** argv) {
       if (i + 1 >= argc) throw s4s::Error(flag + " needs a value");
       const std::string value = argv[i + 1];
       if (flag == "--n") n = number<int64_t>(flag, value);
-      else if (flag == "--seed") seed = number<unsigned>(flag, value);
+      else if (flag == "--seed") {
+        if (value.empty() || value[0] == '-') throw s4s::Error("--seed must be a non-negative integer, got '" + value + "'");
+        seed = number<uint64_t>(flag, value);
+      }
       else if (flag == "--noise") noise_path = value;
       else if (flag == "--labels") labels_text = value;
       else if (flag == "--guidance") guidance = number<float>(flag, value);
@@ -132,10 +136,7 @@ int main(int argc, char** argv) {
       noise = read_noise(noise_path, sampler->noise_size());
       n = static_cast<int64_t>(noise.size()) / sampler->noise_size();
     } else {
-      std::mt19937 gen(seed);
-      std::normal_distribution<float> normal;
-      noise.resize(n * sampler->noise_size());
-      for (auto& x : noise) x = normal(gen);
+      noise = s4s::seeded_noise(sampler->noise_size(), n, seed);
     }
     std::vector<int64_t> labels;
     for (const auto& label : split(labels_text)) labels.push_back(number<int64_t>("--labels", label));

@@ -18,7 +18,8 @@ import onnxruntime
 import pytest
 
 from s4s_export.cachedir import cache_root
-from s4s_export.runtime import Sampler, seeded_noise
+from s4s_export.noise import label_set, noise_set
+from s4s_export.runtime import Sampler, seeded_labels, seeded_noise
 
 from runtime_helpers import CHW, NUM_CLASSES, export_tiny
 
@@ -50,6 +51,33 @@ def build(tmp_path_factory) -> Path:
         result = subprocess.run(command, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return out
+
+
+@pytest.mark.parametrize("size,n,seed,start", [(12289, 160, 1_000_000, 5), (3, 1000, 2**64 - 1, 2**63), (1, 3, 0, 0)])
+def test_cpp_noise_is_bit_identical_to_python(build, tmp_path, size, n, seed, start):
+    """s4s::seeded_noise / seeded_labels give the float32 bits of the Python runtime and of eval's noise_set."""
+    noise_file, labels_file = tmp_path / "noise.f32", tmp_path / "labels.i64"
+    result = subprocess.run([str(build / "s4s_runtime" / "s4s_dump_noise"), str(size), str(n), str(seed), str(start),
+                             "10", str(noise_file), str(labels_file)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    cpp = np.fromfile(noise_file, dtype="<u4").reshape(n, size)
+    np.testing.assert_array_equal(cpp, seeded_noise((size,), n, seed, start).view(np.uint32))
+    np.testing.assert_array_equal(cpp, noise_set((size,), n, seed, start).numpy().view(np.uint32))
+    labels = np.fromfile(labels_file, dtype="<i8")
+    np.testing.assert_array_equal(labels, seeded_labels(10, n, seed, start))
+    np.testing.assert_array_equal(labels, label_set(10, n, seed, start).numpy())
+
+
+@pytest.mark.parametrize("seed", ["0", "1000000", str(2**64 - 1)])
+def test_example_seed_gives_the_python_runtimes_images(build, graphs, tmp_path, seed):
+    raw = tmp_path / "out.raw"
+    result = subprocess.run([str(build / "s4s_sample"), str(graphs["uncond"]), "--n", "5", "--seed", seed, "--raw",
+                             str(raw), "--out", str(tmp_path / "grid.ppm"), "--threads", "1"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    expected = Sampler.load(graphs["uncond"])(seed=int(seed), n=5)
+    assert np.abs(np.fromfile(raw, dtype="<f4").reshape(expected.shape) - expected).max() <= 1e-6
+    assert np.abs(expected - Sampler.load(graphs["uncond"])(seed=int(seed) ^ 1, n=5)).max() > 1e-2  # the seed matters
 
 
 RECORDED_GUIDANCE = 2.5  # a conditional graph's recorded default guidance scale, not 1 (no guidance)
@@ -157,6 +185,7 @@ def test_example_uint8_output_and_ppm(build, graphs, tmp_path):
     ("fixed2", ("--n", "3"), "batch 3 cannot be split into runs within the batch range [2, 2]"),
     ("fixed2", ("--n", "1"), "batch 1 is below the minimum batch 2"),
     ("uncond", ("--n", "0"), "--n must be at least 1"),
+    ("uncond", ("--seed", "-1"), "--seed must be a non-negative integer, got '-1'"),
     ("bad sidecar", (), "is not valid JSON"),
     ("two outputs", (), "it has 2 outputs; expected one, images"),
 ])

@@ -10,11 +10,11 @@
 #include <iostream>
 #include <limits>
 #include <map>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "../src/backend.h"  // internal: the description's JSON parser
+#include "s4s/noise.h"
 #include "s4s/runtime.h"
 
 namespace {
@@ -46,12 +46,27 @@ void expect_error_type(const std::function<void()>& call, const std::string& wha
   }
 }
 
-std::vector<float> normal(int64_t count, unsigned seed) {
-  std::mt19937 gen(seed);
-  std::normal_distribution<float> dist;
-  std::vector<float> v(count);
-  for (auto& x : v) x = dist(gen);
-  return v;
+std::vector<float> normal(int64_t count, unsigned seed) { return s4s::seeded_noise(count, 1, seed); }
+
+// Random123 1.09 examples/kat_vectors, philox4x64 10: counter, key -> output.
+void test_philox_known_answers() {
+  const uint64_t f = ~0ULL;
+  expect(s4s::philox4x64({0, 0, 0, 0}, {0, 0}) == std::array<uint64_t, 4>{0x16554d9eca36314cULL, 0xdb20fe9d672d0fdcULL,
+                                                                           0xd7e772cee186176bULL, 0x7e68b68aec7ba23bULL},
+         "philox zeros");
+  expect(s4s::philox4x64({f, f, f, f}, {f, f}) == std::array<uint64_t, 4>{0x87b092c3013fe90bULL, 0x438c3c67be8d0224ULL,
+                                                                           0x9cc7d7c69cd777b6ULL, 0xa09caebf594f0ba0ULL},
+         "philox ones");
+  expect(s4s::philox4x64({0x243f6a8885a308d3ULL, 0x13198a2e03707344ULL, 0xa4093822299f31d0ULL, 0x082efa98ec4e6c89ULL},
+                         {0x452821e638d01377ULL, 0xbe5466cf34e90c6cULL}) ==
+             std::array<uint64_t, 4>{0xa528f45403e61d95ULL, 0x38c72dbd566e9788ULL, 0xa5a1610e72fd18b5ULL,
+                                     0x57bd43b5e52b7fe6ULL},
+         "philox pi");
+  // sample i depends only on (seed, i): a later start is a suffix of a longer set
+  const auto full = s4s::seeded_noise(7, 5, 3), tail = s4s::seeded_noise(7, 2, 3, 3);
+  expect(std::equal(tail.begin(), tail.end(), full.begin() + 21), "noise suffix");
+  expect(s4s::seeded_labels(0, 4, 3).empty() && s4s::seeded_labels(5, 4, 3).size() == 4, "labels");
+  expect_error([] { s4s::seeded_noise(4, -1, 0); }, "must be non-negative", "negative count");
 }
 
 void test_unconditional(const std::string& path) {
@@ -182,6 +197,7 @@ int main() {
     return 77;
   }
   test_json();
+  test_philox_known_answers();
   expect(s4s::plan_batches(9, 4, 8) == std::vector<int64_t>({5, 4}), "plan 9 in [4,8]");
   expect(s4s::plan_batches(16, 4, 5) == std::vector<int64_t>({4, 4, 4, 4}), "plan 16 in [4,5]");
   expect_error([] { s4s::plan_batches(9, 8, 8); }, "cannot be split", "plan 9 in [8,8]");
