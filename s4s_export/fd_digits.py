@@ -51,7 +51,7 @@ def digits_16x16() -> tuple[torch.Tensor, torch.Tensor]:
 def held_out_split(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, held-out) of the classifier's split: a seeded permutation, the last 20% held out."""
     perm = np.random.default_rng(SPLIT_SEED).permutation(n)
-    cut = n - int(round(n * HELD_OUT_FRACTION))
+    cut = n - round(n * HELD_OUT_FRACTION)
     return np.sort(perm[:cut]), np.sort(perm[cut:])
 
 
@@ -128,7 +128,7 @@ class FdDigits:
         self.mu, self.sigma = feature_stats(classifier_features(net, digits_16x16()[0]))
 
     @classmethod
-    def from_shipped(cls) -> "FdDigits":
+    def from_shipped(cls) -> FdDigits:
         return cls(*load_classifier())
 
     def __call__(self, images: torch.Tensor) -> float:

@@ -21,7 +21,12 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from s4s_export.fd_digits import CLASSIFIER_ASSET, DigitsClassifier, digits_16x16, held_out_split  # noqa: E402
+from s4s_export.fd_digits import (
+    CLASSIFIER_ASSET,
+    DigitsClassifier,
+    digits_16x16,
+    held_out_split,
+)
 
 
 def shift(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

@@ -9,8 +9,14 @@ import torch
 pytest.importorskip("sklearn", reason="fd-digits reads sklearn's bundled digits")
 pytest.importorskip("scipy", reason="fd-digits uses scipy.linalg.sqrtm")
 
-from s4s_export.fd_digits import (  # noqa: E402
-    FdDigits, classifier_features, digits_16x16, feature_stats, frechet_distance, held_out_split, load_classifier,
+from s4s_export.fd_digits import (
+    FdDigits,
+    classifier_features,
+    digits_16x16,
+    feature_stats,
+    frechet_distance,
+    held_out_split,
+    load_classifier,
 )
 
 
