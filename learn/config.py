@@ -18,7 +18,7 @@ class TrainConfig:
     """Everything that decides a training run (and so must match on --resume)."""
 
     method: str = "s4s-alt"
-    base: str = "dpmpp3m"
+    base: str = "auto"  # or NAME[:SCHEDULE] (learn/base_select.py)
     order_cap: int = 3
     pc: bool = False
     offsets: bool = False

@@ -21,12 +21,13 @@ from ..solverfile import SolverFile, library_versions, save_solver_file
 from ..solvers import make_solver
 from ..teacher import TeacherSpec
 from ..workspace import Workspace
+from .base_select import BaseRequest, Candidate, select_base
 from .config import TrainConfig
 from .distances import Distance, make_distance
 from .relax import relaxation_radius
 from .student import S4SStudent, StudentShape, check_base, init_from_base
 from .teacher_cache import TeacherPairs, teacher_pairs
-from .trainer import Trainer, TrainResult
+from .trainer import Trainer, TrainResult, validation_score
 
 log = logging.getLogger("s4s_export.learn")
 
@@ -80,8 +81,10 @@ def learn(req: LearnRequest, on_epoch: Callable[[dict], None] | None = None) -> 
     teacher = req.teacher or spec.teacher
     schedule = req.schedule if req.schedule is not None else spec.schedule
     schedule = list(schedule) if isinstance(schedule, tuple) else schedule
+    base_req = BaseRequest.parse(cfg.base)
     for nfe in req.nfes:  # fail on a bad base/NFE before any teacher work
-        check_base(make_solver(cfg.base, nfe, schedule, info.sigma_min, info.sigma_max))
+        if not base_req.auto:
+            check_base(make_solver(base_req.solver, nfe, base_req.schedule or schedule, info.sigma_min, info.sigma_max))
     distance = make_distance(cfg.distance, info.shape, device)
     log.info("model %s (%s), teacher %s, distance %s, device %s", req.model, identity["weights_sha256"][:12],
              teacher.label(), distance.name, device)
@@ -91,11 +94,14 @@ def learn(req: LearnRequest, on_epoch: Callable[[dict], None] | None = None) -> 
     teacher_s = time.perf_counter() - t0
     rows = []
     for nfe in req.nfes:
-        result, path = _learn_one(req, cfg, ws, denoiser, teacher, schedule, distance, train, val, nfe, device, teacher_s,
+        result, path, doc = _learn_one(req, cfg, ws, denoiser, teacher, schedule, distance, train, val, nfe, device, teacher_s,
                                   on_epoch)
-        rows.append({"nfe": nfe, "method": cfg.method, "base": cfg.base, "distance": distance.name,
-                     "base_val": result.base_val, "learned_val": result.best_val,
-                     "ratio": result.best_val / result.base_val if result.base_val > 0 else float("nan"),
+        v = doc["validation"]
+        rows.append({"nfe": nfe, "method": cfg.method, "base": doc["base"]["solver"], "base_schedule": doc["base"]["schedule"],
+                     "distance": distance.name, "base_val": result.base_val, "learned_val": result.best_val,
+                     "ratio": v["ratio_to_base"], "best_classical": v["best_classical"],
+                     "best_classical_val": v["best_classical_distance"], "ratio_to_best_classical": v["ratio_to_best_classical"],
+                     "rmse_ratio_to_best_classical": v["rmse_ratio_to_best_classical"],
                      "best_epoch": result.best_epoch, "rollbacks": result.rollbacks, "wall_s": result.wall_s,
                      "teacher_s": teacher_s, "peak_memory": result.peak_memory, "solver_file": str(path)})
         teacher_s = 0.0  # the pairs are shared: counted with the first NFE
@@ -104,18 +110,20 @@ def learn(req: LearnRequest, on_epoch: Callable[[dict], None] | None = None) -> 
 
 def _learn_one(req: LearnRequest, cfg: TrainConfig, ws: Workspace, denoiser: Denoiser, teacher: TeacherSpec,
                sched: str | list[float], distance: Distance, train: TeacherPairs, val: TeacherPairs, nfe: int,
-               device: torch.device, teacher_s: float, on_epoch: Callable[[dict], None] | None) -> tuple[TrainResult, Path]:
+               device: torch.device, teacher_s: float, on_epoch: Callable[[dict], None] | None) -> tuple[TrainResult, Path, dict]:
     info = denoiser.info
-    base = make_solver(cfg.base, nfe, sched, info.sigma_min, info.sigma_max)
     shape = StudentShape(nfe, cfg.order_cap, cfg.pc, cfg.learns_times, cfg.offsets)
+    dtype = torch.float64 if teacher.is_reference else torch.float32
+    selection = select_base(BaseRequest.parse(cfg.base), nfe, shape, sched, info.sigma_min, info.sigma_max,
+                            lambda s: validation_score(denoiser, s, val, distance, device, dtype, max(cfg.batch, 64)))
+    base, sched = selection.chosen, selection.chosen_schedule
     student = S4SStudent(shape, base.sigmas)
     init = init_from_base(student, base)
     log.info("NFE %d: student initialised from %s (%s, max table error %.2g), %d coefficients",
              nfe, base.name, init.how, init.max_abs_error, shape.num_coefficients)
     radius = relaxation_radius(shape.num_coefficients, info.dim, cfg.radius_c)
     fingerprint = {"config": cfg.to_dict(), "nfe": nfe, "model": denoiser.identity(), "teacher": teacher.to_dict(),
-                   "schedule": sched, "distance": distance.info}
-    dtype = torch.float64 if teacher.is_reference else torch.float32
+                   "schedule": sched, "distance": distance.info, "base_chosen": base.name}
     trainer = Trainer(denoiser, student, base, cfg, train, val, distance, radius, ws.state_path(nfe), fingerprint,
                       device, dtype, on_epoch)
     result = trainer.run(resume=req.resume)
@@ -124,7 +132,8 @@ def _learn_one(req: LearnRequest, cfg: TrainConfig, ws: Workspace, denoiser: Den
     doc = {
         "method": cfg.method,
         "nfe": nfe,
-        "base": {**init.to_dict(), "schedule": sched if isinstance(sched, str) else "explicit", "sigmas": base.sigmas.tolist()},
+        "base": {**init.to_dict(), "schedule": sched if isinstance(sched, str) else "explicit", "sigmas": base.sigmas.tolist(),
+                 "selection": selection.to_dict()},
         "order_cap": cfg.order_cap,
         "predictor_corrector": cfg.pc,
         "schedule": "learned" if cfg.learns_times else (sched if isinstance(sched, str) else "explicit"),
@@ -140,11 +149,12 @@ def _learn_one(req: LearnRequest, cfg: TrainConfig, ws: Workspace, denoiser: Den
                   "validation_noise_seed": VALIDATION_SEED, "validation_samples": len(val), "shuffle_seed": cfg.seed},
         "validation": {"distance": distance.name, "samples": len(val), "base": base_score["distance"],
                        "learned": final["distance"], "base_rmse": base_score["rmse"], "learned_rmse": final["rmse"],
-                       "iteration0": result.init_val, "best_epoch": result.best_epoch, "epochs": len(cfg.plan())},
+                       "iteration0": result.init_val, "best_epoch": result.best_epoch, "epochs": len(cfg.plan()),
+                       **_ratios(final, base_score, selection.best_classical, selection.best_classical_rmse)},
         "parameters": student.describe(),
         "versions": library_versions(),
     }
-    meta = {"schedule": doc["schedule"], "method": cfg.method, "base": cfg.base, "order_cap": cfg.order_cap}
+    meta = {"schedule": doc["schedule"], "method": cfg.method, "base": base.name, "order_cap": cfg.order_cap}
     table = result.student.solver_table(cfg.method, meta)
     path = save_solver_file(ws.solver_path(nfe), SolverFile(table, doc))
     report = {"nfe": nfe, "solver_file": str(path), "wall_s": result.wall_s, "teacher_s": teacher_s,
@@ -153,5 +163,19 @@ def _learn_one(req: LearnRequest, cfg: TrainConfig, ws: Workspace, denoiser: Den
               "checkpointing": cfg.checkpointing, "rollbacks": result.rollbacks, "relaxation": result.relax, "history": result.history,
               "validation": doc["validation"]}
     atomic_write_text(ws.report_path(nfe), json.dumps(report, indent=1) + "\n")
-    log.info("NFE %d: wrote %s (validation %.5g, base %.5g)", nfe, path, final["distance"], base_score["distance"])
-    return result, path
+    log.info("NFE %d: wrote %s (validation %.5g, base %.5g, best classical %.5g)", nfe, path, final["distance"],
+             base_score["distance"], selection.best_classical.distance)
+    return result, path, doc
+
+
+def _ratios(learned: dict, base: dict, best: Candidate, best_rmse: Candidate) -> dict:
+    """The learned solver against its base and against the best classical solver (same validation pairs)."""
+    def ratio(a: float, b: float) -> float:
+        return a / b if b > 0 else float("nan")
+
+    return {"best_classical": f"{best.solver}:{best.schedule}", "best_classical_distance": best.distance,
+            "best_classical_rmse_solver": f"{best_rmse.solver}:{best_rmse.schedule}", "best_classical_rmse": best_rmse.rmse,
+            "ratio_to_base": ratio(learned["distance"], base["distance"]),
+            "ratio_to_best_classical": ratio(learned["distance"], best.distance),
+            "rmse_ratio_to_base": ratio(learned["rmse"], base["rmse"]),
+            "rmse_ratio_to_best_classical": ratio(learned["rmse"], best_rmse.rmse)}

@@ -40,7 +40,7 @@ def learn_cmd(
     random_weights: bool = typer.Option(False, "--random-weights", help="Preset architecture with random weights."),
     nfe: str = typer.Option("5", "--nfe", help="NFE, or comma-separated NFEs (one solver each), e.g. 3,4,5,6."),
     method: str = typer.Option("s4s-alt", "--method", help="s4s-alt (grid and coefficients, alternating), s4s, or joint."),
-    base: str = typer.Option("dpmpp3m", "--base", help="Classical solver the coefficients start from (dpmpp3m, unipc, ipndm, ...)."),
+    base: str = typer.Option("auto", "--base", help="Classical solver to start from: auto (the best on the validation pairs over every solver and schedule), or NAME[:SCHEDULE] (dpmpp3m, unipc:logsnr, ...)."),
     schedule: str = typer.Option(None, "--schedule", help="Base grid: edm, logsnr, ... or sigmas (default: the model's)."),
     distance: str = typer.Option("auto", "--distance", help="auto (lpips if installed, else pseudo-huber), pseudo-huber, l2, l1, lpips."),
     samples: int = typer.Option(None, "--samples", min=1, help="Teacher pairs (default 700 for s4s, 1400 otherwise)."),
@@ -83,14 +83,17 @@ def learn_cmd(
         print_json({"model": model, "results": rows})
         return
     r0 = rows[0]
-    print_table(f"{model}: {r0['method']} from {r0['base']}; validation {r0['distance']} to the teacher, {val_samples} held-out samples",
-                ["nfe", "base val", "learned val", "ratio", "teacher", "training", "peak MiB"],
-                [[r["nfe"], f"{r['base_val']:.4g}", f"{r['learned_val']:.4g}", f"{r['ratio']:.3f}", f"{r['teacher_s']:.0f} s",
-                  f"{r['wall_s']:.0f} s", f"{r['peak_memory']['bytes'] / 2**20:.0f}"] for r in rows])
-    console.print(f"peak memory: {rows[0]['peak_memory']['what']}; teacher: generating the teacher pairs (0 when cached); "
+    print_table(f"{model}: {r0['method']}; validation {r0['distance']} to the teacher, {val_samples} held-out samples",
+                ["nfe", "base val", "learned val", "ratio", "vs best", "teacher", "training", "MiB"],
+                [[r["nfe"], f"{r['base_val']:.4g}", f"{r['learned_val']:.4g}", f"{r['ratio']:.3f}", f"{r['ratio_to_best_classical']:.3f}",
+                  f"{r['teacher_s']:.0f} s", f"{r['wall_s']:.0f} s", f"{r['peak_memory']['bytes'] / 2**20:.0f}"] for r in rows])
+    console.print(f"MiB: peak memory, {rows[0]['peak_memory']['what']}; teacher: generating the teacher pairs (0 when cached); "
                   "training: training and validation", highlight=False)
+    console.print("ratio: learned / base; vs best: learned / the best classical solver on any schedule (same pairs)",
+                  highlight=False)
     for r in rows:
-        console.print(f"NFE {r['nfe']}: {r['solver_file']}", highlight=False, soft_wrap=True)
+        console.print(f"NFE {r['nfe']}: base {r['base']}:{r['base_schedule']}, best classical {r['best_classical']} "
+                      f"({r['best_classical_val']:.4g}); {r['solver_file']}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
