@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass
 from ..errors import S4SError, choice_error
 from ..schedules import SCHEDULES, parse_schedule
 from ..solvers import SOLVERS, SolverTable, make_solver
-from .student import S4SStudent, StudentShape, check_base, init_from_base
+from .correction import make_student
+from .student import StudentShape, check_base
 
 log = logging.getLogger("s4s_export.learn")
 AUTO = "auto"
@@ -111,7 +112,7 @@ def candidate_solvers(nfe: int) -> list[str]:
 
 
 def score_candidates(nfe: int, shape: StudentShape, sigma_min: float, sigma_max: float, score: Score,
-                     schedules: Sequence[str] = tuple(SCHEDULES)) -> list[Candidate]:
+                     parameterisation: str = "step", schedules: Sequence[str] = tuple(SCHEDULES)) -> list[Candidate]:
     """Every classical solver on every schedule, scored classical and as initialised, ranked."""
     out = []
     for name in candidate_solvers(nfe):
@@ -123,8 +124,7 @@ def score_candidates(nfe: int, shape: StudentShape, sigma_min: float, sigma_max:
             except S4SError:
                 out.append(Candidate(name, sched, own["distance"], own["rmse"], "not a base", None, None))
                 continue
-            student = S4SStudent(shape, table.sigmas)
-            init = init_from_base(student, table)
+            student, init = make_student(parameterisation, shape, table)
             at0 = own if init.exact else score(student.solver_table(f"{name} as initialised"))
             out.append(Candidate(name, sched, own["distance"], own["rmse"], init.how, at0["distance"], at0["rmse"]))
     bases = sorted((c for c in out if c.is_base), key=lambda c: (c.init_distance, c.solver, c.schedule))
@@ -133,9 +133,9 @@ def score_candidates(nfe: int, shape: StudentShape, sigma_min: float, sigma_max:
 
 
 def select_base(request: BaseRequest, nfe: int, shape: StudentShape, run_schedule: str | list[float],
-                sigma_min: float, sigma_max: float, score: Score) -> BaseSelection:
+                sigma_min: float, sigma_max: float, score: Score, parameterisation: str = "step") -> BaseSelection:
     """The base to start from (the best as initialised for `auto`, else the forced one) and the yardstick."""
-    candidates = score_candidates(nfe, shape, sigma_min, sigma_max, score)
+    candidates = score_candidates(nfe, shape, sigma_min, sigma_max, score, parameterisation)
     best = min(candidates, key=lambda c: (c.distance, c.solver, c.schedule))
     best_rmse = min(candidates, key=lambda c: (c.rmse, c.solver, c.schedule))
     if request.auto:

@@ -19,6 +19,7 @@ class TrainConfig:
 
     method: str = "s4s-alt"
     base: str = "auto"  # or NAME[:SCHEDULE] (learn/base_select.py)
+    parameterisation: str = "step"  # or "correction" (learn/correction.py)
     order_cap: int = 3
     pc: bool = False
     offsets: bool = False
@@ -50,6 +51,8 @@ class TrainConfig:
         for name in ("samples", "batch", "epochs", "alternations", "val_samples"):
             if getattr(cfg, name) < 1:
                 raise S4SError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+        if cfg.parameterisation not in ("step", "correction"):
+            raise choice_error("param", cfg.parameterisation, ("step", "correction"))
         if cfg.offsets and cfg.method == "s4s":
             raise S4SError("--offsets learns evaluation times: use it with --method s4s-alt or joint")
         if cfg.seed < 0:

@@ -23,9 +23,10 @@ from ..teacher import TeacherSpec
 from ..workspace import Workspace
 from .base_select import BaseRequest, Candidate, select_base
 from .config import TrainConfig
+from .correction import make_student
 from .distances import Distance, make_distance
 from .relax import relaxation_radius
-from .student import S4SStudent, StudentShape, check_base, init_from_base
+from .student import StudentShape, check_base
 from .teacher_cache import TeacherPairs, teacher_pairs
 from .trainer import Trainer, TrainResult, validation_score
 
@@ -115,10 +116,10 @@ def _learn_one(req: LearnRequest, cfg: TrainConfig, ws: Workspace, denoiser: Den
     shape = StudentShape(nfe, cfg.order_cap, cfg.pc, cfg.learns_times, cfg.offsets)
     dtype = torch.float64 if teacher.is_reference else torch.float32
     selection = select_base(BaseRequest.parse(cfg.base), nfe, shape, sched, info.sigma_min, info.sigma_max,
-                            lambda s: validation_score(denoiser, s, val, distance, device, dtype, max(cfg.batch, 64)))
+                            lambda s: validation_score(denoiser, s, val, distance, device, dtype, max(cfg.batch, 64)),
+                            cfg.parameterisation)
     base, sched = selection.chosen, selection.chosen_schedule
-    student = S4SStudent(shape, base.sigmas)
-    init = init_from_base(student, base)
+    student, init = make_student(cfg.parameterisation, shape, base)
     log.info("NFE %d: student initialised from %s (%s, max table error %.2g), %d coefficients",
              nfe, base.name, init.how, init.max_abs_error, shape.num_coefficients)
     radius = relaxation_radius(shape.num_coefficients, info.dim, cfg.radius_c)
