@@ -33,6 +33,7 @@ class TrainConfig:
     # little in the paper's few hundred steps (demo model, NFE 5: validation 2.12 vs 1.25 with these)
     lr: float = 1e-2  # coefficients
     time_lr: float = 2e-2  # time logits and offsets
+    lr_schedule: str = "constant"  # or "cosine": both rates decay to 10% over the run, per step
     grad_clip: float = 1.0
     radius_c: float = 1.0  # c_r in rho = c_r * m^(-5/2) * sqrt(dim)
     relax_step: float = 0.5  # first z' step length, as a fraction of rho
@@ -53,6 +54,8 @@ class TrainConfig:
                 raise S4SError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
         if cfg.parameterisation not in ("step", "correction"):
             raise choice_error("param", cfg.parameterisation, ("step", "correction"))
+        if cfg.lr_schedule not in ("constant", "cosine"):
+            raise choice_error("lr-schedule", cfg.lr_schedule, ("constant", "cosine"))
         if cfg.offsets and cfg.method == "s4s":
             raise S4SError("--offsets learns evaluation times: use it with --method s4s-alt or joint")
         if cfg.seed < 0:

@@ -133,6 +133,13 @@ class Trainer:
         if self.rollbacks >= self.cfg.max_rollbacks:
             raise _TooManyRollbacks
 
+    def _set_lr(self, progress: float) -> None:
+        """Learning rates at `progress` (0..1) of the run: constant, or cosine from 1 to 0.1 (`--lr-schedule`)."""
+        factor = 1.0 if self.cfg.lr_schedule == "constant" else 0.1 + 0.45 * (1 + math.cos(math.pi * progress))
+        for opt, lr in ((self.opt_coeffs, self.cfg.lr), (self.opt_times, self.cfg.time_lr)):
+            for group in opt.param_groups if opt is not None else []:
+                group["lr"] = lr * self.lr_scale * factor
+
     def _train_epoch(self, phase: str) -> float:
         coeffs, times = phase in ("coeffs", "joint"), phase in ("times", "joint")
         for p in self.student.parameters():
@@ -142,7 +149,9 @@ class Trainer:
             p.requires_grad_(True)
         opts = [o for o, on in ((self.opt_coeffs, coeffs), (self.opt_times, times)) if on and o is not None]
         total, count = 0.0, 0
-        for idx in self._batches(len(self.train)):
+        batches = self._batches(len(self.train))
+        for b, idx in enumerate(batches):
+            self._set_lr((self.epoch + b / len(batches)) / len(self.plan))
             z = self.relax.get(idx).to(self.device).requires_grad_(True)  # current z' (a moved one is judged below)
             y = self.train.target[idx].to(self.device, self.dtype)
             cond = self._cond(self.train, idx)

@@ -56,6 +56,7 @@ def learn_cmd(
     val_samples: int = typer.Option(200, "--val-samples", min=1, help="Held-out validation pairs."),
     lr: float = typer.Option(1e-2, "--lr", help="Adam learning rate for coefficients."),
     time_lr: float = typer.Option(2e-2, "--time-lr", help="Adam learning rate for time logits and offsets."),
+    lr_schedule: str = typer.Option("constant", "--lr-schedule", help="constant, or cosine (both rates decay to 10% over the run)."),
     radius: float = typer.Option(1.0, "--radius", min=0.0, help="c_r in the relaxation radius c_r * m^(-5/2) * sqrt(dim); 0 = no relaxation."),
     checkpointing: bool = typer.Option(None, "--checkpointing/--no-checkpointing",
                                        help="Per-evaluation gradient checkpointing (default: on for cuda, off for cpu)."),
@@ -73,7 +74,7 @@ def learn_cmd(
     _log_to_stderr()
     cfg = TrainConfig(method=method, base=base, parameterisation=param, order_cap=order_cap, pc=pc, offsets=offsets, distance=distance,
                       samples=samples, batch=batch, epochs=epochs, alternations=alternations, val_samples=val_samples,
-                      lr=lr, time_lr=time_lr, radius_c=radius, seed=seed, checkpointing=checkpointing)
+                      lr=lr, time_lr=time_lr, lr_schedule=lr_schedule, radius_c=radius, seed=seed, checkpointing=checkpointing)
     sched = None if schedule is None else parse_schedule(schedule)
     req = LearnRequest(model=model, nfes=tuple(parse_ints(nfe)), config=cfg,
                        schedule=tuple(sched) if isinstance(sched, list) else sched,
