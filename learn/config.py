@@ -19,7 +19,7 @@ class TrainConfig:
 
     method: str = "s4s-alt"
     base: str = "auto"  # or NAME[:SCHEDULE] (learn/base_select.py)
-    parameterisation: str = "step"  # or "correction" (learn/correction.py)
+    parameterisation: str = "correction"  # or "step" (learn/correction.py; docs/learning.md, Ablations)
     order_cap: int = 3
     pc: bool = False
     offsets: bool = False

@@ -47,7 +47,7 @@ def learn_cmd(
     batch: int = typer.Option(None, "--batch", min=1, help="Batch size (default 20 for s4s, 40 otherwise)."),
     epochs: int = typer.Option(None, "--epochs", min=1, help="s4s/joint: epochs in total (10 / 2x alternations); s4s-alt: epochs per phase (1)."),
     alternations: int = typer.Option(8, "--alternations", min=1, help="S4S-Alt rounds of time phase + coefficient phase."),
-    param: str = typer.Option("step", "--param", help="step (S4S's step-form weights) or correction (the base solver's table on the current grid plus a learned correction, GS-style)."),
+    param: str = typer.Option("correction", "--param", help="correction (the base solver's table on the current grid plus a learned correction, GS-style) or step (S4S's step-form weights fitted to the base)."),
     order_cap: int = typer.Option(3, "--order-cap", min=1, help="K: weights on the K most recent denoiser outputs per step."),
     pc: bool = typer.Option(False, "--pc", help="Predictor-corrector variant (learned UniC-style corrector, no extra NFE)."),
     offsets: bool = typer.Option(False, "--offsets", help="Learn decoupled evaluation-time offsets (s4s-alt, joint)."),
