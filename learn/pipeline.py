@@ -83,6 +83,9 @@ def learn(req: LearnRequest, on_epoch: Callable[[dict], None] | None = None) -> 
     schedule = req.schedule if req.schedule is not None else spec.schedule
     schedule = list(schedule) if isinstance(schedule, tuple) else schedule
     base_req = BaseRequest.parse(cfg.base)
+    if base_req.auto and req.schedule is not None:
+        raise S4SError("--schedule sets the grid of a forced base, but --base auto scores every built-in schedule; "
+                       "use --base NAME --schedule ..., or --base NAME:SCHEDULE")
     for nfe in req.nfes:  # fail on a bad base/NFE before any teacher work
         if not base_req.auto:
             check_base(make_solver(base_req.solver, nfe, base_req.schedule or schedule, info.sigma_min, info.sigma_max))

@@ -101,3 +101,9 @@ def test_forced_base_with_schedule(tmp_path):
     (row,) = learn(LearnRequest("gmm", (3,), cfg, teacher=TeacherSpec("unipc3", 12, "logsnr"), workdir=str(tmp_path)))
     info = load_solver_file(row["solver_file"]).info
     assert (info["base"]["solver"], info["base"]["schedule"], info["base"]["selection"]["request"]) == ("dpmpp2m", "logsnr", "dpmpp2m:logsnr")
+
+
+def test_auto_with_an_explicit_schedule_is_refused(tmp_path):
+    cfg = TrainConfig(method="s4s", samples=8, batch=8, val_samples=8, distance="pseudo-huber", epochs=1)
+    with pytest.raises(S4SError, match="--base auto scores every built-in schedule"):
+        learn(LearnRequest("gmm", (3,), cfg, schedule="logsnr", workdir=str(tmp_path)))

@@ -19,7 +19,7 @@ from s4s_export.teacher import TeacherSpec
 def test_iteration0_is_the_base_for_every_base(gmm, name, pc):
     base = make_solver(name, 5, "logsnr")
     student, init = make_student("correction", StudentShape(5, pc=pc, learn_times=True), base)
-    table, evals, start = student()
+    table, _, start = student()
     np.testing.assert_allclose(table.detach().numpy(), base.table, rtol=0, atol=1e-12)
     assert init.exact and float(start.detach()) == base.sigma_start
     noise = torch.randn(4, *gmm.info.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
