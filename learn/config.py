@@ -21,8 +21,8 @@ class TrainConfig:
     base: str = "auto"  # or NAME[:SCHEDULE] (learn/base_select.py)
     parameterisation: str = "correction"  # or "step" (learn/correction.py; docs/learning.md, Ablations)
     order_cap: int = 3
-    pc: bool = False
-    offsets: bool = False
+    pc: bool = True  # docs/learning.md, Ablations
+    offsets: bool | None = None  # None: on for the methods that learn times (s4s-alt, joint)
     distance: str = "auto"
     samples: int | None = None
     batch: int | None = None
@@ -48,7 +48,8 @@ class TrainConfig:
         samples, batch, epochs = PAPER_DEFAULTS[self.method]
         if self.method == "joint":
             epochs = 2 * self.alternations
-        cfg = replace(self, samples=self.samples or samples, batch=self.batch or batch, epochs=self.epochs or epochs)
+        cfg = replace(self, samples=self.samples or samples, batch=self.batch or batch, epochs=self.epochs or epochs,
+                      offsets=self.method != "s4s" if self.offsets is None else self.offsets)
         for name in ("samples", "batch", "epochs", "alternations", "val_samples"):
             if getattr(cfg, name) < 1:
                 raise S4SError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
