@@ -18,10 +18,11 @@ class TrainConfig:
     """Everything that decides a training run (and so must match on --resume)."""
 
     method: str = "s4s-alt"
-    base: str = "dpmpp3m"
+    base: str = "auto"  # or NAME[:SCHEDULE] (learn/base_select.py)
+    parameterisation: str = "correction"  # or "step" (learn/correction.py; docs/learning.md, Ablations)
     order_cap: int = 3
-    pc: bool = False
-    offsets: bool = False
+    pc: bool = True  # docs/learning.md, Ablations
+    offsets: bool | None = None  # None: on for the methods that learn times (s4s-alt, joint)
     distance: str = "auto"
     samples: int | None = None
     batch: int | None = None
@@ -32,6 +33,7 @@ class TrainConfig:
     # little in the paper's few hundred steps (demo model, NFE 5: validation 2.12 vs 1.25 with these)
     lr: float = 1e-2  # coefficients
     time_lr: float = 2e-2  # time logits and offsets
+    lr_schedule: str = "constant"  # or "cosine": both rates decay to 10% over the run, per step
     grad_clip: float = 1.0
     radius_c: float = 1.0  # c_r in rho = c_r * m^(-5/2) * sqrt(dim)
     relax_step: float = 0.5  # first z' step length, as a fraction of rho
@@ -46,10 +48,15 @@ class TrainConfig:
         samples, batch, epochs = PAPER_DEFAULTS[self.method]
         if self.method == "joint":
             epochs = 2 * self.alternations
-        cfg = replace(self, samples=self.samples or samples, batch=self.batch or batch, epochs=self.epochs or epochs)
+        cfg = replace(self, samples=self.samples or samples, batch=self.batch or batch, epochs=self.epochs or epochs,
+                      offsets=self.method != "s4s" if self.offsets is None else self.offsets)
         for name in ("samples", "batch", "epochs", "alternations", "val_samples"):
             if getattr(cfg, name) < 1:
                 raise S4SError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+        if cfg.parameterisation not in ("step", "correction"):
+            raise choice_error("param", cfg.parameterisation, ("step", "correction"))
+        if cfg.lr_schedule not in ("constant", "cosine"):
+            raise choice_error("lr-schedule", cfg.lr_schedule, ("constant", "cosine"))
         if cfg.offsets and cfg.method == "s4s":
             raise S4SError("--offsets learns evaluation times: use it with --method s4s-alt or joint")
         if cfg.seed < 0:

@@ -21,13 +21,15 @@ from ..solverfile import SolverFile, save_solver_file
 from ..solvers import make_solver
 from ..teacher import TeacherSpec
 from ..workspace import Workspace
+from .base_select import BaseRequest, select_base
 from .config import TrainConfig
+from .correction import make_student
 from .distances import Distance, make_distance
 from .provenance import LearnedSolver, provenance_document
 from .relax import relaxation_radius
-from .student import S4SStudent, StudentConfig, check_base, init_from_base
+from .student import StudentConfig, check_base
 from .teacher_cache import TeacherPairs, teacher_pairs
-from .trainer import Trainer
+from .trainer import Trainer, validation_score
 
 log = logging.getLogger("s4s_export.learn")
 
@@ -97,8 +99,13 @@ def learn(req: LearnRequest, on_epoch: Callable[[dict], None] | None = None) -> 
     teacher = req.teacher or spec.teacher
     schedule = req.schedule if req.schedule is not None else spec.schedule
     schedule = list(schedule) if isinstance(schedule, tuple) else schedule
+    base_req = BaseRequest.parse(cfg.base)
+    if base_req.auto and req.schedule is not None:
+        raise S4SError("--schedule sets the grid of a forced base, but --base auto scores every built-in schedule; "
+                       "use --base NAME --schedule ..., or --base NAME:SCHEDULE")
     for nfe in req.nfes:  # fail on a bad base/NFE before any teacher work
-        check_base(make_solver(cfg.base, nfe, schedule, info.sigma_min, info.sigma_max))
+        if not base_req.auto:
+            check_base(make_solver(base_req.solver, nfe, base_req.schedule or schedule, info.sigma_min, info.sigma_max))
     distance = make_distance(cfg.distance, info.shape, device)
     log.info("model %s (%s), teacher %s, distance %s, device %s", ref.text, identity["weights_sha256"][:12],
              teacher.label(), distance.name, device)
@@ -110,11 +117,14 @@ def learn(req: LearnRequest, on_epoch: Callable[[dict], None] | None = None) -> 
     rows = []
     for nfe in req.nfes:
         learned = train_solver(run, nfe)
-        path = write_solver(run, learned, teacher_s)
+        path, doc = write_solver(run, learned, teacher_s)
         result = learned.result
-        rows.append({"nfe": nfe, "method": cfg.method, "base": cfg.base, "distance": distance.name,
-                     "base_val": result.base_val, "learned_val": result.best_val,
-                     "ratio": result.best_val / result.base_val if result.base_val > 0 else float("nan"),
+        v = doc["validation"]
+        rows.append({"nfe": nfe, "method": cfg.method, "base": doc["base"]["solver"], "base_schedule": doc["base"]["schedule"],
+                     "distance": distance.name, "base_val": result.base_val, "learned_val": result.best_val,
+                     "ratio": v["ratio_to_base"], "best_classical": v["best_classical"],
+                     "best_classical_val": v["best_classical_distance"], "ratio_to_best_classical": v["ratio_to_best_classical"],
+                     "rmse_ratio_to_best_classical": v["rmse_ratio_to_best_classical"],
                      "best_epoch": result.best_epoch, "rollbacks": result.rollbacks, "wall_s": result.wall_s,
                      "teacher_s": teacher_s, "peak_memory": result.peak_memory, "solver_file": str(path)})
         teacher_s = 0.0  # the pairs are shared: counted with the first NFE
@@ -122,34 +132,39 @@ def learn(req: LearnRequest, on_epoch: Callable[[dict], None] | None = None) -> 
 
 
 def train_solver(run: LearnRun, nfe: int) -> LearnedSolver:
-    """Train the student for `nfe` from the base solver; validate it and the base on the held-out pairs."""
+    """Choose the base (`--base auto`: the best classical solver as initialised), train the student for `nfe`
+    from it, and validate it, the base and the best classical solver on the held-out pairs."""
     cfg, denoiser = run.config, run.denoiser
     info = denoiser.info
-    base = make_solver(cfg.base, nfe, run.schedule, info.sigma_min, info.sigma_max)
     student_config = StudentConfig(nfe, cfg.order_cap, cfg.pc, cfg.learns_times, cfg.offsets)
-    student = S4SStudent(student_config, base.sigmas)
-    init = init_from_base(student, base)
+    dtype = torch.float64 if run.teacher.is_reference else torch.float32
+    selection = select_base(BaseRequest.parse(cfg.base), nfe, student_config, run.schedule, info.sigma_min,
+                            info.sigma_max,
+                            lambda s: validation_score(denoiser, s, run.val, run.distance, run.device, dtype,
+                                                       max(cfg.batch, 64)),
+                            cfg.parameterisation)
+    base, schedule = selection.chosen, selection.chosen_schedule
+    student, init = make_student(cfg.parameterisation, student_config, base)
     log.info("NFE %d: student initialised from %s (%s, max table error %.2g), %d coefficients",
              nfe, base.name, init.how, init.max_abs_error, student_config.num_coefficients)
     radius = relaxation_radius(student_config.num_coefficients, info.dim, cfg.radius_c)
     fingerprint = {"config": cfg.to_dict(), "nfe": nfe, "model": denoiser.identity(), "teacher": run.teacher.to_dict(),
-                   "schedule": run.schedule, "distance": run.distance.info}
-    dtype = torch.float64 if run.teacher.is_reference else torch.float32
+                   "schedule": schedule, "distance": run.distance.info, "base_chosen": base.name}
     trainer = Trainer(denoiser, student, base, cfg, run.train, run.val, run.distance, radius,
                       run.workspace.state_path(nfe), fingerprint, run.device, dtype, run.on_epoch)
     result = trainer.run(resume=run.request.resume)
     learned_score = trainer.validate(result.student)
     base_score = trainer.validate(base)
-    return LearnedSolver(cfg, base, run.schedule, init, denoiser.identity_dict(), run.teacher, run.distance.info, radius,
+    return LearnedSolver(cfg, base, schedule, init, denoiser.identity_dict(), run.teacher, run.distance.info, radius,
                          student_config.num_coefficients, len(run.train), len(run.val), base_score, learned_score,
-                         result)
+                         result, selection)
 
 
-def write_solver(run: LearnRun, learned: LearnedSolver, teacher_s: float) -> Path:
+def write_solver(run: LearnRun, learned: LearnedSolver, teacher_s: float) -> tuple[Path, dict]:
     """The solver file (table and provenance) and the run report (timing, memory, history) in the workspace."""
     cfg, result, nfe = run.config, learned.result, learned.base.nfe
     doc = provenance_document(learned)
-    meta = {"schedule": learned.schedule, "method": cfg.method, "base": cfg.base, "order_cap": cfg.order_cap}
+    meta = {"schedule": learned.schedule, "method": cfg.method, "base": learned.base.name, "order_cap": cfg.order_cap}
     table = result.student.solver_table(cfg.method, meta)
     path = save_solver_file(run.workspace.solver_path(nfe), SolverFile(table, doc))
     report = {"nfe": nfe, "solver_file": str(path), "wall_s": result.wall_s, "teacher_s": teacher_s,
@@ -158,6 +173,7 @@ def write_solver(run: LearnRun, learned: LearnedSolver, teacher_s: float) -> Pat
               "checkpointing": cfg.checkpointing, "rollbacks": result.rollbacks, "relaxation": result.relax,
               "history": result.history, "validation": doc["validation"]}
     atomic_write_text(run.workspace.report_path(nfe), json.dumps(report, indent=1) + "\n")
-    log.info("NFE %d: wrote %s (validation %.5g, base %.5g)", nfe, path, learned.learned_score["distance"],
-             learned.base_score["distance"])
-    return path
+    log.info("NFE %d: wrote %s (validation %.5g, base %.5g, best classical %.5g)", nfe, path,
+             learned.learned_score["distance"], learned.base_score["distance"],
+             learned.selection.best_classical.distance)
+    return path, doc

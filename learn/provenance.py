@@ -9,6 +9,7 @@ from ..solverfile import library_versions
 from ..solvers import SolverTable
 from ..teacher import TeacherSpec
 from .config import TrainConfig
+from .base_select import BaseSelection
 from .student import InitReport
 from .trainer import TrainResult
 
@@ -22,7 +23,7 @@ class LearnedSolver:
 
     config: TrainConfig
     base: SolverTable  # the base solver's table at this NFE
-    base_schedule: str | list[float]  # the base grid as asked for: a schedule name or explicit sigmas
+    base_schedule: str | list[float]  # the base grid: a schedule name or explicit sigmas
     init: InitReport
     model: dict  # the denoiser's identity_dict()
     teacher: TeacherSpec
@@ -34,6 +35,7 @@ class LearnedSolver:
     base_score: dict  # Trainer.validate of the base solver: {"distance", "rmse"}
     learned_score: dict  # Trainer.validate of the learned solver
     result: TrainResult
+    selection: BaseSelection  # the base candidates and their scores; the best classical solver
 
     @property
     def schedule(self) -> str:
@@ -50,7 +52,7 @@ def provenance_document(run: LearnedSolver) -> dict:
         "method": cfg.method,
         "nfe": base.nfe,
         "base": {**run.init.to_dict(), "schedule": run.base_schedule if isinstance(run.base_schedule, str) else "explicit",
-                 "sigmas": base.sigmas.tolist()},
+                 "sigmas": base.sigmas.tolist(), "selection": run.selection.to_dict()},
         "order_cap": cfg.order_cap,
         "predictor_corrector": cfg.pc,
         "schedule": run.schedule,
@@ -66,7 +68,22 @@ def provenance_document(run: LearnedSolver) -> dict:
         "validation": {"distance": run.distance["name"], "samples": run.val_samples, "base": run.base_score["distance"],
                        "learned": run.learned_score["distance"], "base_rmse": run.base_score["rmse"],
                        "learned_rmse": run.learned_score["rmse"], "iteration0": run.result.init_val,
-                       "best_epoch": run.result.best_epoch, "epochs": len(cfg.plan())},
+                       "best_epoch": run.result.best_epoch, "epochs": len(cfg.plan()),
+                       **_ratios(run.learned_score, run.base_score, run.selection)},
         "parameters": run.result.student.describe(),
         "versions": library_versions(),
     }
+
+
+def _ratios(learned: dict, base: dict, selection: BaseSelection) -> dict:
+    """The learned solver against its base and against the best classical solver (same validation pairs)."""
+    def ratio(a: float, b: float) -> float:
+        return a / b if b > 0 else float("nan")
+
+    best, best_rmse = selection.best_classical, selection.best_classical_rmse
+    return {"best_classical": f"{best.solver}:{best.schedule}", "best_classical_distance": best.distance,
+            "best_classical_rmse_solver": f"{best_rmse.solver}:{best_rmse.schedule}", "best_classical_rmse": best_rmse.rmse,
+            "ratio_to_base": ratio(learned["distance"], base["distance"]),
+            "ratio_to_best_classical": ratio(learned["distance"], best.distance),
+            "rmse_ratio_to_base": ratio(learned["rmse"], base["rmse"]),
+            "rmse_ratio_to_best_classical": ratio(learned["rmse"], best_rmse.rmse)}

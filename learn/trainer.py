@@ -58,6 +58,21 @@ def peak_memory(device: torch.device) -> dict:
     return {"bytes": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "what": "process max RSS (getrusage)"}
 
 
+@torch.no_grad()
+def validation_score(denoiser: Denoiser, solver: S4SStudent | SolverTable, pairs: TeacherPairs, distance: Distance,
+                     device: torch.device, dtype: torch.dtype, batch: int = 64) -> dict[str, float]:
+    """Mean distance and RMSE of a solver to the teacher on `pairs`, from their true noise."""
+    sampler = Sampler(denoiser, solver).to(device)
+    dist, sq, n = 0.0, 0.0, len(pairs)
+    for idx in torch.arange(n).split(batch):
+        cond = None if pairs.labels is None else pairs.labels[idx].to(device)
+        out = sampler(pairs.noise[idx].to(device, dtype), cond)
+        y = pairs.target[idx].to(device, dtype)
+        dist += float(distance(out, y).double().sum())
+        sq += float((out.double() - y.double()).pow(2).flatten(1).mean(1).sum())
+    return {"distance": dist / n, "rmse": math.sqrt(sq / n)}
+
+
 class _TooManyRollbacks(Exception):
     """Training kept diverging after repeated rollbacks."""
 
@@ -103,17 +118,10 @@ class Trainer:
     def _cond(self, pairs: TeacherPairs, idx: torch.Tensor) -> torch.Tensor | None:
         return None if pairs.labels is None else pairs.labels[idx].to(self.device)
 
-    @torch.no_grad()
     def validate(self, solver: S4SStudent | SolverTable) -> dict[str, float]:
         """Mean distance and RMSE to the teacher on the held-out pairs, from the true noise."""
-        sampler = Sampler(self.denoiser, solver).to(self.device)
-        dist, sq, n = 0.0, 0.0, len(self.val)
-        for idx in torch.arange(n).split(max(self.cfg.batch, 64)):
-            out = sampler(self.val.noise[idx].to(self.device, self.dtype), self._cond(self.val, idx))
-            y = self.val.target[idx].to(self.device, self.dtype)
-            dist += float(self.distance(out, y).double().sum())
-            sq += float((out.double() - y.double()).pow(2).flatten(1).mean(1).sum())
-        return {"distance": dist / n, "rmse": math.sqrt(sq / n)}
+        return validation_score(self.denoiser, solver, self.val, self.distance, self.device, self.dtype,
+                                max(self.cfg.batch, 64))
 
     def _rollback(self, why: str) -> None:
         self.rollbacks += 1
@@ -125,6 +133,13 @@ class Trainer:
         if self.rollbacks >= self.cfg.max_rollbacks:
             raise _TooManyRollbacks
 
+    def _set_lr(self, progress: float) -> None:
+        """Learning rates at `progress` (0..1) of the run: constant, or cosine from 1 to 0.1 (`--lr-schedule`)."""
+        factor = 1.0 if self.cfg.lr_schedule == "constant" else 0.1 + 0.45 * (1 + math.cos(math.pi * progress))
+        for opt, lr in ((self.opt_coeffs, self.cfg.lr), (self.opt_times, self.cfg.time_lr)):
+            for group in opt.param_groups if opt is not None else []:
+                group["lr"] = lr * self.lr_scale * factor
+
     def _train_epoch(self, phase: str) -> float:
         coeffs, times = phase in ("coeffs", "joint"), phase in ("times", "joint")
         for p in self.student.parameters():
@@ -134,7 +149,9 @@ class Trainer:
             p.requires_grad_(True)
         opts = [o for o, on in ((self.opt_coeffs, coeffs), (self.opt_times, times)) if on and o is not None]
         total, count = 0.0, 0
-        for idx in self._batches(len(self.train)):
+        batches = self._batches(len(self.train))
+        for b, idx in enumerate(batches):
+            self._set_lr((self.epoch + b / len(batches)) / len(self.plan))
             z = self.relax.get(idx).to(self.device).requires_grad_(True)  # current z' (a moved one is judged below)
             y = self.train.target[idx].to(self.device, self.dtype)
             cond = self._cond(self.train, idx)

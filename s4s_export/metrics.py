@@ -8,6 +8,8 @@
   when clean-fid imports, its Inception weights and the dataset's reference statistics are on disk
   (nothing is downloaded) and the model has a dataset (trained CIFAR-10 presets). FID from a few
   hundred samples is biased upwards: compare it only at equal sample counts (the paper uses 50k).
+- `fd-digits`: for the demo model, the Fréchet distance of the samples to the sklearn digits set in
+  the features of a small shipped classifier (`s4s_export.fd_digits`); needs scikit-learn.
 
 A metric that cannot run is reported under `skipped` with the reason; the others still run.
 """
@@ -25,7 +27,7 @@ import torch
 from .denoiser import Denoiser
 from .errors import S4SError, choice_error
 
-METRICS = ("rmse", "lpips", "fid")
+METRICS = ("rmse", "lpips", "fid", "fd-digits")
 FID_MODE = "legacy_tensorflow"
 INCEPTION_FILE = Path("/tmp/inception-2015-12-05.pt")  # where clean-fid's torchscript Inception loads from on Linux
 # model name -> (clean-fid dataset name, resolution, split): EDM's FID reference is the training set
@@ -106,12 +108,13 @@ class MetricSet:
     skipped: dict[str, str] = field(default_factory=dict)
     lpips: torch.nn.Module | None = None
     fid: FidReference | None = None
+    fd_digits: object | None = None  # s4s_export.fd_digits.FdDigits
 
     @classmethod
     def create(cls, names: Sequence[str], denoiser: Denoiser) -> "MetricSet":
         info = denoiser.info
         run, skipped = [], {}
-        lpips = fid = None
+        lpips = fid = fd_digits = None
         for name in names:
             if name == "lpips":
                 from .lpips import LPIPS, lpips_available
@@ -128,8 +131,18 @@ class MetricSet:
                 if fid is None:
                     skipped[name] = why
                     continue
+            elif name == "fd-digits":
+                from .fd_digits import FdDigits, sklearn_available
+
+                if info.name != "demo":
+                    skipped[name] = f"fd-digits compares with the digits the demo model was trained on, not model {info.name!r}"
+                    continue
+                if not sklearn_available():
+                    skipped[name] = "fd-digits needs sklearn's bundled digits: `pip install scikit-learn`"
+                    continue
+                fd_digits = FdDigits.from_shipped()
             run.append(name)
-        return cls(run, skipped, lpips, fid)
+        return cls(run, skipped, lpips, fid, fd_digits)
 
     def score(self, out: torch.Tensor, target: torch.Tensor, exact: bool) -> dict[str, float]:
         """Every runnable metric of the samples `out` against `target` (their teacher or the exact reference)."""
@@ -142,6 +155,8 @@ class MetricSet:
                 result[f"lpips_vs_{versus}"] = self._lpips(out, target)
             elif name == "fid":
                 result["fid"] = self.fid(out)
+            elif name == "fd-digits":
+                result["fd_digits"] = self.fd_digits(out)
         return result
 
     @torch.no_grad()

@@ -20,7 +20,7 @@ def eval_cmd(
     samples: int = typer.Option(64, "--samples", min=1, help="Held-out noise samples."),
     batch: int = typer.Option(64, "--batch", min=1, help="Batch size for sampling."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
-    metric: str = typer.Option("rmse", "--metric", help="Comma-separated: rmse, lpips, fid (those that cannot run here are skipped with the reason)."),
+    metric: str = typer.Option("rmse", "--metric", help="Comma-separated: rmse, lpips, fid, fd-digits (those that cannot run here are skipped with the reason)."),
     plot: str = typer.Option(None, "--plot", help="PNG path: quality vs NFE per solver, plus <name>-samples.png, a sample grid at NFE 5 (or the smallest NFE)."),
 ) -> None:
     """Measure solvers on the model's held-out noise (error vs. teacher, or vs. the exact reference)."""

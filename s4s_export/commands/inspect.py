@@ -54,7 +54,10 @@ def _solver_report(path: Path, json_out: bool) -> None:
     if val:
         print_table(f"validation ({val.get('distance')}, {val.get('samples')} held-out samples)", ["solver", "distance", "rmse"],
                     [["base", _fmt(val.get("base")), _fmt(val.get("base_rmse"))],
-                     ["learned", _fmt(val.get("learned")), _fmt(val.get("learned_rmse"))]])
+                     ["learned", _fmt(val.get("learned")), _fmt(val.get("learned_rmse"))]]
+                    + ([[f"best classical ({val['best_classical']}; rmse: {val['best_classical_rmse_solver']})",
+                         _fmt(val["best_classical_distance"]), _fmt(val["best_classical_rmse"])]]
+                       if "best_classical" in val else []))
     print_table("evaluations", ["m", "eval sigma", "grid sigma"],
                 [[m, f"{e:.6g}", f"{g:.6g}"] for m, (e, g) in enumerate(zip(s.eval_sigmas, s.sigmas))]
                 + [["out", "-", f"{s.sigma_end:.6g}"]])

@@ -26,8 +26,8 @@ def request(workdir, method="s4s-alt", nfes=(4,), resume=False, **cfg):
     return LearnRequest("gmm", nfes, config, teacher=FAST, workdir=str(workdir), resume=resume)
 
 
-@pytest.mark.parametrize("method,extra", [("s4s", {}), ("s4s-alt", {}), ("joint", {}), ("s4s", {"pc": True, "base": "unipc"}),
-                                          ("s4s-alt", {"offsets": True})])
+@pytest.mark.parametrize("method,extra", [("s4s", {}), ("s4s-alt", {}), ("joint", {}), ("s4s", {"pc": False, "base": "unipc"}),
+                                          ("s4s-alt", {"offsets": False, "pc": False})])
 def test_learning_beats_the_base(tmp_path, method, extra):
     rows = learn(request(tmp_path, method, epochs=3 if method != "s4s-alt" else 1, lr=1e-2, time_lr=2e-2, **extra))
     (row,) = rows
@@ -36,8 +36,10 @@ def test_learning_beats_the_base(tmp_path, method, extra):
     assert doc.info["validation"]["learned"] < doc.info["validation"]["base"]
     assert doc.info["method"] == method and doc.info["distance"]["name"] == "pseudo-huber"
     assert doc.info["base"]["init"] == "exact" and doc.info["model"]["name"] == "gmm"
-    assert doc.info["predictor_corrector"] == extra.get("pc", False) and ("corrector" in doc.info["parameters"]) == extra.get("pc", False)
-    if extra.get("offsets"):
+    pc = extra.get("pc", True)  # the defaults: PC on, offsets on where times are learned
+    assert doc.info["predictor_corrector"] == pc and ("corrector" in doc.info["parameters"]) == pc
+    assert doc.info["decoupled_offsets"] == extra.get("offsets", method != "s4s")
+    if doc.info["decoupled_offsets"]:
         evals, grid = doc.solver.eval_sigmas, doc.solver.sigmas
         assert evals[0] == grid[0] and not (evals[1:] == grid[1:-1]).all()  # offsets moved the evaluation sigmas
 
