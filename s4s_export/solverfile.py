@@ -17,6 +17,7 @@ import numpy as np
 from . import __version__
 from .errors import S4SError
 from .fileio import atomic_write_text
+from .schedules import SPACES
 from .solvers import SolverTable
 
 FORMAT = "s4s-export.solver"
@@ -128,14 +129,15 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _numbers(path: Path, value: object, what: str, length: int | None = None) -> np.ndarray:
-    """A JSON list of finite numbers (exactly `length` of them when given) as float64."""
+def _numbers(path: Path, value: object, what: str, length: int | None = None, inf: bool = False) -> np.ndarray:
+    """A JSON list of finite numbers (exactly `length` of them when given) as float64; with `inf`, +inf too
+    (a flow-matching grid starts at sigma = inf: `SolverTable` checks where it may stand)."""
     if not isinstance(value, list) or not all(_is_number(v) for v in value):
         raise _malformed(path, f"{what} must be a list of numbers, got {_describe(value)}")
     if length is not None and len(value) != length:
         raise _malformed(path, f"{what} must hold {length} numbers, got {len(value)}")
     array = np.array(value, dtype=np.float64)
-    if not np.all(np.isfinite(array)):
+    if not np.all(np.isfinite(array) | (inf & (array == np.inf))):
         raise _malformed(path, f"{what} must be finite, got {[v for v in value if not np.isfinite(v)][:3]}")
     return array
 
@@ -155,7 +157,7 @@ def _solver_table(path: Path, d: object) -> SolverTable:
         raise _malformed(path, f"`solver` lacks {', '.join(missing)}")
     if not isinstance(d["name"], str) or not d["name"]:
         raise _malformed(path, f"solver name must be a non-empty string, got {_describe(d['name'])}")
-    evals = _numbers(path, d["eval_sigmas"], "eval_sigmas")
+    evals = _numbers(path, d["eval_sigmas"], "eval_sigmas", inf=True)
     nfe = len(evals)
     if nfe < 1:
         raise _malformed(path, "eval_sigmas is empty; a solver needs at least 1 evaluation")
@@ -165,15 +167,20 @@ def _solver_table(path: Path, d: object) -> SolverTable:
     if not isinstance(table, list) or len(table) != nfe + 1:
         raise _malformed(path, f"table must be a list of {nfe + 1} rows for NFE {nfe}, got {_describe(table)}")
     rows = np.stack([_numbers(path, row, f"table row {m}", nfe + 1) for m, row in enumerate(table)])
-    sigmas = _numbers(path, d["sigmas"], "sigmas")
+    sigmas = _numbers(path, d["sigmas"], "sigmas", inf=True)
     if not 2 <= len(sigmas) <= nfe + 1:
         raise _malformed(path, f"sigmas holds {len(sigmas)} values; a step grid for NFE {nfe} holds 2 to {nfe + 1} "
                                "(sigma_max ... sigma_min)")
     meta = d.get("meta", {})
     if not isinstance(meta, dict):
         raise _malformed(path, f"solver meta must be an object, got {_describe(meta)}")
+    space, start_scale = d.get("space", "ve"), d.get("start_scale")
+    if not isinstance(space, str):
+        raise _malformed(path, f"solver space must be a name ({', '.join(SPACES)}), got {_describe(space)}")
+    if start_scale is not None and not (_is_number(start_scale) and np.isfinite(start_scale)):
+        raise _malformed(path, f"start_scale must be a finite number, got {_describe(start_scale)}")
     try:
-        return SolverTable(rows, evals, sigmas, d["name"], meta)
+        return SolverTable(rows, evals, sigmas, d["name"], meta, space, start_scale)
     except S4SError as e:
         raise _malformed(path, str(e)) from None
 

@@ -4,7 +4,7 @@ noise (through the exported graph) give the same images to the graph-vs-PyTorch 
 import numpy as np
 
 from s4s_export.export.verify import relative_error
-from s4s_export.models import load_model
+from s4s_export.modelref import load_model
 from s4s_export.noise import VALIDATION_SEED, noise_set
 from s4s_export.runtime import Sampler as RuntimeSampler
 from s4s_export.sampler import Sampler

@@ -10,9 +10,11 @@ import pytest
 import torch
 
 from s4s_export.errors import S4SError
-from s4s_export.evaluate import held_out_set, score, solver_tables
+from s4s_export.evaluate import score
 from s4s_export.families.pyfactory import check_python, load_python
-from s4s_export.models import get_model_spec, load_model
+from s4s_export.heldout import held_out_set
+from s4s_export.modelref import ModelRef, check_model, load_model
+from s4s_export.solver_ref import resolve_solvers
 
 ROOT = Path(__file__).resolve().parents[2]
 WRAPPER = ROOT / "examples" / "kdiffusion_wrapper.py"
@@ -24,10 +26,10 @@ def ref(target: str, **kw) -> SimpleNamespace:
 
 
 def eval_numbers(denoiser) -> list[float]:
-    spec = get_model_spec("demo")
+    spec = check_model(ModelRef("demo"))
     held = held_out_set(denoiser, spec.teacher, samples=8, batch=8)
-    tables = [t for name in ("euler", "dpmpp2m") for t in solver_tables(name, [4, 6], spec.schedule, denoiser)]
-    return [score(denoiser, t, held, batch=8)["rmse_vs_teacher"] for _, t in tables]
+    solvers = resolve_solvers(["euler", "dpmpp2m"], [4, 6], denoiser=denoiser, schedule=spec.schedule)
+    return [score(denoiser, s.table, held, batch=8)["rmse_vs_teacher"] for s in solvers]
 
 
 def test_kdiffusion_wrapper_gives_demo_eval_numbers():

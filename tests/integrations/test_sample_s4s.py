@@ -11,7 +11,7 @@ from integration_tables import CLASSICAL, classical, learned_like
 
 from s4s_export.errors import S4SError
 from s4s_export.integrations.kdiffusion import s4s_sigmas, sample_s4s
-from s4s_export.models import load_model
+from s4s_export.modelref import load_model
 from s4s_export.sampler import Sampler
 from s4s_export.solverfile import SolverFile, save_solver_file
 from s4s_export.solvers import make_solver
