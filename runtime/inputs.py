@@ -11,7 +11,7 @@ import numpy as np
 
 from ..contract import DEFAULT_GUIDANCE, GUIDANCE, GUIDANCE_KEY, LABELS, NOISE
 from ..errors import S4SError
-from ..limits import check_fits
+from ..limits import GUIDANCE_MAX, check_fits
 from .noise import fresh_seed, seeded_noise
 from .spec import GraphSpec
 
@@ -100,6 +100,9 @@ def _check_guidance(scale, info: dict) -> np.ndarray:
         raise S4SError(f"guidance_scale must be a number (1.0 = no guidance); got {scale!r}")
     if not np.isfinite(scale):
         raise S4SError(f"guidance_scale must be finite; got {scale}")
+    if abs(scale) > GUIDANCE_MAX:
+        raise S4SError(f"guidance_scale must be within [-{GUIDANCE_MAX:g}, {GUIDANCE_MAX:g}] (larger scales overflow "
+                       f"float32 images); got {scale:g}")
     return np.asarray(scale, dtype=np.float32)
 
 
