@@ -98,7 +98,7 @@ def run(argv: list[str]) -> int:
 
         app = build_app()
         # Not standalone: usage errors reach us instead of being drawn as a box; --help returns 0.
-        code = app(args=args or ["--help"], standalone_mode=False)
+        code = app(args=args or ["--help"], prog_name="s4s-export", standalone_mode=False)
     except KeyboardInterrupt:
         return _say("interrupted", 130)
     except SystemExit as e:
