@@ -25,6 +25,7 @@ import torch
 from ..denoiser import Denoiser
 from ..errors import S4SError
 from ..fileio import atomic_write
+from ..progress import progress
 from ..sampler import Sampler
 from ..solvers import SolverTable
 from .config import TrainConfig
@@ -134,7 +135,8 @@ class Trainer:
             p.requires_grad_(True)
         opts = [o for o, on in ((self.opt_coeffs, coeffs), (self.opt_times, times)) if on and o is not None]
         total, count = 0.0, 0
-        for idx in self._batches(len(self.train)):
+        for idx in progress(self._batches(len(self.train)), f"NFE {self.student.config.nfe} epoch {self.epoch + 1}/"
+                            f"{len(self.plan)} ({phase})"):
             z = self.relax.get(idx).to(self.device).requires_grad_(True)  # current z' (a moved one is judged below)
             y = self.train.target[idx].to(self.device, self.dtype)
             cond = self._cond(self.train, idx)
