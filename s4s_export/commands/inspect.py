@@ -116,7 +116,7 @@ def _sidecar(path: Path) -> dict | None:
         return None
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None  # the solver-file reader names the problem
     return doc if isinstance(doc, dict) and doc.get("format") == SIDECAR_FORMAT else None
 
