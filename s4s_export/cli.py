@@ -94,8 +94,6 @@ def run(argv: list[str]) -> int:
     """
     args, debug = split_debug(argv)
     try:
-
-
         app = build_app()
         # Not standalone: usage errors reach us instead of being drawn as a box; --help returns 0.
         code = app(args=args or ["--help"], prog_name="s4s-export", standalone_mode=False)
@@ -104,9 +102,10 @@ def run(argv: list[str]) -> int:
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else _say(str(e.code), 1))
     except Exception as e:
-        if debug:
+        message, code = classify(e)
+        if debug and (code != 2 or isinstance(e, MemoryError)):  # user errors stay one line
             raise
-        return _say(*classify(e))
+        return _say(message, code)
     if code == 130:  # typer turns an interrupt inside a command into exit code 130
         return _say("interrupted", 130)
     return code or 0

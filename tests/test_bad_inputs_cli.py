@@ -285,6 +285,11 @@ def test_unexpected_error_is_one_line_pointing_at_debug(monkeypatch, capsys):
         cli.run(["models", "--debug"])
 
 
+def test_debug_keeps_bad_input_to_one_line(watched, capsys):
+    code, _, err = run_cli(["--debug", "sample", watched["w"] + "/none.onnx", "--out", watched["w"] + "/g.png"], capsys)
+    assert code == 2 and err.startswith("error: ") and len(err.splitlines()) == 1
+
+
 def test_version(capsys):
     from s4s_export import __version__
 
