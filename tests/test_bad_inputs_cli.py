@@ -50,6 +50,8 @@ CASES = {
         ("unknown option", ["--solver", "euler", "--bogus"], ["--bogus"]),
         ("unknown precision", ["--model", "gmm", "--solver", "euler", "--precision", "fp8"], ["unknown precision"]),
         ("unknown output", ["--model", "gmm", "--solver", "euler", "--output", "rgb"], ["unknown output"]),
+        ("out folder holds a folder of the graph's name", ["--model", "gmm", "--solver", "euler", "--nfe", "3", "--out",
+                                                           "{w}/o2"], ["gmm-euler-nfe3-fp32.onnx is an existing folder"]),
     ],
     "sample": [
         ("out is a folder", ["{g}", "--out", "{w}/y.png"], ["is an existing folder"]),
@@ -178,7 +180,7 @@ def graphs(tmp_path_factory) -> dict[str, str]:
 def watched(tmp_path, monkeypatch, graphs) -> dict[str, str]:
     """A folder of files no bad command may touch; also the working directory (default outputs land there)."""
     w = tmp_path / "w"
-    for folder in ("adir", "x.onnx", "y.png", "z-samples.png"):
+    for folder in ("adir", "x.onnx", "y.png", "z-samples.png", "o2/gmm-euler-nfe3-fp32.onnx"):
         (w / folder).mkdir(parents=True)
     (w / "afile.txt").write_text("not json [/b]\n")
     (w / "empty.onnx").write_bytes(b"")

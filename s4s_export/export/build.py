@@ -17,7 +17,7 @@ from ..denoiser import Denoiser
 from ..errors import S4SError, choice_error
 from ..fileio import atomic_write_text
 from ..modelref import ModelRef, as_model_ref, check_model, load_model
-from ..outputs import staging_folder
+from ..outputs import check_output_file, staging_folder
 from ..progress import status
 from ..solver_ref import DEFAULT_NFE, resolve_solver
 from ..solverfile import library_versions
@@ -174,7 +174,7 @@ def build_onnx(req: BuildRequest, log: Callable[[str], None] = lambda _: None) -
     if req.output not in OUTPUTS:
         raise choice_error("output", req.output, OUTPUTS)
     r = resolve(req)
-    path = output_path(req, r)
+    path = check_output_file(output_path(req, r), "--out", (".onnx",))  # before the export: the name is known now
     module = sampler_graph(r.denoiser, r.solver, req.precision, req.output)
     opset = OPSET_BF16 if req.precision == "bf16" else OPSET
     info = r.denoiser.info
