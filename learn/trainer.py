@@ -25,6 +25,7 @@ import torch
 from ..denoiser import Denoiser
 from ..errors import S4SError
 from ..fileio import atomic_write
+from ..progress import progress
 from ..sampler import Sampler
 from ..solvers import SolverTable
 from .config import TrainConfig
@@ -150,7 +151,8 @@ class Trainer:
         opts = [o for o, on in ((self.opt_coeffs, coeffs), (self.opt_times, times)) if on and o is not None]
         total, count = 0.0, 0
         batches = self._batches(len(self.train))
-        for b, idx in enumerate(batches):
+        label = f"NFE {self.student.config.nfe} epoch {self.epoch + 1}/{len(self.plan)} ({phase})"
+        for b, idx in enumerate(progress(batches, label)):
             self._set_lr((self.epoch + b / len(batches)) / len(self.plan))
             z = self.relax.get(idx).to(self.device).requires_grad_(True)  # current z' (a moved one is judged below)
             y = self.train.target[idx].to(self.device, self.dtype)

@@ -37,6 +37,15 @@ def make_grid(images: np.ndarray, ncol: int | None = None, pad: int = 2) -> np.n
     return grid
 
 
+GRID_MIN_PIXELS = 256  # grids are enlarged (nearest neighbour, whole factors) to at least this many pixels a side
+
+
+def enlarge(image: np.ndarray, min_pixels: int = GRID_MIN_PIXELS) -> np.ndarray:
+    """An [H, W(, C)] picture repeated by the smallest whole factor that makes its shorter side >= `min_pixels`."""
+    scale = max(1, -(-min_pixels // max(1, min(image.shape[:2]))))
+    return image.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else image
+
+
 _COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type: gray, gray+alpha, RGB, RGBA
 
 

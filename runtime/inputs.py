@@ -11,6 +11,7 @@ import numpy as np
 
 from ..contract import DEFAULT_GUIDANCE, GUIDANCE, GUIDANCE_KEY, LABELS, NOISE
 from ..errors import S4SError
+from ..limits import GUIDANCE_MAX, check_fits
 from .noise import fresh_seed, seeded_noise
 from .spec import GraphSpec
 
@@ -27,6 +28,8 @@ def prepare_inputs(spec: GraphSpec, noise=None, seed: int | None = None, n: int 
         raise S4SError("pass either noise or seed, not both: seed only generates the noise")
     if n is not None and (not _is_int(n) or n < 1):
         raise S4SError(f"n must be a positive integer (the number of images); got {n!r}")
+    if n is not None:  # noise, output and its conversion to pictures
+        check_fits(int(n), 12 * int(np.prod(chw)), "n", "noise and images", "sample in several calls (seed, start)")
     if noise is None:
         if seed is not None and (not _is_int(seed) or seed < 0):
             raise S4SError(f"seed must be a non-negative integer; got {seed!r}")
@@ -97,6 +100,9 @@ def _check_guidance(scale, info: dict) -> np.ndarray:
         raise S4SError(f"guidance_scale must be a number (1.0 = no guidance); got {scale!r}")
     if not np.isfinite(scale):
         raise S4SError(f"guidance_scale must be finite; got {scale}")
+    if abs(scale) > GUIDANCE_MAX:
+        raise S4SError(f"guidance_scale must be within [-{GUIDANCE_MAX:g}, {GUIDANCE_MAX:g}] (larger scales overflow "
+                       f"float32 images); got {scale:g}")
     return np.asarray(scale, dtype=np.float32)
 
 

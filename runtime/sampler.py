@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from ..contract import NOISE
 from ..errors import S4SError
-from .inputs import plan_batches, prepare_inputs
+from .inputs import _is_int, plan_batches, prepare_inputs
 from .runner import Runner
 from .spec import GraphSpec
 
@@ -32,17 +33,29 @@ class Sampler:
         """Load `model.onnx` (onnxruntime) or `model.plan` / `.engine` (TensorRT).
 
         providers: onnxruntime execution providers in order of preference, short names `cpu`, `cuda`,
-            `tensorrt`; each must start (S4SError otherwise). Default: cuda then cpu when this onnxruntime has
+            `tensorrt` (a list, or one comma-separated string); each must start (S4SError otherwise). Default: cuda then cpu when this onnxruntime has
             CUDA (falling back to cpu with a warning if CUDA does not start), else cpu.
         max_batch: largest batch per run (larger requests are split; never below a fixed or minimum batch);
             also the TensorRT provider's profile max.
-        threads: onnxruntime intra-op threads (default: onnxruntime's choice).
+        threads: onnxruntime intra-op threads, 1 to the machine's CPU count (default: onnxruntime's choice).
         cuda_graph_batch: TensorRT engines only: replay runs at this batch as a CUDA graph (within the batch
             range after max_batch).
         """
+        if not isinstance(path, (str, Path)):
+            raise S4SError(f"path must be a file path (str or Path) to model.onnx or model.plan; got {path!r}")
         path = Path(path)
-        if max_batch is not None and (not isinstance(max_batch, int) or max_batch < 1):
+        if max_batch is not None and (not _is_int(max_batch) or max_batch < 1):
             raise S4SError(f"max_batch must be a positive integer; got {max_batch!r}")
+        cpus = os.cpu_count() or 1
+        if threads is not None and (not _is_int(threads) or not 1 <= threads <= cpus):
+            raise S4SError(f"threads must be an integer from 1 to {cpus} (this machine's CPUs); got {threads!r}")
+        if not _is_int(device_id) or device_id < 0:
+            raise S4SError(f"device_id must be a non-negative integer; got {device_id!r}")
+        if isinstance(providers, str):  # "cuda,cpu" is the list its commas separate, not a list of letters
+            providers = [p.strip() for p in providers.split(",") if p.strip()]
+        if providers is not None and (not isinstance(providers, (list, tuple)) or not providers
+                                      or not all(isinstance(p, str) for p in providers)):
+            raise S4SError(f"providers must be a non-empty list of names such as ['cuda', 'cpu']; got {providers!r}")
         if path.suffix in ENGINE_SUFFIXES:
             if providers is not None or threads is not None:
                 raise S4SError("providers and threads apply to .onnx graphs; a TensorRT engine runs on TensorRT itself")

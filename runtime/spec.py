@@ -67,6 +67,12 @@ def check_graph(path: Path, inputs: list[TensorSpec], outputs: list[TensorSpec],
     noise = names[NOISE]
     if len(noise.shape) != 4 or any(d is None for d in noise.shape[1:]):
         raise S4SError(f"{where}: {noise.describe()} should be [B,C,H,W] with fixed C, H, W")
+    if noise.dtype.kind != "f":
+        raise S4SError(f"{where}: {noise.describe()} should be floating point (float32); re-export it with "
+                       "`s4s-export build`")
+    if LABELS in names and names[LABELS].dtype.kind not in "iu":
+        raise S4SError(f"{where}: {names[LABELS].describe()} should be integer (int64); re-export it with "
+                       "`s4s-export build`")
     if GUIDANCE in names and LABELS not in names:
         raise S4SError(f"{where}: it takes {GUIDANCE} but no {LABELS}")
     if len(outputs) != 1 or len(outputs[0].shape) != 4:

@@ -131,12 +131,19 @@ def load_graph_header(path: str | Path) -> onnx.ModelProto:
     import onnx
 
     path = Path(path)
+    if path.is_dir():
+        raise S4SError(f"{path} is a folder, not an ONNX file; pass the .onnx file a build wrote")
     if not path.is_file():
         raise S4SError(f"{path} does not exist; build a graph with `s4s-export build`")
+    if path.stat().st_size == 0:
+        raise S4SError(f"{path} is empty (0 bytes), not an ONNX model; rebuild it with `s4s-export build`")
     try:
-        return onnx.load(str(path), load_external_data=False)
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # noqa: BLE001 (protobuf raises several types for a bad file)
         raise S4SError(f"{path} is not a readable ONNX model ({e})") from None
+    if not model.graph.output:
+        raise S4SError(f"{path} is not an ONNX model (no graph outputs); rebuild it with `s4s-export build`")
+    return model
 
 
 def onnx_metadata(model: onnx.ModelProto) -> dict:

@@ -10,6 +10,7 @@ from .metrics import MetricSet, rmse
 from .modelref import ModelRef, as_model_ref, check_model, load_model
 from .noise import VALIDATION_SEED
 from .plots import require_matplotlib, write_plots
+from .progress import progress
 from .solver_ref import resolve_solvers
 from .solvers import SolverTable
 
@@ -43,7 +44,7 @@ def evaluate(model: ModelRef | str, solvers: Sequence[str], nfes: Sequence[int],
     held = held_out_set(denoiser, spec.teacher, samples, batch)
     metric_set = MetricSet.create(metrics, denoiser)
     results = [{"solver": s.label, "nfe": s.table.nfe, "schedule": s.table.meta.get("schedule", "-"),
-                "metrics": score(denoiser, s.table, held, batch, metric_set)} for s in resolved]
+                "metrics": score(denoiser, s.table, held, batch, metric_set)} for s in progress(resolved, "solvers")]
     report = {
         "model": denoiser.identity_dict(),
         "teacher": spec.teacher.to_dict(),

@@ -26,6 +26,9 @@ from .teacher import TeacherSpec
 
 GRID_SAMPLES = 8
 GRID_MIN_PIXELS = 64  # small images are enlarged (nearest neighbour) to at least this many pixels
+GRID_PAD = 6  # pixels between grid cells
+LABEL_WIDTH = 200  # pixels of the row-name strip left of the grid
+LABEL_CHARS = 34  # longer row names keep their end (a solver file's path ends in its name)
 
 
 def require_matplotlib() -> None:
@@ -58,6 +61,7 @@ def quality_plot(report: dict, path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     keys = list(dict.fromkeys(k for r in report["results"] for k in r["metrics"]))
     if not keys:
@@ -71,6 +75,7 @@ def quality_plot(report: dict, path: str | Path) -> Path:
             pts = sorted((n, m[key]) for n, m in points if key in m)
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
         ax.set_xlabel("NFE")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(key.replace("_", " "))
         ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.3)
@@ -95,11 +100,34 @@ def grid_nfe(nfes: Sequence[int]) -> int:
 
 
 def sample_grid(rows: list[tuple[str, torch.Tensor]], path: str | Path) -> Path:
-    """A PNG with one row of samples per entry (float NCHW in [-1, 1]); returns its path."""
+    """A PNG with one row of samples per entry (float NCHW in [-1, 1]), each row's name on its left; returns its path."""
     images = np.concatenate([to_uint8(x.float().cpu().numpy()) for _, x in rows])
     scale = max(1, -(-GRID_MIN_PIXELS // images.shape[1]))
     images = images.repeat(scale, axis=1).repeat(scale, axis=2)
-    return write_png(path, make_grid(images, ncol=rows[0][1].shape[0], pad=6))
+    grid = make_grid(images, ncol=rows[0][1].shape[0], pad=GRID_PAD)
+    strip = label_strip([name for name, _ in rows], grid.shape[0], images.shape[1], grid.shape[2])
+    return write_png(path, np.concatenate([strip, grid], axis=1))
+
+
+def label_strip(labels: list[str], height: int, row_height: int, channels: int) -> np.ndarray:
+    """A black [height, LABEL_WIDTH, channels] uint8 strip with `labels[i]` right-aligned beside grid row i."""
+    require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    dpi = 100
+    fig = Figure(figsize=(LABEL_WIDTH / dpi, height / dpi), dpi=dpi, facecolor="black")
+    canvas = FigureCanvasAgg(fig)
+    for i, label in enumerate(labels):
+        text = label if len(label) <= LABEL_CHARS else "..." + label[-(LABEL_CHARS - 3):]
+        y = GRID_PAD + i * (row_height + GRID_PAD) + row_height / 2
+        fig.text(0.96, 1 - y / height, text, color="white", ha="right", va="center", fontsize=8)
+    canvas.draw()
+    rgb = np.asarray(canvas.buffer_rgba())[:height, :LABEL_WIDTH, :3]
+    color = rgb if channels >= 3 else rgb.max(axis=2, keepdims=True)  # PNG: gray(+alpha) or RGB(+alpha)
+    strip = np.full((height, LABEL_WIDTH, channels), 255, np.uint8)  # an alpha channel stays opaque
+    strip[..., :color.shape[2]] = color
+    return strip
 
 
 def write_plots(path: str | Path, report: dict, denoiser: Denoiser, solvers: list[ResolvedSolver],

@@ -130,6 +130,11 @@ class Preset:
             return self.twin()
         path = Path(checkpoint) if checkpoint is not None else self.weights_path()
         recorded, tensors = checkpoint_contents(path)
+        if recorded is not None and recorded.class_name != self.network.class_name:
+            # a VPPrecond DDPM++ has an EDMPrecond's tensors, but other preconditioning: not this preset
+            raise S4SError(f"{path} holds a {recorded.class_name} network, not the {self.network.class_name} of "
+                           f"{self.name} ({self.title}); load it from Python with "
+                           "s4s_export.checkpoints.load_checkpoint (docs/models.md), or choose its matching --model")
         problem = architecture_mismatch(self.reference_state(), tensors)
         if problem:
             raise S4SError(f"{path} is not a {self.name} checkpoint ({self.title}): {problem}; "

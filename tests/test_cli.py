@@ -59,7 +59,7 @@ def test_bad_input_is_one_line_exit_2(args, message):
 
 
 def test_usage_error_points_to_the_command_help():
-    assert run_cli("eval", "--foo").stderr.strip().endswith("see 'python -m s4s_export eval --help'")
+    assert run_cli("eval", "--foo").stderr.strip().endswith("see 's4s-export eval --help'")
 
 
 @pytest.mark.parametrize("args,shows", [(["--help"], "Commands"), ([], "Commands"), (["eval", "--help"], "--samples")])

@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_DIRS = {"s4s_export": ROOT / "s4s_export", "s4s_export.learn": ROOT / "learn",
                 "s4s_export.runtime": ROOT / "runtime"}  # pyproject.toml package-dir
 BASE_MODULES = ("s4s_export", "s4s_export.errors", "s4s_export.fileio", "s4s_export.hashing", "s4s_export.cachedir",
-                "s4s_export.contract", "s4s_export.noise", "s4s_export.paths")
+                "s4s_export.contract", "s4s_export.noise", "s4s_export.paths", "s4s_export.limits",
+                "s4s_export.outputs")
 RUNTIME = "s4s_export.runtime"
 
 

@@ -46,13 +46,16 @@ def test_grid_path():
 def test_sample_grid_rows_and_scale(tmp_path):
     k, h = 3, 8
     rows = [("target", torch.full((k, 1, h, h), 1.0)), ("a", torch.full((k, 1, h, h), -1.0)), ("b", torch.zeros(k, 1, h, h))]
+    pytest.importorskip("matplotlib", reason="the row names are drawn with the optional [plot] extra")
     img = read_png(plots.sample_grid(rows, tmp_path / "g.png"))
     scale = plots.GRID_MIN_PIXELS // h
-    pad, side = 6, h * scale
-    assert img.shape == (pad + 3 * (side + pad), pad + k * (side + pad), 1)
+    pad, side, left = plots.GRID_PAD, h * scale, plots.LABEL_WIDTH
+    assert img.shape == (pad + 3 * (side + pad), left + pad + k * (side + pad), 1)
     for r, value in enumerate((255, 0, 128)):  # one row per entry, in order
         y = pad + r * (side + pad)
-        assert (img[y:y + side, pad:pad + side] == value).all()
+        assert (img[y:y + side, left + pad:left + pad + side] == value).all()
+        assert img[y:y + side, :left].max() > 100, f"row {r} has its name drawn on its left"
+    assert img[:, :left].max() > 100 and img[:pad, :left].max() == 0
 
 
 def test_require_matplotlib_names_the_extra(monkeypatch):
@@ -83,7 +86,7 @@ def test_eval_writes_chart_and_grid(gmm, tmp_path):
     assert chart[0] > 300 and chart[1] > 200
     grid = read_png(tmp_path / "q-samples.png")
     side = info.shape[1] * (plots.GRID_MIN_PIXELS // info.shape[1])
-    assert grid.shape[0] == 6 + 3 * (side + 6) and grid.shape[1] == 6 + 3 * (side + 6)
+    assert grid.shape[0] == 6 + 3 * (side + 6) and grid.shape[1] == plots.LABEL_WIDTH + 6 + 3 * (side + 6)
     assert plots.series_name(files[0]) == plots.series_name(files[1]) == f"s4s-alt ({learned})"
     assert plots.series_name("ipndm") == "ipndm"
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
+from ..progress import quiet
 from .common import (
     CheckpointOpt,
     ModelConfigOpt,
     ModelOpt,
     RandomWeightsOpt,
+    check_model_memory,
     console,
+    graph_nfe,
     model_ref,
     parse_ints,
     parse_names,
@@ -23,12 +28,12 @@ def bench_cmd(
     checkpoint: CheckpointOpt = None,
     random_weights: RandomWeightsOpt = False,
     config: ModelConfigOpt = None,
-    nfe: int = typer.Option(5, "--nfe", min=1, help="Denoiser evaluations per sample."),
+    nfe: int = typer.Option(5, "--nfe", min=1, callback=graph_nfe, help="Denoiser evaluations per sample."),
     batch: str = typer.Option("1,16,64", "--batch", help="Comma-separated batch sizes."),
     solver: str = typer.Option(None, "--solver", help="Classical solver name or solver file (default: the workspace's "
                                                         "learned solver for --nfe, else dpmpp3m; the cost does not depend on it)."),
     backend: str = typer.Option("pytorch,onnxruntime,tensorrt", "--backend", help="Backends to time (missing ones are skipped with the reason)."),
-    threads: int = typer.Option(1, "--threads", min=1, help="CPU threads for PyTorch and ONNX Runtime (fixed for comparable numbers)."),
+    threads: int = typer.Option(1, "--threads", min=1, max=os.cpu_count() or 1, help="CPU threads for PyTorch and ONNX Runtime (fixed for comparable numbers)."),
     repeats: int = typer.Option(10, "--repeats", min=1, help="Timed rounds per measurement (the median is reported)."),
     warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed calls before timing."),
     workdir: str = typer.Option(None, "--workdir", help="Workspace whose learned solver and run record to use (default ./s4s-workspace)."),
@@ -38,13 +43,18 @@ def bench_cmd(
 ) -> None:
     """Time the PyTorch eager host loop (`pytorch`), the baked graph on ONNX Runtime and TensorRT (where present), side by side."""
     ref = model_ref(model, checkpoint, random_weights, config)  # before torch loads: bad input is reported at once
+    batches = tuple(parse_ints(batch, "--batch"))
+    check_model_memory(ref, max(batches), "--batch", 16, "time smaller batches")
+    check_model_memory(ref, learn_samples, "--learn-samples", 4, "time learning on fewer teacher pairs")
+    if json_out:
+        quiet()
     from ..bench.learning_cost import describe_learning
     from ..bench.report import markdown, vs_eager
     from ..bench.run import BenchRequest, bench
     from ..timing import describe_machine
 
     req = BenchRequest(model=ref, nfe=nfe,
-                       batches=tuple(parse_ints(batch, "--batch")), solver=solver,
+                       batches=batches, solver=solver,
                        backends=tuple(parse_names(backend, "--backend")), threads=threads, repeats=repeats,
                        warmup=warmup, workdir=workdir, learn_samples=learn_samples)
     report = bench(req)

@@ -8,11 +8,14 @@ import sys
 import typer
 
 from ..errors import S4SError
-from .common import CheckpointOpt, ModelConfigOpt, ModelOpt, RandomWeightsOpt, console, model_ref, print_json
+from ..outputs import check_output_file, check_output_folder
+from ..progress import quiet
+from .common import (CheckpointOpt, ModelConfigOpt, ModelOpt, RandomWeightsOpt, console, graph_nfe, guidance_number,
+                     model_ref, print_json)
 
 
 def build_cmd(
-    nfe: int = typer.Option(None, "--nfe", min=1, help="Evaluations (default 5; a solver file has its own)."),
+    nfe: int = typer.Option(None, "--nfe", min=1, callback=graph_nfe, help="Evaluations (default 5; a solver file has its own)."),
     model: ModelOpt = None,
     solver: str = typer.Option(None, "--solver", help="Solver file (.json) or classical name (dpmpp3m, unipc, ...); "
                                                       "default: the workspace's learned solver for --nfe."),
@@ -26,7 +29,7 @@ def build_cmd(
     checkpoint: CheckpointOpt = None,
     random_weights: RandomWeightsOpt = False,
     config: ModelConfigOpt = None,
-    guidance_scale: float = typer.Option(1.0, "--guidance-scale", help="Default guidance scale baked into the metadata "
+    guidance_scale: float = typer.Option(1.0, "--guidance-scale", callback=guidance_number, help="Default guidance scale baked into the metadata "
                                                                       "of class-conditional graphs (fed at run time)."),
     trt: bool = typer.Option(False, "--trt", help="Also build a TensorRT engine (.plan) for the batch range."),
     triton: str = typer.Option(None, "--triton", help="Also write a Triton model repository into this folder."),
@@ -40,6 +43,9 @@ def build_cmd(
         raise S4SError("--checkpoint, --random-weights and --config go with --model: pass --model NAME")
     # before torch loads: bad input is reported at once
     ref = None if model is None else model_ref(model, checkpoint, random_weights, config)
+    check_build_outputs(out, triton)
+    if json_out:
+        quiet()
     if trt:  # before the export, which takes minutes: a missing TensorRT, cuda-python or GPU is reported at once
         from ..runtime.cuda import gpu_info
         from ..runtime.tensorrt_build import import_tensorrt
@@ -74,6 +80,16 @@ def build_cmd(
 
         repo = write_triton_repository(result.onnx_path, triton, engine, max_batch=hi)
         log(f"wrote Triton model repository {repo}")
+
+
+def check_build_outputs(out: str, triton: str | None) -> None:
+    """--out (a folder, or a file ending in .onnx) and --triton (a folder) can be written: checked before the export."""
+    if out.endswith(".onnx"):
+        check_output_file(out, "--out", (".onnx",))
+    else:
+        check_output_folder(out, "--out")
+    if triton is not None:
+        check_output_folder(triton, "--triton")
 
 
 def register(app: typer.Typer) -> None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import typer
 
+from ..limits import SOLVER_NFE_MAX
+from ..outputs import check_output_file
+from ..progress import quiet
 from ..schedules import parse_schedule
-from .common import (CheckpointOpt, ModelConfigOpt, ModelOpt, RandomWeightsOpt, console, model_ref, parse_ints,
-                     parse_names, print_json, print_table)
+from .common import (CheckpointOpt, ModelConfigOpt, ModelOpt, RandomWeightsOpt, check_model_memory, console, model_ref,
+                     parse_ints, parse_names, print_json, print_table)
 
 
 def eval_cmd(
@@ -25,10 +28,19 @@ def eval_cmd(
 ) -> None:
     """Measure solvers on the model's held-out noise (error vs. teacher, or vs. the exact reference)."""
     ref = model_ref(model, checkpoint, random_weights, config)  # before torch loads: bad input is reported at once
+    nfes = parse_ints(nfe, most=SOLVER_NFE_MAX)
+    check_model_memory(ref, samples, "--samples", 4, "evaluate on fewer held-out samples")
+    if plot is not None:
+        from ..plots import grid_path
+
+        check_output_file(plot, "--plot", (".png",))
+        check_output_file(grid_path(plot), "--plot's sample grid", (".png",))
+    if json_out:
+        quiet()
     from ..evaluate import evaluate
     from ..metrics import parse_metrics
 
-    report = evaluate(ref, parse_names(solver, "--solver"), parse_ints(nfe),
+    report = evaluate(ref, parse_names(solver, "--solver"), nfes,
                       None if schedule is None else parse_schedule(schedule), samples, batch,
                       tuple(parse_metrics(metric)), plot)
     if json_out:

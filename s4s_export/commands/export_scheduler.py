@@ -15,6 +15,7 @@ import typer
 
 from ..errors import S4SError
 from ..fileio import atomic_write_text
+from ..outputs import check_output_folder
 from ..solverfile import check_model, load_solver_file
 from .common import console
 
@@ -57,6 +58,7 @@ def export_scheduler(
     for_model: str = typer.Option(None, "--for", help="diffusers:PATH of the model (default: the solver file's model)."),
 ) -> None:
     """Write a diffusers scheduler folder (S4SScheduler) that runs a solver file inside diffusers pipelines."""
+    check_output_folder(out, "--out")
     from ..families.diffusers_folder import DiffusersFolder, load_diffusers
     from ..integrations.diffusers_scheduler import S4SScheduler
 
@@ -74,8 +76,6 @@ def export_scheduler(
                                                                                  identity["shape"]):
             check_model(sf, identity, solver_path)
     scheduler = S4SScheduler.from_solver_file(sf, folder.scheduler_config)
-    if out.exists() and not out.is_dir():
-        raise S4SError(f"--out {out} is a file; name a folder")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "scheduler_config.json", scheduler.to_json_string())
     console.print(f"wrote {out / 'scheduler_config.json'}\n", highlight=False)

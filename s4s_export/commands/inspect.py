@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
+from rich.text import Text
 
+from ..contract import SIDECAR_FORMAT
+from ..errors import S4SError
 from ..solverfile import load_solver_file
 from .common import console, print_json, print_table
 
@@ -46,10 +50,7 @@ def _solver_report(path: Path, json_out: bool) -> None:
         lines.append(("training", ", ".join(f"{k}={_fmt(v)}" for k, v in info["training"].items())))
     if "versions" in info:
         lines.append(("versions", ", ".join(f"{k} {v}" for k, v in info["versions"].items())))
-    width = max(len(k) for k, _ in lines)
-    console.print(f"[bold]{path}[/bold]")
-    for k, v in lines:
-        console.print(f"  {k:<{width}}  {v}", highlight=False)
+    _print_fields(path, lines)
     val = info.get("validation")
     if val:
         print_table(f"validation ({val.get('distance')}, {val.get('samples')} held-out samples)", ["solver", "distance", "rmse"],
@@ -76,6 +77,10 @@ def inspect_cmd(
     if path.is_dir():
         from .export_scheduler import scheduler_folder_report
 
+        if not (path / "scheduler_config.json").is_file():
+            raise S4SError(f"{path} is a folder without scheduler_config.json; pass a solver file (.json), a graph "
+                           "(.onnx), its sidecar (.json), or a scheduler folder written by `s4s-export export-scheduler`")
+
         console.print(scheduler_folder_report(path), highlight=False, markup=False)
         return
     if path.suffix == ".onnx":
@@ -85,12 +90,38 @@ def inspect_cmd(
         if json_out:
             print_json(report)
         else:
-            width = max((len(str(k)) for k in report), default=0)
-            console.print(f"[bold]{path}[/bold]")
-            for k, v in report.items():
-                console.print(f"  {str(k):<{width}}  {v}", highlight=False)
+            _print_fields(path, list(report.items()))
+        return
+    if not path.exists():
+        raise S4SError(f"{path} does not exist; pass a solver file (.json), a graph (.onnx), its sidecar (.json) "
+                       "or a scheduler folder")
+    sidecar = _sidecar(path)
+    if sidecar is not None:
+        if json_out:
+            print_json(sidecar)
+        else:
+            _print_fields(path, list(sidecar.items()))
         return
     _solver_report(path, json_out)
+
+
+def _print_fields(path: Path, fields: list[tuple[object, object]]) -> None:
+    """`path` in bold, then one `key  value` line per field; file contents are printed as text, never as markup."""
+    width = max((len(str(k)) for k, _ in fields), default=0)
+    console.print(Text(str(path), style="bold"), highlight=False, soft_wrap=True)
+    for k, v in fields:
+        console.print(f"  {str(k):<{width}}  {v}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _sidecar(path: Path) -> dict | None:
+    """The document of a graph's JSON sidecar (written by `s4s-export build`), or None for other files."""
+    if path.suffix != ".json" or not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None  # the solver-file reader names the problem
+    return doc if isinstance(doc, dict) and doc.get("format") == SIDECAR_FORMAT else None
 
 
 def register(app: typer.Typer) -> None:

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import typer
 
+from ..learn.config import TRAIN_SEED_STRIDE
+from ..limits import SEED_MAX, SOLVER_NFE_MAX
+from ..outputs import check_output_folder
+from ..progress import quiet
 from ..schedules import parse_schedule
 from ..teacher import TeacherSpec
-from .common import (CheckpointOpt, ModelConfigOpt, ModelOpt, RandomWeightsOpt, console, model_ref, parse_ints,
-                     print_json, print_table)
+from ..workspace import DEFAULT_WORKSPACE
+from .common import (CheckpointOpt, ModelConfigOpt, ModelOpt, RandomWeightsOpt, check_model_memory, console, model_ref,
+                     nonnegative_number, parse_ints, positive_number, print_json, print_table)
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -53,15 +59,15 @@ def learn_cmd(
     pc: bool = typer.Option(True, "--pc/--no-pc", help="Predictor-corrector variant (learned UniC-style corrector, no extra NFE)."),
     offsets: bool = typer.Option(None, "--offsets/--no-offsets", help="Learn decoupled evaluation-time offsets (default: on for s4s-alt and joint, which learn times)."),
     teacher: str = typer.Option(None, "--teacher", help="reference, or SOLVER:NFE[:SCHEDULE] (default: the model's)."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed for training noise and shuffling."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX // TRAIN_SEED_STRIDE - 1, help="Seed for training noise and shuffling."),
     val_samples: int = typer.Option(200, "--val-samples", min=1, help="Held-out validation pairs."),
-    lr: float = typer.Option(1e-2, "--lr", help="Adam learning rate for coefficients."),
-    time_lr: float = typer.Option(2e-2, "--time-lr", help="Adam learning rate for time logits and offsets."),
+    lr: float = typer.Option(1e-2, "--lr", callback=positive_number, help="Adam learning rate for coefficients."),
+    time_lr: float = typer.Option(2e-2, "--time-lr", callback=positive_number, help="Adam learning rate for time logits and offsets."),
     lr_schedule: str = typer.Option("constant", "--lr-schedule", help="constant, or cosine (both rates decay to 10% over the run)."),
-    radius: float = typer.Option(1.0, "--radius", min=0.0, help="c_r in the relaxation radius c_r * m^(-5/2) * sqrt(dim); 0 = no relaxation."),
+    radius: float = typer.Option(1.0, "--radius", min=0.0, callback=nonnegative_number, help="c_r in the relaxation radius c_r * m^(-5/2) * sqrt(dim); 0 = no relaxation."),
     checkpointing: bool = typer.Option(None, "--checkpointing/--no-checkpointing",
                                        help="Per-evaluation gradient checkpointing (default: on for cuda, off for cpu)."),
-    threads: int = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default on cpu: half the CPUs; using all of them is much slower when the cores are shared)."),
+    threads: int = typer.Option(None, "--threads", min=1, max=os.cpu_count() or 1, help="CPU threads for torch (default on cpu: half the CPUs; using all of them is much slower when the cores are shared)."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     workdir: str = typer.Option(None, "--workdir", help="Workspace folder (default ./s4s-workspace)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last saved epoch."),
@@ -69,6 +75,11 @@ def learn_cmd(
 ) -> None:
     """Learn a few-step solver per NFE (S4S-Alt by default) and write it into the workspace."""
     ref = model_ref(model, checkpoint, random_weights, config)  # before torch loads: bad input is reported at once
+    check_output_folder(DEFAULT_WORKSPACE if workdir is None else workdir, "--workdir")
+    check_model_memory(ref, (samples or 1400) + val_samples, "--samples plus --val-samples", 4,
+                       "learn from fewer teacher pairs")
+    if json_out:
+        quiet()
     from ..learn.config import TrainConfig
     from ..learn.pipeline import LearnRequest, learn
 
@@ -77,7 +88,7 @@ def learn_cmd(
                       samples=samples, batch=batch, epochs=epochs, alternations=alternations, val_samples=val_samples,
                       lr=lr, time_lr=time_lr, lr_schedule=lr_schedule, radius_c=radius, seed=seed, checkpointing=checkpointing)
     sched = None if schedule is None else parse_schedule(schedule)
-    req = LearnRequest(model=ref, nfes=tuple(parse_ints(nfe)), config=cfg,
+    req = LearnRequest(model=ref, nfes=tuple(parse_ints(nfe, most=SOLVER_NFE_MAX)), config=cfg,
                        schedule=tuple(sched) if isinstance(sched, list) else sched,
                        teacher=None if teacher is None else TeacherSpec.parse(teacher), device=device, workdir=workdir,
                        resume=resume, threads=threads)

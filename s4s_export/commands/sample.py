@@ -9,8 +9,16 @@ import numpy as np
 import typer
 
 from ..errors import S4SError
+from ..limits import LABEL_MAX, SEED_MAX, check_fits
+from ..outputs import check_output_file, check_output_folder
+from ..progress import progress
 from ..runtime import Sampler, make_grid, to_uint8, write_png
-from .common import parse_names
+from ..runtime.images import GRID_MIN_PIXELS, enlarge
+from ..runtime.inputs import plan_batches
+from ..runtime.noise import seeded_noise
+from .common import guidance_number, parse_names
+
+PROGRESS_BATCH = 64  # a dynamic-batch graph runs in batches of this size, one progress step each
 
 
 def parse_labels(text: str | None, n: int, num_classes: int | None) -> np.ndarray | None:
@@ -28,15 +36,17 @@ def parse_labels(text: str | None, n: int, num_classes: int | None) -> np.ndarra
         raise S4SError(f"--labels takes comma-separated class indices (e.g. 0,1,2) or `all`; got {text!r}") from None
     if not labels:
         raise S4SError("--labels needs at least one class index")
+    if not all(0 <= v <= LABEL_MAX for v in labels):
+        raise S4SError(f"--labels takes class indices in [0, number of classes]; got {text!r}")
     return np.resize(np.array(labels, dtype=np.int64), n)
 
 
 def sample_cmd(
     path: Path = typer.Argument(..., help="Baked sampler: model.onnx, or a TensorRT engine model.plan."),
     n: int = typer.Option(64, "--n", min=1, help="Number of images."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Noise seed (numpy; sample i depends only on seed and i)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Noise seed (numpy; sample i depends only on seed and i)."),
     labels: str = typer.Option(None, "--labels", help="Class labels for conditional models: 0,1,2 (cycled) or all."),
-    guidance_scale: float = typer.Option(None, "--guidance-scale", help="Guidance scale (1 = none; default: the graph's)."),
+    guidance_scale: float = typer.Option(None, "--guidance-scale", callback=guidance_number, help="Guidance scale (1 = none; default: the graph's)."),
     out: Path = typer.Option(Path("grid.png"), "--out", help="PNG grid to write."),
     singles: Path = typer.Option(None, "--singles", help="Also write each image as DIR/00000.png, ..."),
     ncol: int = typer.Option(None, "--ncol", min=1, help="Images per grid row (default: near-square)."),
@@ -44,16 +54,26 @@ def sample_cmd(
     max_batch: int = typer.Option(None, "--max-batch", min=1, help="Largest batch per run (larger requests are split)."),
 ) -> None:
     """Sample images from an exported sampler and write a PNG grid (and single PNGs on request)."""
+    check_output_file(out, "--out", (".png",))
+    if singles is not None:
+        check_output_folder(singles, "--singles")
     sampler = Sampler.load(path, providers=None if providers is None else parse_names(providers, "--providers"),
                            max_batch=max_batch)
     if sampler.conditional and labels is None:
         raise S4SError("this model is class-conditional: pass --labels (e.g. --labels 0,1,2 or --labels all)")
-    start = time.perf_counter()
-    images = sampler(seed=seed, n=n, class_labels=parse_labels(labels, n, sampler.num_classes),
-                     guidance_scale=guidance_scale)
+    check_fits(n, int(np.prod(sampler.image_shape)) * 2, "--n", "images (kept for the grid) and labels",
+               "sample in several runs with different --seed values")
+    class_labels = parse_labels(labels, n, sampler.num_classes)
+    start, first, pictures = time.perf_counter(), 0, []
+    lo, hi = sampler.spec.batch_range
+    for size in progress(plan_batches(n, (lo, hi or max(lo, PROGRESS_BATCH)), sampler.runner.kind), "sampling"):
+        pictures.append(to_uint8(sampler(noise=seeded_noise(sampler.image_shape, size, seed, first),
+                                         class_labels=None if class_labels is None else class_labels[first:first + size],
+                                         guidance_scale=guidance_scale)))
+        first += size
     seconds = time.perf_counter() - start
-    pictures = to_uint8(images)
-    write_png(out, make_grid(pictures, ncol))
+    pictures = np.concatenate(pictures)
+    write_png(out, enlarge(make_grid(pictures, None if ncol is None else min(ncol, n)), GRID_MIN_PIXELS))
     if singles is not None:
         for i, picture in enumerate(pictures):
             write_png(singles / f"{i:05d}.png", picture)

@@ -6,7 +6,6 @@ import importlib
 import json
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +17,8 @@ from ..denoiser import Denoiser
 from ..errors import S4SError, choice_error
 from ..fileio import atomic_write_text
 from ..modelref import ModelRef, as_model_ref, check_model, load_model
+from ..outputs import check_output_file, staging_folder
+from ..progress import status
 from ..solver_ref import DEFAULT_NFE, resolve_solver
 from ..solverfile import library_versions
 from ..solvers import SolverTable
@@ -173,7 +174,7 @@ def build_onnx(req: BuildRequest, log: Callable[[str], None] = lambda _: None) -
     if req.output not in OUTPUTS:
         raise choice_error("output", req.output, OUTPUTS)
     r = resolve(req)
-    path = output_path(req, r)
+    path = check_output_file(output_path(req, r), "--out", (".onnx",))  # before the export: the name is known now
     module = sampler_graph(r.denoiser, r.solver, req.precision, req.output)
     opset = OPSET_BF16 if req.precision == "bf16" else OPSET
     info = r.denoiser.info
@@ -185,15 +186,15 @@ def build_onnx(req: BuildRequest, log: Callable[[str], None] = lambda _: None) -
     t = time.perf_counter()
     example = check_inputs(module, info.shape, lo if lo == hi else max(lo, min(2, hi)), info.num_classes,
                            req.guidance_scale)
-    proto = export_model(module, example, req.batch, opset)
+    with status(f"exporting the {r.solver.nfe}-step sampler to ONNX"):
+        proto = export_model(module, example, req.batch, opset)
     seconds["export"] = time.perf_counter() - t
     check_trt_ops(proto)  # before compaction and writing: an unsupported op fails the build with the node name
     double = uses_float64(proto)
     compact(proto)
     doc = describe(r, req, opset)
     set_metadata(proto, doc, f"{r.model}: {r.solver.nfe}-step {r.solver.name} sampler, noise -> images (s4s-export)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".staging", dir=path.parent))
+    staging = staging_folder(path)  # also removes the staging folders of killed builds
     try:
         staged = save_onnx(proto, staging / path.name, req.external_data)
         del proto
@@ -204,13 +205,15 @@ def build_onnx(req: BuildRequest, log: Callable[[str], None] = lambda _: None) -
         stats = graph_stats(staged[0], weights_bytes(r.denoiser))
         trt_detail = f"{len(stats['ops'])} op types, all in the TensorRT {TRT_LIST_VERSION} parser list" + (
             "; float64 tensors run as float32 in TensorRT" if double else "")
-        checks = [checker(staged[0]),
-                  Check("TensorRT ops", True, trt_detail),
-                  compare_runtime(staged[0], module, req.precision, input_sets)]
+        with status("verifying: ONNX checker"):
+            checks = [checker(staged[0]), Check("TensorRT ops", True, trt_detail)]
+        with status(f"verifying: ONNX Runtime against PyTorch on {len(input_sets)} input sets"):
+            checks.append(compare_runtime(staged[0], module, req.precision, input_sets))
         if req.precision != "fp32":
-            dev = check_inputs(module, info.shape, DEVIATION_SAMPLES, info.num_classes, req.guidance_scale)
-            full = sampler_graph(r.denoiser, r.solver, "fp32", "float")
-            checks.append(precision_deviation(SamplerGraph(module.sampler, "float"), full, dev, req.precision))
+            with status(f"verifying: {req.precision} against fp32"):
+                dev = check_inputs(module, info.shape, DEVIATION_SAMPLES, info.num_classes, req.guidance_scale)
+                full = sampler_graph(r.denoiser, r.solver, "fp32", "float")
+                checks.append(precision_deviation(SamplerGraph(module.sampler, "float"), full, dev, req.precision))
         verification = Verification(checks, stats)
         seconds["verify"] = time.perf_counter() - t
         if not verification.ok:

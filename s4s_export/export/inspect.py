@@ -15,8 +15,15 @@ def _dims(value: onnx.ValueInfoProto) -> list[int | str]:
 
 
 def _tensor(value: onnx.ValueInfoProto) -> dict:
-    dtype = onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
-    return {"name": value.name, "dtype": str(dtype), "shape": _dims(value)}
+    """Name, dtype and shape of a tensor; a sequence, map or optional value gives its kind (`sequence`, ...)."""
+    kind = value.type.WhichOneof("value")
+    if kind != "tensor_type":
+        return {"name": value.name, "type": str(kind).removesuffix("_type")}
+    try:
+        dtype = str(onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type))
+    except (KeyError, ValueError):
+        dtype = onnx.TensorProto.DataType.Name(value.type.tensor_type.elem_type).lower()
+    return {"name": value.name, "dtype": dtype, "shape": _dims(value)}
 
 
 def graph_facts(path: Path, model: onnx.ModelProto) -> dict:

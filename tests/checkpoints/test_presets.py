@@ -170,3 +170,18 @@ def test_checkpoint_of_another_architecture(tmp_path: Path) -> None:
     ckpt = dump_edm_pickle(tmp_path / "tiny.pkl", tiny_net(CLASS_NAME, KWARGS), KWARGS, "")
     with pytest.raises(S4SError, match="is not a cifar10 checkpoint .*shape differs"):
         load_model(ModelRef("cifar10", checkpoint=str(ckpt)))
+
+
+def test_vp_pickle_with_edm_tensors_is_refused_by_an_edm_preset(tmp_path: Path) -> None:
+    """A VPPrecond DDPM++ pickle (NVIDIA's own layout) has exactly an EDMPrecond DDPM++'s tensors; the preset
+    must refuse it rather than load it under the EDM preset's name."""
+    vp_name, vp_kwargs = TINY["vp"]
+    kwargs = {k: v for k, v in KWARGS.items() if k != "label_dim"}
+    assert vp_kwargs == kwargs
+    ckpt = dump_edm_pickle(tmp_path / "vp.pkl", tiny_net(vp_name, vp_kwargs), vp_kwargs, "")
+    preset = Preset("tiny", "tiny test net", "file:///none", NetworkSpec(CLASS_NAME, kwargs), 35)
+    with torch.device("meta"):
+        reference = preset.network.build().state_dict()
+    assert {k: v.shape for k, v in reference.items()} == {k: v.shape for k, v in tiny_net(vp_name, vp_kwargs).state_dict().items()}
+    with pytest.raises(S4SError, match="holds a VPPrecond network, not the EDMPrecond of tiny"):
+        preset.load(checkpoint=ckpt)

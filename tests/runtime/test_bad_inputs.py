@@ -8,7 +8,7 @@ import pytest
 from s4s_export.errors import S4SError
 from s4s_export.runtime import Sampler
 
-from runtime_helpers import CHW, NUM_CLASSES
+from runtime_helpers import CHW, NUM_CLASSES, export_tiny
 
 GOOD = np.zeros((2, *CHW), np.float32)
 NAN = GOOD.copy()
@@ -38,6 +38,10 @@ CASES = [
      ["guidance_scale must be a number"]),
     ("guidance not finite", "cond", {"n": 2, "class_labels": 0, "guidance_scale": float("inf")}, {},
      ["guidance_scale must be finite"]),
+    ("guidance too large", "cond", {"n": 2, "class_labels": 0, "guidance_scale": 1e300}, {},
+     ["guidance_scale must be within", "1e+300"]),
+    ("n beyond memory", "uncond", {"n": 10**9}, {}, ["n 1000000000 needs", "more than this machine can hold",
+                                                       "use at most"]),
     ("batch below the profile", "fixed2", {"n": 1}, {}, ["below", "minimum batch 2"]),
     ("batch not splittable", "fixed2", {"n": 5}, {}, ["cannot be split", "[2, 2]"]),
 ]
@@ -62,6 +66,14 @@ LOAD_CASES = [
     ("max_batch not positive", "uncond", {"max_batch": 0}, ["max_batch must be a positive integer"]),
     ("cuda graph on onnx", "uncond", {"cuda_graph_batch": 4}, ["TensorRT engines"]),
     ("providers for an engine", "engine.plan", {"providers": ["cpu"]}, ["apply to .onnx graphs"]),
+    ("path not a path", None, {}, ["path must be a file path", "None"]),
+    ("threads not an integer", "uncond", {"threads": "x"}, ["threads must be an integer from 1 to"]),
+    ("threads beyond the CPUs", "uncond", {"threads": 2000}, ["threads must be an integer from 1 to", "2000"]),
+    ("threads zero", "uncond", {"threads": 0}, ["threads must be an integer"]),
+    ("providers not a list", "uncond", {"providers": 3}, ["providers must be a non-empty list"]),
+    ("providers empty", "uncond", {"providers": []}, ["providers must be a non-empty list"]),
+    ("device_id negative", "uncond", {"device_id": -1}, ["device_id must be a non-negative integer"]),
+    ("noise input not float", "int_noise", {}, ["should be floating point", "int64"]),
 ]
 
 
@@ -69,9 +81,12 @@ LOAD_CASES = [
 def test_bad_load(graphs, tmp_path, kind, target, kwargs, words):
     import onnxruntime
 
-    if "cuda" in kwargs.get("providers", []) and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+    providers = kwargs.get("providers")
+    if isinstance(providers, list) and "cuda" in providers and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("this onnxruntime has CUDA")
-    path = graphs.get(target) or tmp_path / target
+    if target == "int_noise":
+        target = export_int_noise(tmp_path / "int_noise.onnx")
+    path = None if target is None else graphs.get(target) or tmp_path / target
     with pytest.raises(S4SError) as info:
         Sampler.load(path, **kwargs)
     for word in words:
@@ -125,3 +140,23 @@ def test_the_default_providers_fall_back_to_cpu_with_a_warning(graphs, cuda_list
         with pytest.raises(S4SError, match="onnxruntime could not load"):  # a bad file is an error, not a fallback
             Sampler.load(tmp_path / "junk.onnx")
         assert len(caplog.records) == 1
+
+
+def export_int_noise(path):
+    """A graph whose noise input is int64 (not a float): refused when it loads, not on the first call."""
+    import onnx
+
+    export_tiny(path)
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        node.input[:] = ["noise_f" if i == "noise" else i for i in node.input]
+    model.graph.node.insert(0, onnx.helper.make_node("Cast", ["noise"], ["noise_f"], to=onnx.TensorProto.FLOAT))
+    model.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.INT64
+    onnx.save(model, str(path))
+    return path
+
+
+def test_providers_as_one_string_is_the_comma_separated_list(graphs):
+    sampler = Sampler.load(graphs["uncond"], providers="cpu")
+    assert sampler.runner.providers == ["CPUExecutionProvider"]
+    np.testing.assert_array_equal(sampler(seed=1, n=2), Sampler.load(graphs["uncond"], providers=["cpu"])(seed=1, n=2))

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from s4s_export.cli import app
 from s4s_export.errors import S4SError
 from s4s_export.runtime import Sampler, make_grid, png_bytes, to_uint8
+from s4s_export.runtime.images import enlarge
 
 from runtime_helpers import NUM_CLASSES, decode_png
 
@@ -45,7 +46,7 @@ def test_sample_command_writes_grid_and_singles(graphs, tmp_path):
                                       "--ncol", "5"])
     assert result.exit_code == 0, result.output
     expected = to_uint8(Sampler.load(graphs["cond"])(seed=3, n=5, class_labels=[0, 2, 0, 2, 0], guidance_scale=1.5))
-    np.testing.assert_array_equal(decode_png(out.read_bytes()), make_grid(expected, 5))
+    np.testing.assert_array_equal(decode_png(out.read_bytes()), enlarge(make_grid(expected, 5)))
     for i in range(5):
         np.testing.assert_array_equal(decode_png((singles / f"{i:05d}.png").read_bytes()), expected[i])
     assert "5 images 1x6x5" in result.output
@@ -56,7 +57,7 @@ def test_sample_command_all_labels_and_errors(graphs, tmp_path):
     ok = runner.invoke(app, ["sample", str(graphs["cond"]), "--n", "4", "--labels", "all", "--out", str(tmp_path / "a.png")])
     assert ok.exit_code == 0, ok.output
     expected = to_uint8(Sampler.load(graphs["cond"])(seed=0, n=4, class_labels=np.arange(4) % NUM_CLASSES))
-    np.testing.assert_array_equal(decode_png((tmp_path / "a.png").read_bytes()), make_grid(expected))
+    np.testing.assert_array_equal(decode_png((tmp_path / "a.png").read_bytes()), enlarge(make_grid(expected)))
     bad = runner.invoke(app, ["sample", str(graphs["cond"]), "--labels", "x", "--out", str(tmp_path / "b.png")])
     assert isinstance(bad.exception, S4SError) and "--labels" in str(bad.exception)
     missing = runner.invoke(app, ["sample", str(graphs["cond"]), "--n", "2", "--out", str(tmp_path / "c.png")])
