@@ -28,6 +28,18 @@ LABELS = "class_labels"
 GUIDANCE = "guidance_scale"
 IMAGES = "images"
 INPUTS = (NOISE, LABELS, GUIDANCE)  # in graph order; an unconditional graph has only the first
+# Text-conditioned (latent) graphs (docs/export.md "Latent and text-conditioned graphs"): after noise come
+# the prompt embeddings [B, L, D] and the unconditional (negative) ones, then what the network needs besides
+# (pooled [B, P] for SDXL/SD3, SDXL's micro-conditioning time ids [B, 6]), last guidance_scale [B].
+PROMPT_EMBEDS = "prompt_embeds"
+NEGATIVE_PROMPT_EMBEDS = "negative_prompt_embeds"
+POOLED_EMBEDS = "pooled_prompt_embeds"
+NEGATIVE_POOLED_EMBEDS = "negative_pooled_prompt_embeds"
+TIME_IDS = "add_time_ids"
+TEXT_INPUTS = (PROMPT_EMBEDS, NEGATIVE_PROMPT_EMBEDS, POOLED_EMBEDS, NEGATIVE_POOLED_EMBEDS, TIME_IDS)
+ALL_INPUTS = (NOISE, LABELS, *TEXT_INPUTS, GUIDANCE)  # every name a sampler graph may take, in graph order
+LATENTS = "latents"  # the output of a latent graph built with --no-decode (latents, not images)
+EMBEDS_DTYPE = "float32"
 
 NOISE_DTYPE = "float32"
 LABELS_DTYPE = "int64"
@@ -65,6 +77,11 @@ def io_description(chw: tuple[int, int, int], batch: tuple[int, int], num_classe
     dtype, layout, value_range = IMAGE_FORMATS[output]
     shape = [b, h, w, c] if layout == "NHWC" else [b, c, h, w]
     return inputs, [{"name": IMAGES, "dtype": dtype, "shape": shape, "layout": layout, "range": value_range}]
+
+
+def input_description(name: str, dtype: str, shape: list, **extra) -> dict:
+    """One entry of a sidecar's `inputs`: name, dtype, shape (`"batch"` for a dynamic batch) and extras."""
+    return {"name": name, "dtype": dtype, "shape": shape, **extra}
 
 
 def recorded_num_classes(info: dict) -> int | None:
