@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..contract import NOISE
+from ..contract import NOISE, TEXT_INPUTS
 from ..errors import S4SError
 from .inputs import plan_batches, prepare_inputs
 from .runner import Runner
@@ -92,10 +92,23 @@ class Sampler:
         """The graph's description (sidecar and metadata): NFE, solver, model, precision, ..."""
         return self.spec.info
 
+    @property
+    def text(self) -> bool:
+        """Text-conditioned: the graph takes prompt embeddings."""
+        return self.spec.text
+
     def __call__(self, noise=None, seed: int | None = None, n: int | None = None, class_labels=None,
-                 guidance_scale: float | None = None) -> np.ndarray:
-        """Images for `noise` [B,C,H,W], or for `n` (default 1) seeded noise images (`seeded_noise`)."""
-        feeds = prepare_inputs(self.spec, noise, seed, n, class_labels, guidance_scale)
+                 guidance_scale=None, prompt_embeds=None, negative_prompt_embeds=None, pooled_prompt_embeds=None,
+                 negative_pooled_prompt_embeds=None, add_time_ids=None) -> np.ndarray:
+        """Images for `noise` [B,C,H,W], or for `n` (default 1) seeded noise images (`seeded_noise`).
+
+        Text-conditioned graphs take the embeddings [B, L, D] (one [L, D] row serves every image) and
+        per-sample or one guidance scale; negative embeddings are needed where a scale is not 1.
+        """
+        given = (prompt_embeds, negative_prompt_embeds, pooled_prompt_embeds, negative_pooled_prompt_embeds,
+                 add_time_ids)
+        embeddings = {name: v for name, v in zip(TEXT_INPUTS, given) if v is not None}
+        feeds = prepare_inputs(self.spec, noise, seed, n, class_labels, guidance_scale, embeddings)
         sizes = plan_batches(feeds[NOISE].shape[0], self.spec.batch_range, self.runner.kind)
         if len(sizes) == 1:
             return self.runner.infer(feeds)

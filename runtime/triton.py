@@ -3,9 +3,11 @@
     repo/<name>/config.pbtxt + repo/<name>/1/model.onnx          platform onnxruntime_onnx
     repo/<name>_trt/config.pbtxt + repo/<name>_trt/1/model.plan  platform tensorrt_plan (with an engine)
 
-Dynamic batching needs every input to carry the batch dimension. A class-conditional graph has a
-scalar `guidance_scale` input, so it gets NO dynamic batching: it is written, like a graph with a fixed
-batch, with `max_batch_size: 0` (full shapes, batch dimension -1; each request runs alone, as sent).
+Dynamic batching needs every input to carry the batch dimension. A pixel class-conditional graph
+(export/graph.py) has a scalar `guidance_scale` input, so it gets NO dynamic batching: it is written, like
+a graph with a fixed batch, with `max_batch_size: 0` (full shapes, batch dimension -1; each request runs
+alone, as sent). Latent and text-conditioned graphs (export/latent_graph.py) take guidance_scale per
+sample [B] and are batched; a [B] input is declared as dims [1] reshaped to [] (Triton's form for it).
 An engine must come from build_engine for this very graph (its sidecar's onnx_sha256 is checked), and
 with dynamic batching its profile must start at batch 1 (Triton forms batches from 1 up). Each
 config.pbtxt is parsed with Triton's own schema (`model_config_pb2` of the tritonclient package) when that
@@ -76,8 +78,10 @@ def config_text(spec: GraphSpec, name: str, platform: str, max_batch: int, queue
         if t.dtype.name not in _TRITON_TYPES:
             raise S4SError(f"Triton has no type for {t.describe()}")
         dims = t.shape[1:] if batched else t.shape
+        # a batched [B] tensor (labels, per-sample guidance_scale): Triton needs dims [1], reshaped to [] per sample
+        reshape = "\n    reshape: { shape: [ ] }" if batched and not dims else ""
         return (f'  {{\n    name: "{t.name}"\n    data_type: {_TRITON_TYPES[t.dtype.name]}\n'
-                f'    dims: [ {", ".join("-1" if d is None else str(d) for d in dims)} ]\n  }}')
+                f'    dims: [ {", ".join("-1" if d is None else str(d) for d in dims) if dims else "1"} ]{reshape}\n  }}')
 
     lines = [f'name: "{name}"', f'platform: "{platform}"', f"max_batch_size: {max_batch if batched else 0}",
              "input [\n" + ",\n".join(tensor(t) for t in spec.inputs.values()) + "\n]",

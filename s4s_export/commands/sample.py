@@ -9,7 +9,9 @@ import numpy as np
 import typer
 
 from ..errors import S4SError
+from ..contract import LATENTS, NEGATIVE_PROMPT_EMBEDS, PROMPT_EMBEDS
 from ..runtime import Sampler, make_grid, to_uint8, write_png
+from ..runtime.embeddings import load_embeddings
 from .common import parse_names
 
 
@@ -42,15 +44,31 @@ def sample_cmd(
     ncol: int = typer.Option(None, "--ncol", min=1, help="Images per grid row (default: near-square)."),
     providers: str = typer.Option(None, "--providers", help="onnxruntime providers for .onnx, e.g. cuda,cpu or tensorrt."),
     max_batch: int = typer.Option(None, "--max-batch", min=1, help="Largest batch per run (larger requests are split)."),
+    prompt_embeds: Path = typer.Option(None, "--prompt-embeds",
+                                       help="Text-conditioned graphs: prompt embeddings, .npy [L, D] or [B, L, D], "
+                                            "or .safetensors with tensors named as the graph's inputs."),
+    negative_prompt_embeds: Path = typer.Option(None, "--negative-prompt-embeds",
+                                                help="The unconditional (empty or negative prompt) embeddings, .npy; "
+                                                     "needed with a guidance scale other than 1."),
 ) -> None:
     """Sample images from an exported sampler and write a PNG grid (and single PNGs on request)."""
     sampler = Sampler.load(path, providers=None if providers is None else parse_names(providers, "--providers"),
                            max_batch=max_batch)
+    if sampler.spec.output.name == LATENTS:
+        raise S4SError(f"{path} outputs latents (built with --no-decode), not images; rebuild without --no-decode "
+                       f"or run it with the Python runtime (Sampler.load)")
     if sampler.conditional and labels is None:
         raise S4SError("this model is class-conditional: pass --labels (e.g. --labels 0,1,2 or --labels all)")
+    embeddings = {}
+    if prompt_embeds is not None:
+        embeddings |= load_embeddings(prompt_embeds, PROMPT_EMBEDS)
+    if negative_prompt_embeds is not None:
+        embeddings |= load_embeddings(negative_prompt_embeds, NEGATIVE_PROMPT_EMBEDS)
+    if sampler.text and PROMPT_EMBEDS not in embeddings:
+        raise S4SError("this model is text-conditioned: pass --prompt-embeds FILE (.npy or .safetensors)")
     start = time.perf_counter()
     images = sampler(seed=seed, n=n, class_labels=parse_labels(labels, n, sampler.num_classes),
-                     guidance_scale=guidance_scale)
+                     guidance_scale=guidance_scale, **embeddings)
     seconds = time.perf_counter() - start
     pictures = to_uint8(images)
     write_png(out, make_grid(pictures, ncol))

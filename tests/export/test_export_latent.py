@@ -175,3 +175,53 @@ def test_half_precision_refused_for_diffusers_models(sd, tmp_path):
     model = load_diffusers(Ref(str(folder)))
     with pytest.raises(S4SError, match="--precision fp16 is not available"):
         build_onnx(BuildRequest(out=str(tmp_path), precision="fp16"), resolved=Resolved(model, table, {}))
+
+
+def test_python_runtime_and_sample_command_take_embeddings(sd, tmp_path):
+    """The same images from the build's runner, the Python runtime (Sampler) and `s4s-export sample`."""
+    from typer.testing import CliRunner
+
+    from s4s_export.cli import app
+    from s4s_export.runtime import Sampler, make_grid, png_bytes, seeded_noise, to_uint8
+
+    _, _, result = sd
+    feeds = _text_inputs(1, 77, 8)
+    embeds, negative = feeds[PROMPT_EMBEDS][0].numpy(), feeds[NEGATIVE_PROMPT_EMBEDS][0].numpy()
+    noise = seeded_noise((4, 16, 16), 3, 11)
+    with Sampler.load(result.onnx_path, providers=["cpu"]) as sampler:
+        assert sampler.text and not sampler.conditional
+        images = sampler(seed=11, n=3, prompt_embeds=embeds, negative_prompt_embeds=negative, guidance_scale=7.5)
+        with pytest.raises(S4SError, match="negative_prompt_embeds .* is missing"):
+            sampler(seed=0, prompt_embeds=embeds, guidance_scale=7.5)
+        unguided = sampler(seed=11, n=1, prompt_embeds=embeds)  # scale 1: no negative embeddings needed
+        with pytest.raises(S4SError, match="prompt_embeds must have shape"):
+            sampler(seed=0, prompt_embeds=embeds[:, :4], negative_prompt_embeds=negative, guidance_scale=2.0)
+    with cpu_runner(result.onnx_path) as runner:
+        direct = runner.infer({NOISE: noise, PROMPT_EMBEDS: np.repeat(embeds[None], 3, 0),
+                               NEGATIVE_PROMPT_EMBEDS: np.repeat(negative[None], 3, 0),
+                               GUIDANCE: np.full(3, 7.5, np.float32)})
+    np.testing.assert_array_equal(images, direct)
+    assert np.abs(unguided[0] - images[0]).max() > 1e-3
+    np.save(tmp_path / "embeds.npy", embeds)
+    np.save(tmp_path / "negative.npy", negative)
+    out = tmp_path / "grid.png"
+    cli = CliRunner().invoke(app, ["sample", str(result.onnx_path), "--n", "3", "--seed", "11", "--guidance-scale",
+                                   "7.5", "--prompt-embeds", str(tmp_path / "embeds.npy"), "--negative-prompt-embeds",
+                                   str(tmp_path / "negative.npy"), "--out", str(out), "--ncol", "3"])
+    assert cli.exit_code == 0, cli.output
+    assert out.read_bytes() == png_bytes(make_grid(to_uint8(images), 3))
+    missing = CliRunner().invoke(app, ["sample", str(result.onnx_path), "--out", str(tmp_path / "x.png")])
+    assert missing.exit_code == 2 and "pass --prompt-embeds" in missing.output
+
+
+def test_triton_repository_batches_text_graphs(sd, tmp_path):
+    """Per-sample guidance_scale [B]: every input is batched, so Triton gets dynamic batching."""
+    from s4s_export.runtime import write_triton_repository
+
+    _, _, result = sd
+    text = (write_triton_repository(result.onnx_path, tmp_path / "repo", name="sd", max_batch=3)
+            / "sd" / "config.pbtxt").read_text()
+    assert "max_batch_size: 3" in text and "dynamic_batching" in text
+    for name, dims in ((PROMPT_EMBEDS, "77, 8"), (NEGATIVE_PROMPT_EMBEDS, "77, 8"), (GUIDANCE, "1")):
+        assert f'name: "{name}"' in text and f"dims: [ {dims} ]" in text
+    assert "reshape: { shape: [ ] }" in text
