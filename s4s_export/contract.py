@@ -40,6 +40,11 @@ TEXT_INPUTS = (PROMPT_EMBEDS, NEGATIVE_PROMPT_EMBEDS, POOLED_EMBEDS, NEGATIVE_PO
 ALL_INPUTS = (NOISE, LABELS, *TEXT_INPUTS, GUIDANCE)  # every name a sampler graph may take, in graph order
 LATENTS = "latents"  # the output of a latent graph built with --no-decode (latents, not images)
 EMBEDS_DTYPE = "float32"
+# The text encoder graph beside a text-conditioned sampler (build --text-encoder): input_ids [B, L] int64 ->
+# prompt_embeds [B, L, D]; the sampler's description names it and its tokenizer.json under TEXT_ENCODER_KEY.
+INPUT_IDS = "input_ids"
+INPUT_IDS_DTYPE = "int64"
+TEXT_ENCODER_KEY = "text_encoder"
 
 NOISE_DTYPE = "float32"
 LABELS_DTYPE = "int64"
@@ -79,11 +84,6 @@ def io_description(chw: tuple[int, int, int], batch: tuple[int, int], num_classe
     return inputs, [{"name": IMAGES, "dtype": dtype, "shape": shape, "layout": layout, "range": value_range}]
 
 
-def input_description(name: str, dtype: str, shape: list, **extra) -> dict:
-    """One entry of a sidecar's `inputs`: name, dtype, shape (`"batch"` for a dynamic batch) and extras."""
-    return {"name": name, "dtype": dtype, "shape": shape, **extra}
-
-
 def recorded_num_classes(info: dict) -> int | None:
     """Number of classes a description records (top-level, else under `model`), if a positive integer."""
     model = info.get(MODEL_KEY)
@@ -103,6 +103,13 @@ def graph_files(model_path: str | Path) -> list[Path]:
     """The graph file and, when present, its external weights."""
     data = external_data_path(model_path)
     return [Path(model_path), data] if data.is_file() else [Path(model_path)]
+
+
+def text_encoder_paths(sampler_path: str | Path) -> tuple[Path, Path]:
+    """`sd.onnx` -> (`sd.text_encoder.onnx`, `sd.tokenizer.json`): the text encoder graph and tokenizer beside it."""
+    sampler_path = Path(sampler_path)
+    stem = sampler_path.name.removesuffix(sampler_path.suffix)
+    return sampler_path.with_name(stem + ".text_encoder.onnx"), sampler_path.with_name(stem + ".tokenizer.json")
 
 
 def sidecar_path(model_path: str | Path) -> Path:

@@ -44,6 +44,9 @@ def sample_cmd(
     ncol: int = typer.Option(None, "--ncol", min=1, help="Images per grid row (default: near-square)."),
     providers: str = typer.Option(None, "--providers", help="onnxruntime providers for .onnx, e.g. cuda,cpu or tensorrt."),
     max_batch: int = typer.Option(None, "--max-batch", min=1, help="Largest batch per run (larger requests are split)."),
+    prompt: str = typer.Option(None, "--prompt", help="Text-conditioned graphs built with --text-encoder: the prompt."),
+    negative_prompt: str = typer.Option(None, "--negative-prompt",
+                                        help="With --prompt: the negative prompt (default: the empty prompt)."),
     prompt_embeds: Path = typer.Option(None, "--prompt-embeds",
                                        help="Text-conditioned graphs: prompt embeddings, .npy [L, D] or [B, L, D], "
                                             "or .safetensors with tensors named as the graph's inputs."),
@@ -64,11 +67,12 @@ def sample_cmd(
         embeddings |= load_embeddings(prompt_embeds, PROMPT_EMBEDS)
     if negative_prompt_embeds is not None:
         embeddings |= load_embeddings(negative_prompt_embeds, NEGATIVE_PROMPT_EMBEDS)
-    if sampler.text and PROMPT_EMBEDS not in embeddings:
-        raise S4SError("this model is text-conditioned: pass --prompt-embeds FILE (.npy or .safetensors)")
+    if sampler.text and PROMPT_EMBEDS not in embeddings and prompt is None:
+        raise S4SError("this model is text-conditioned: pass --prompt TEXT (graphs built with --text-encoder) or "
+                       "--prompt-embeds FILE (.npy or .safetensors)")
     start = time.perf_counter()
     images = sampler(seed=seed, n=n, class_labels=parse_labels(labels, n, sampler.num_classes),
-                     guidance_scale=guidance_scale, **embeddings)
+                     guidance_scale=guidance_scale, prompt=prompt, negative_prompt=negative_prompt, **embeddings)
     seconds = time.perf_counter() - start
     pictures = to_uint8(images)
     write_png(out, make_grid(pictures, ncol))

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..contract import (GUIDANCE, GUIDANCE_KEY, IMAGE_FORMATS, IMAGES, LABELS, NUM_CLASSES_KEY, ONNX_KEY, SIDECAR_FORMAT,
-                        SIDECAR_VERSION, io_description, sidecar_path)
+from ..contract import (GUIDANCE, GUIDANCE_KEY, IMAGE_FORMATS, IMAGES, LABELS, NUM_CLASSES_KEY, ONNX_KEY,
+                        PROMPT_EMBEDS, SIDECAR_FORMAT, SIDECAR_VERSION, TEXT_ENCODER_KEY, io_description, sidecar_path)
 from ..denoiser import Denoiser
 from ..errors import S4SError, choice_error
 from ..fileio import atomic_write_text
@@ -28,6 +28,7 @@ from .latent_graph import (DEFAULT_TEXT_LENGTH, LatentSamplerGraph, latent_sampl
 from .onnx_export import OPSET, OPSET_BF16, compact, export_model, set_metadata
 from .onnx_files import move_onnx, save_onnx
 from .precision import PRECISIONS
+from .text_encoder import build_text_encoder
 from .trt_ops import TRT_LIST_VERSION, check_trt_ops, uses_float64
 from .verify import (DEVIATION_SAMPLES, Check, Verification, check_inputs, checker, compare_runtime, graph_stats,
                      latent_verification_inputs, precision_deviation, verification_inputs)
@@ -53,6 +54,7 @@ class BuildRequest:
     guidance_scale: float = 1.0
     decode: bool = True  # latent models: decode to images in the graph (False: --no-decode, latents out)
     text_length: int = DEFAULT_TEXT_LENGTH  # text-conditioned models: tokens per prompt (L of [B, L, D])
+    text_encoder: str | None = None  # a pipeline folder: also build its text encoder graph (build --text-encoder)
     external_data: bool | None = None  # None: only when the file would pass 2 GiB
     command: str = ""  # recorded in the provenance
 
@@ -231,6 +233,8 @@ def build_onnx(req: BuildRequest, log: Callable[[str], None] = lambda _: None,
     path = output_path(req, r)
     module = graph_module(r, req)
     latent = isinstance(module, LatentSamplerGraph)
+    if req.text_encoder is not None and not (latent and module.inputs and module.inputs[0].name == PROMPT_EMBEDS):
+        raise S4SError(f"--text-encoder applies to text-conditioned models; {r.model!r} takes no prompt embeddings")
     opset = OPSET_BF16 if req.precision == "bf16" else OPSET
     info = r.denoiser.info
     lo, hi = req.batch
@@ -278,9 +282,13 @@ def build_onnx(req: BuildRequest, log: Callable[[str], None] = lambda _: None,
                            f"{failed} for inspection" + (f" and {path} is unchanged" if path.exists() else ""))
         sidecar = sidecar_path(path)
         sidecar.unlink(missing_ok=True)  # never an old sidecar beside the new graph, even if interrupted here
+        if req.text_encoder is not None:
+            doc[TEXT_ENCODER_KEY] = build_text_encoder(req.text_encoder, path, req.text_length, req.batch, log)
         files = move_onnx(staged, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    if req.text_encoder is not None:
+        files += [path.parent / doc[TEXT_ENCODER_KEY]["onnx"], path.parent / doc[TEXT_ENCODER_KEY]["tokenizer"]]
     doc_file = {**doc, ONNX_KEY: path.name, "verification": verification.to_dict()}
     atomic_write_text(sidecar, json.dumps(doc_file, indent=1) + "\n")
     return BuildResult(path, files, sidecar, doc_file, verification, seconds)

@@ -151,6 +151,15 @@ def cpu_runner(path: Path) -> OrtRunner:
     return OrtRunner(path, providers=["cpu"], log_severity=3)
 
 
+def cpu_session(path: Path):
+    """A bare onnxruntime CPU session (for graphs outside the sampler contract, e.g. the text encoder)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 def ort_outputs(runner: OrtRunner, inputs: Inputs) -> np.ndarray:
     """The runner's output for module inputs (positional in graph order, or by name)."""
     return runner.infer({name: t.numpy() for name, t in as_feeds(inputs).items()})

@@ -33,12 +33,13 @@ class Ref:
         self.target, self.checkpoint, self.random_weights, self.config = target, None, False, None
 
 
-def _built(tmp_path_factory, name: str, pipeline, solver, decode: bool = True, batch=(1, 3)):
+def _built(tmp_path_factory, name: str, pipeline, solver, decode: bool = True, batch=(1, 3), text_encoder=False):
     folder = tmp_path_factory.mktemp(name)
     pipeline.save_pretrained(folder)
     model = load_diffusers(Ref(str(folder)))
     table = solver(pipeline, model)
-    req = BuildRequest(out=str(folder / "graphs"), batch=batch, decode=decode)
+    req = BuildRequest(out=str(folder / "graphs"), batch=batch, decode=decode,
+                       text_encoder=str(folder) if text_encoder else None)
     result = build_onnx(req, resolved=Resolved(model, table, {"kind": "test"}))
     return folder, table, result
 
@@ -50,10 +51,32 @@ def _grid_solver(name: str):
     return solver
 
 
+def tiny_clip(folder):
+    """A CLIP text encoder (hidden size 8: the tiny UNet's cross_attention_dim) and a tokenizer over a tiny BPE
+    vocabulary (letters, end-of-word letters, two merges), written without downloads."""
+    transformers = pytest.importorskip("transformers")
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for suffix in ("", "</w>"):
+        vocab |= {c + suffix: len(vocab) + i for i, c in enumerate("abcdefghijklmnopqrstuvwxyz")}
+    vocab |= {"at</w>": len(vocab), "cat</w>": len(vocab) + 1}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\na t</w>\nc at</w>\n")
+    tokenizer = transformers.CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
+    torch.manual_seed(2)
+    config = transformers.CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=8,
+                                         intermediate_size=16, num_attention_heads=2, num_hidden_layers=2,
+                                         vocab_size=len(vocab), max_position_embeddings=77)
+    return transformers.CLIPTextModel(config).eval(), tokenizer
+
+
 @pytest.fixture(scope="module")
 def sd(tmp_path_factory):
+    """The tiny SD pipeline with a tiny CLIP text encoder, built with --text-encoder."""
     scheduler = diffusers.DPMSolverMultistepScheduler(**tiny.SD_SCHEDULER)
-    return _built(tmp_path_factory, "sd", tiny.tiny_sd_pipeline(scheduler), _grid_solver("dpmpp2m"))
+    encoder, tokenizer = tiny_clip(tmp_path_factory.mktemp("clip"))
+    components = {**tiny.tiny_sd_pipeline(scheduler).components, "text_encoder": encoder, "tokenizer": tokenizer}
+    pipeline = diffusers.StableDiffusionPipeline(**components, requires_safety_checker=False)
+    return _built(tmp_path_factory, "sd", pipeline, _grid_solver("dpmpp2m"), text_encoder=True)
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +234,7 @@ def test_python_runtime_and_sample_command_take_embeddings(sd, tmp_path):
     assert cli.exit_code == 0, cli.output
     assert out.read_bytes() == png_bytes(make_grid(to_uint8(images), 3))
     missing = CliRunner().invoke(app, ["sample", str(result.onnx_path), "--out", str(tmp_path / "x.png")])
-    assert missing.exit_code == 2 and "pass --prompt-embeds" in missing.output
+    assert missing.exit_code == 2 and "--prompt-embeds FILE" in missing.output
 
 
 def test_triton_repository_batches_text_graphs(sd, tmp_path):
@@ -225,3 +248,37 @@ def test_triton_repository_batches_text_graphs(sd, tmp_path):
     for name, dims in ((PROMPT_EMBEDS, "77, 8"), (NEGATIVE_PROMPT_EMBEDS, "77, 8"), (GUIDANCE, "1")):
         assert f'name: "{name}"' in text and f"dims: [ {dims} ]" in text
     assert "reshape: { shape: [ ] }" in text
+
+
+def test_prompt_through_text_encoder_graph(sd):
+    """prompt -> ids (tokenizers) -> embeddings (text encoder graph) -> images, against diffusers' own
+    encode_prompt (transformers tokenizer and CLIP in PyTorch) fed to the sampler graph."""
+    folder, _, result = sd
+    entry = json.loads(result.sidecar.read_text())["text_encoder"]
+    assert entry["length"] == 77 and (result.onnx_path.parent / entry["onnx"]).is_file()
+    from s4s_export.runtime import Sampler
+
+    pipe = diffusers.StableDiffusionPipeline.from_pretrained(folder, use_safetensors=True)
+    with torch.no_grad():
+        embeds, negative = pipe.encode_prompt(["a cat", "cat at"], "cpu", 1, True, None)
+    with Sampler.load(result.onnx_path, providers=["cpu"]) as sampler:
+        np.testing.assert_allclose(sampler.text_encoder(["a cat", "cat at"]), embeds.numpy(), rtol=0, atol=1e-5)
+        images = sampler(seed=4, n=2, prompt=["a cat", "cat at"], guidance_scale=7.5)
+        expected = sampler(seed=4, n=2, prompt_embeds=embeds.numpy(), negative_prompt_embeds=negative.numpy(),
+                           guidance_scale=7.5)
+        with pytest.raises(S4SError, match="either prompt or prompt_embeds"):
+            sampler(seed=0, prompt="a cat", prompt_embeds=embeds[0].numpy())
+    assert np.abs(images - expected).max() <= 1e-5
+    from typer.testing import CliRunner
+
+    from s4s_export.cli import app
+    from s4s_export.runtime import make_grid, png_bytes, to_uint8
+
+    out = result.onnx_path.parent / "prompt.png"
+    cli = CliRunner().invoke(app, ["sample", str(result.onnx_path), "--n", "2", "--seed", "4", "--prompt", "a cat",
+                                   "--guidance-scale", "7.5", "--out", str(out), "--ncol", "2"])
+    assert cli.exit_code == 0, cli.output
+    with Sampler.load(result.onnx_path, providers=["cpu"]) as sampler:
+        one_prompt = sampler(seed=4, n=2, prompt="a cat", guidance_scale=7.5)
+    np.testing.assert_allclose(one_prompt[0], images[0], rtol=0, atol=1e-5)
+    assert out.read_bytes() == png_bytes(make_grid(to_uint8(one_prompt), 2))
