@@ -79,9 +79,11 @@ def config_text(spec: GraphSpec, name: str, platform: str, max_batch: int, queue
             raise S4SError(f"Triton has no type for {t.describe()}")
         dims = t.shape[1:] if batched else t.shape
         # a batched [B] tensor (labels, per-sample guidance_scale): Triton needs dims [1], reshaped to [] per sample
-        reshape = "\n    reshape: { shape: [ ] }" if batched and not dims else ""
+        batch_only = batched and not dims
+        text = "1" if batch_only else ", ".join("-1" if d is None else str(d) for d in dims)
+        reshape = "\n    reshape: { shape: [ ] }" if batch_only else ""
         return (f'  {{\n    name: "{t.name}"\n    data_type: {_TRITON_TYPES[t.dtype.name]}\n'
-                f'    dims: [ {", ".join("-1" if d is None else str(d) for d in dims) if dims else "1"} ]{reshape}\n  }}')
+                f'    dims: [ {text} ]{reshape}\n  }}')
 
     lines = [f'name: "{name}"', f'platform: "{platform}"', f"max_batch_size: {max_batch if batched else 0}",
              "input [\n" + ",\n".join(tensor(t) for t in spec.inputs.values()) + "\n]",
