@@ -103,9 +103,10 @@ def _text_inputs(batch: int, length: int, dim: int, pooled: int = 0, seed: int =
     return out
 
 
-def _reference(folder, table, feeds: dict[str, torch.Tensor], scale: float, decode: bool = True) -> np.ndarray:
+def _reference(folder, table, feeds: dict[str, torch.Tensor], scale: float, decode: bool = True,
+               load=lambda folder, scale: load_diffusers(Ref(str(folder)), guidance_scale=scale)) -> np.ndarray:
     """Our Sampler with the denoiser's own (float) guidance scale, then the VAE: no graph code involved."""
-    model = load_diffusers(Ref(str(folder)), guidance_scale=scale)
+    model = load(folder, scale)
     if LABELS in feeds:
         cond = ClassCond(feeds[LABELS], model.info.num_classes)
     else:
@@ -282,3 +283,51 @@ def test_prompt_through_text_encoder_graph(sd):
         one_prompt = sampler(seed=4, n=2, prompt="a cat", guidance_scale=7.5)
     np.testing.assert_allclose(one_prompt[0], images[0], rtol=0, atol=1e-5)
     assert out.read_bytes() == png_bytes(make_grid(to_uint8(one_prompt), 2))
+
+
+@pytest.fixture(scope="module")
+def compvis_vq(tmp_path_factory):
+    """A tiny class-conditional CompVis LDM (cin256-v2's layout) with a VQ first stage: quantised decode."""
+    from types import SimpleNamespace
+
+    from families.compvis_fixture import lightning_checkpoint, random_state, write_config
+
+    from s4s_export.families.compvis import load_compvis
+
+    folder = tmp_path_factory.mktemp("compvis")
+    ref = SimpleNamespace(target=str(lightning_checkpoint(random_state("cin"), folder / "cin.ckpt")),
+                          config=str(write_config("cin", folder / "cin.yaml")), checkpoint=None, random_weights=False)
+    model = load_compvis(ref)
+    table = resolve_solver("dpmpp2m", denoiser=model, nfe=NFE, schedule="logsnr").table
+    result = build_onnx(BuildRequest(out=str(folder / "graphs"), batch=(1, 3)),
+                        resolved=Resolved(model, table, {"kind": "test"}))
+    return ref, table, result, lambda ref, scale: load_compvis(ref, guidance_scale=scale)
+
+
+@pytest.mark.parametrize("scale", [1.0, 7.5])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_compvis_vq_graph_matches(compvis_vq, batch, scale):
+    ref, table, result, load = compvis_vq
+    assert type(load(ref, 1.0).decoder.vae).__name__ == "VQModel"
+    g = torch.Generator().manual_seed(8)
+    feeds = {NOISE: torch.randn(batch, 3, 8, 8, generator=g), LABELS: torch.tensor([3, 9, 10][:batch])}
+    ours = _run(result, feeds, scale)
+    assert ours.shape == (batch, 3, 16, 16)
+    assert relative_error(ours, _reference(ref, table, feeds, scale, load=load)) <= LIMIT
+
+
+@pytest.mark.slow
+def test_sd_graph_at_nfe_6(tmp_path_factory):
+    """The acceptance's second NFE: a 6-step DPM-Solver++(2M) SD graph, guidance 1 and 7.5, batch 1 and 3."""
+    scheduler = diffusers.DPMSolverMultistepScheduler(**tiny.SD_SCHEDULER)
+
+    def solver(pipeline, model):
+        pipeline.scheduler.set_timesteps(6)
+        return solver_for_scheduler(pipeline.scheduler, "dpmpp2m")
+
+    folder, table, result = _built(tmp_path_factory, "sd6", tiny.tiny_sd_pipeline(scheduler), solver)
+    assert table.nfe == 6
+    for batch in (1, 3):
+        for scale in (1.0, 7.5):
+            feeds = _text_inputs(batch, 77, 8, seed=batch)
+            assert relative_error(_run(result, feeds, scale), _reference(folder, table, feeds, scale)) <= LIMIT
