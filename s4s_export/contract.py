@@ -182,10 +182,15 @@ def cpp_header() -> str:
                ("kNoiseDtype", NOISE_DTYPE), ("kClassLabelsDtype", LABELS_DTYPE), ("kGuidanceScaleDtype", GUIDANCE_DTYPE),
                ("kImagesFloatDtype", IMAGE_FORMATS["float"][0]), ("kImagesUint8Dtype", IMAGE_FORMATS["uint8"][0]),
                ("kNumClassesKey", NUM_CLASSES_KEY), ("kModelKey", MODEL_KEY), ("kGuidanceKey", GUIDANCE_KEY),
-               ("kSidecarSuffix", SIDECAR_SUFFIX)]
+               ("kSidecarSuffix", SIDECAR_SUFFIX), ("kPromptEmbeds", PROMPT_EMBEDS),
+               ("kNegativePromptEmbeds", NEGATIVE_PROMPT_EMBEDS), ("kPooledEmbeds", POOLED_EMBEDS),
+               ("kNegativePooledEmbeds", NEGATIVE_POOLED_EMBEDS), ("kTimeIds", TIME_IDS), ("kLatents", LATENTS),
+               ("kEmbedsDtype", EMBEDS_DTYPE)]
     lines = ["// Generated from s4s_export/contract.py by scripts/write_contract_header.py: do not edit.",
              "// tests/runtime/test_contract_header.py checks that it is current and that runtime/cpp uses it.",
              "#pragma once", "", "namespace s4s::contract {", ""]
     lines += [f'inline constexpr char {name}[] = "{value}";' for name, value in strings]
-    lines += [f"inline constexpr float kDefaultGuidance = {DEFAULT_GUIDANCE!r}f;", "", "}  // namespace s4s::contract"]
+    lines += [f"inline constexpr float kDefaultGuidance = {DEFAULT_GUIDANCE!r}f;"]
+    lines += ["// text inputs of text-conditioned graphs, in graph order", "inline constexpr const char* kTextInputs[] = {"
+              + ", ".join(f'"{n}"' for n in TEXT_INPUTS) + "};", "", "}  // namespace s4s::contract"]
     return "\n".join(lines) + "\n"
