@@ -249,6 +249,13 @@ def test_triton_repository_batches_text_graphs(sd, tmp_path):
     for name, dims in ((PROMPT_EMBEDS, "77, 8"), (NEGATIVE_PROMPT_EMBEDS, "77, 8"), (GUIDANCE, "1")):
         assert f'name: "{name}"' in text and f"dims: [ {dims} ]" in text
     assert "reshape: { shape: [ ] }" in text
+    repo = tmp_path / "repo"  # the text encoder beside the graph: an ensemble prompt ids -> embeddings -> images
+    encoder = (repo / "sd_text_encoder" / "config.pbtxt").read_text()
+    assert "dims: [ 77 ]" in encoder and "dims: [ 77, 8 ]" in encoder and "dynamic_batching" in encoder
+    assert (repo / "sd_text_encoder" / "1" / "model.onnx").is_file()
+    ensemble = (repo / "sd_ensemble" / "config.pbtxt").read_text()
+    assert 'platform: "ensemble"' in ensemble and ensemble.count('model_name: "sd_text_encoder"') == 2
+    assert 'value: "negative_input_ids"' in ensemble and 'model_name: "sd"' in ensemble
 
 
 def test_prompt_through_text_encoder_graph(sd):
