@@ -151,12 +151,14 @@ def cpu_runner(path: Path) -> OrtRunner:
     return OrtRunner(path, providers=["cpu"], log_severity=3)
 
 
-def cpu_session(path: Path):
+def cpu_session(path: Path, threads: int | None = None):
     """A bare onnxruntime CPU session (for graphs outside the sampler contract, e.g. the text encoder)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
