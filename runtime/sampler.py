@@ -127,7 +127,7 @@ class Sampler:
             raise S4SError("negative_prompt goes with prompt; pass prompt too")
         given = (prompt_embeds, negative_prompt_embeds, pooled_prompt_embeds, negative_pooled_prompt_embeds,
                  add_time_ids)
-        embeddings = {name: v for name, v in zip(TEXT_INPUTS, given) if v is not None}
+        embeddings = {name: v for name, v in zip(TEXT_INPUTS, given, strict=True) if v is not None}
         feeds = prepare_inputs(self.spec, noise, seed, n, class_labels, guidance_scale, embeddings)
         sizes = plan_batches(feeds[NOISE].shape[0], self.spec.batch_range, self.runner.kind)
         if len(sizes) == 1:

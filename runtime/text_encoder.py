@@ -1,4 +1,5 @@
-"""The text encoder beside a text-conditioned sampler: prompt -> ids (tokenizers) -> embeddings (onnxruntime), torch-free.
+"""The text encoder beside a text-conditioned sampler: prompt -> ids (tokenizers) -> embeddings (onnxruntime),
+torch-free.
 
 `build --text-encoder` writes `<stem>.text_encoder.onnx` (input_ids [B, L] int64 -> prompt_embeds [B, L, D])
 and `<stem>.tokenizer.json` (padding and truncation to L set) and names both in the sampler's description

@@ -29,7 +29,8 @@ class _UNetCall(nn.Module):
         super().__init__()
         self.unet = unet
 
-    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor) -> torch.Tensor:
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor,
+                encoder_hidden_states: torch.Tensor) -> torch.Tensor:
         return self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states).sample
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from s4s_export.contract import (GUIDANCE, IMAGES, LABELS, LATENTS, NEGATIVE_POOLED_EMBEDS, NEGATIVE_PROMPT_EMBEDS,
-                                 NOISE, POOLED_EMBEDS, PROMPT_EMBEDS)
+                                 NOISE, POOLED_EMBEDS, PROMPT_EMBEDS, TIME_IDS)
 from s4s_export.errors import S4SError
 from s4s_export.export.build import BuildRequest, Resolved, build_onnx
 from s4s_export.export.verify import cpu_runner, relative_error
@@ -111,7 +111,7 @@ def _reference(folder, table, feeds: dict[str, torch.Tensor], scale: float, deco
         cond = ClassCond(feeds[LABELS], model.info.num_classes)
     else:
         cond = TextCond(feeds[PROMPT_EMBEDS], feeds[NEGATIVE_PROMPT_EMBEDS], feeds.get(POOLED_EMBEDS),
-                        feeds.get(NEGATIVE_POOLED_EMBEDS))
+                        feeds.get(NEGATIVE_POOLED_EMBEDS), feeds.get(TIME_IDS))
     with torch.no_grad():
         z = Sampler(model, table)(feeds[NOISE], cond)
         return (model.decoder(z).clamp(-1, 1) if decode else z).numpy()
@@ -356,3 +356,23 @@ def test_bench_baked_graph_against_host_loop_pipeline(sd, tmp_path):
         report = compare(baked, host, feeds, NFE, repeats=3)
     print(report)
     assert report["max_abs_diff"] <= 1e-4 and report["baked_s"] > 0 and report["host_loop_s"] > 0
+
+
+@pytest.mark.slow
+def test_sdxl_graph_takes_pooled_embeddings_and_time_ids(tmp_path_factory):
+    """SDXL's added conditions as graph inputs (pooled [B, 32], add_time_ids [B, 6]), guided, batch 2."""
+    scheduler = diffusers.EulerDiscreteScheduler(**tiny.SD_SCHEDULER, timestep_spacing="leading", steps_offset=1)
+    folder, table, result = _built(tmp_path_factory, "sdxl", tiny.tiny_sdxl_pipeline(scheduler),
+                                   _grid_solver("euler"), batch=(2, 2))
+    doc = json.loads(result.sidecar.read_text())
+    assert [i["name"] for i in doc["inputs"]] == [NOISE, PROMPT_EMBEDS, NEGATIVE_PROMPT_EMBEDS, POOLED_EMBEDS,
+                                                  NEGATIVE_POOLED_EMBEDS, TIME_IDS, GUIDANCE]
+    feeds = _text_inputs(2, 77, 64, pooled=32)
+    feeds[TIME_IDS] = torch.tensor([[32.0, 32, 0, 0, 32, 32]] * 2)
+    assert relative_error(_run(result, feeds, 7.5), _reference(folder, table, feeds, 7.5)) <= LIMIT
+    from s4s_export.runtime import Sampler
+
+    with Sampler.load(result.onnx_path, providers=["cpu"]) as sampler:  # add_time_ids default to (H, W, 0, 0, H, W)
+        defaulted = sampler(noise=feeds[NOISE].numpy(), guidance_scale=7.5,
+                            **{k: v.numpy() for k, v in feeds.items() if k not in (NOISE, TIME_IDS)})
+    np.testing.assert_allclose(defaulted, _run(result, feeds, 7.5), rtol=0, atol=1e-6)
