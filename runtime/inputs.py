@@ -9,7 +9,8 @@ import numbers
 
 import numpy as np
 
-from ..contract import DEFAULT_GUIDANCE, GUIDANCE, GUIDANCE_KEY, LABELS, NOISE
+from ..contract import (DEFAULT_GUIDANCE, GUIDANCE, GUIDANCE_KEY, LABELS, NEGATIVE_POOLED_EMBEDS,
+                        NEGATIVE_PROMPT_EMBEDS, NOISE, TEXT_INPUTS, TIME_IDS)
 from ..errors import S4SError
 from ..limits import GUIDANCE_MAX, check_fits
 from .noise import fresh_seed, seeded_noise
@@ -21,8 +22,9 @@ def _is_int(value: object) -> bool:
 
 
 def prepare_inputs(spec: GraphSpec, noise=None, seed: int | None = None, n: int | None = None,
-                   class_labels=None, guidance_scale: float | None = None) -> dict[str, np.ndarray]:
-    """The checked feed dict for the whole request: noise [B,C,H,W], and labels [B] + guidance [] if conditional."""
+                   class_labels=None, guidance_scale=None, embeddings: dict | None = None) -> dict[str, np.ndarray]:
+    """The checked feed dict for the whole request: noise [B,C,H,W]; labels [B] or the text inputs
+    (`embeddings` by contract name, TEXT_INPUTS) and guidance ([] or [B], as the graph takes it) if conditional."""
     chw = tuple(spec.noise.shape[1:])
     if noise is not None and seed is not None:
         raise S4SError("pass either noise or seed, not both: seed only generates the noise")
@@ -38,6 +40,14 @@ def prepare_inputs(spec: GraphSpec, noise=None, seed: int | None = None, n: int 
         x = _check_noise(noise, chw, n, spec.noise.dtype)
     batch = x.shape[0]
     feeds = {NOISE: x}
+    if spec.text:
+        if class_labels is not None:
+            raise S4SError("this model is text-conditioned: it takes prompt embeddings, not class_labels; drop them")
+        feeds[GUIDANCE] = _check_guidance(guidance_scale, spec.info, spec.inputs[GUIDANCE].shape, batch)
+        feeds.update(_check_text(spec, embeddings or {}, batch, bool((feeds[GUIDANCE] != 1).any())))
+        return {name: feeds[name] for name in spec.inputs}
+    if embeddings:
+        raise S4SError(f"this model takes no prompt embeddings ({', '.join(sorted(embeddings))}); drop them")
     if not spec.conditional:
         if class_labels is not None:
             raise S4SError("this model is unconditional: it takes no class_labels; drop them")
@@ -46,7 +56,7 @@ def prepare_inputs(spec: GraphSpec, noise=None, seed: int | None = None, n: int 
         return feeds
     feeds[LABELS] = _check_labels(class_labels, batch, spec.num_classes)
     if GUIDANCE in spec.inputs:
-        feeds[GUIDANCE] = _check_guidance(guidance_scale, spec.info)
+        feeds[GUIDANCE] = _check_guidance(guidance_scale, spec.info, spec.inputs[GUIDANCE].shape, batch)
     elif guidance_scale is not None:
         raise S4SError("this graph has its guidance scale baked in: it takes no guidance_scale; drop it "
                        "or re-export with the guidance scale as an input")
@@ -91,11 +101,25 @@ def _check_labels(labels, batch: int, num_classes: int | None) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def _check_guidance(scale, info: dict) -> np.ndarray:
+def _check_guidance(scale, info: dict, shape: tuple = (), batch: int = 1) -> np.ndarray:
+    """A scalar scale (graphs with guidance_scale []), or one per sample [B] (a number is repeated)."""
     if scale is None:
         scale = info.get(GUIDANCE_KEY, DEFAULT_GUIDANCE)
     if isinstance(scale, np.ndarray) and scale.ndim == 0:
         scale = scale.item()
+    if len(shape) == 1 and not isinstance(scale, numbers.Real):
+        try:
+            values = np.asarray(scale, dtype=np.float64)
+        except (ValueError, TypeError):
+            values = None
+        if values is None or values.shape != (batch,):
+            raise S4SError(f"guidance_scale must be a number or {batch} numbers (one per image); got {scale!r}")
+        if not np.isfinite(values).all():
+            raise S4SError(f"guidance_scale must be finite; got {values.tolist()}")
+        if np.abs(values).max() > GUIDANCE_MAX:
+            raise S4SError(f"guidance_scale must be within [-{GUIDANCE_MAX:g}, {GUIDANCE_MAX:g}] (larger scales "
+                           f"overflow float32 images); got {values.tolist()}")
+        return values.astype(np.float32)
     if not isinstance(scale, numbers.Real) or isinstance(scale, bool):
         raise S4SError(f"guidance_scale must be a number (1.0 = no guidance); got {scale!r}")
     if not np.isfinite(scale):
@@ -103,7 +127,63 @@ def _check_guidance(scale, info: dict) -> np.ndarray:
     if abs(scale) > GUIDANCE_MAX:
         raise S4SError(f"guidance_scale must be within [-{GUIDANCE_MAX:g}, {GUIDANCE_MAX:g}] (larger scales overflow "
                        f"float32 images); got {scale:g}")
-    return np.asarray(scale, dtype=np.float32)
+    return np.full(batch, scale, dtype=np.float32) if len(shape) == 1 else np.asarray(scale, dtype=np.float32)
+
+
+def _check_text(spec: GraphSpec, given: dict, batch: int, guided: bool) -> dict[str, np.ndarray]:
+    """Text inputs [B, ...] (a single [...] or [1, ...] is repeated for the batch). Negative embeddings may be
+    left out when no sample is guided (they are then unused zeros); SDXL's time ids default to
+    (H, W, 0, 0, H, W) of the decoded image, as diffusers' pipelines set them."""
+    unknown = sorted(set(given) - set(TEXT_INPUTS))
+    if unknown:
+        raise S4SError(f"unknown text inputs {', '.join(unknown)}; this graph takes "
+                       f"{', '.join(n for n in TEXT_INPUTS if n in spec.inputs)}")
+    extra = sorted(n for n in given if n not in spec.inputs and given[n] is not None)
+    if extra:
+        raise S4SError(f"this graph takes no {', '.join(extra)}; drop it")
+    out = {}
+    for name in (n for n in TEXT_INPUTS if n in spec.inputs):
+        t = spec.inputs[name]
+        value = given.get(name)
+        if value is None and name == TIME_IDS:
+            h, w = _decoded_size(spec)
+            value = np.array([h, w, 0, 0, h, w], dtype=np.float32)
+        if value is None and name in (NEGATIVE_PROMPT_EMBEDS, NEGATIVE_POOLED_EMBEDS) and not guided:
+            value = np.zeros(t.shape[1:], dtype=t.dtype)
+        if value is None:
+            need = "with guidance_scale != 1 pass the empty prompt's embeddings" \
+                if name in (NEGATIVE_PROMPT_EMBEDS, NEGATIVE_POOLED_EMBEDS) else "pass it"
+            raise S4SError(f"this model is text-conditioned: {name} {_dims(t.shape)} is missing; {need}")
+        out[name] = _batched(name, value, t.shape[1:], batch, t.dtype)
+    return out
+
+
+def _dims(shape: tuple) -> str:
+    return "[" + ", ".join("B" if d is None else str(d) for d in shape) + "]"
+
+
+def _decoded_size(spec: GraphSpec) -> tuple[int, int]:
+    shape = spec.output.shape
+    return (shape[1], shape[2]) if spec.info.get("output") == "uint8" else (shape[2], shape[3])
+
+
+def _batched(name: str, value, sample_shape: tuple, batch: int, dtype: np.dtype) -> np.ndarray:
+    try:
+        x = np.asarray(value)
+    except (ValueError, TypeError) as e:
+        raise S4SError(f"{name} must be an array of shape [B, {', '.join(map(str, sample_shape))}]; could not "
+                       f"convert it ({e})") from None
+    if x.dtype.kind not in "fiu":
+        raise S4SError(f"{name} must be a floating-point array; got dtype {x.dtype}")
+    if x.shape == tuple(sample_shape) or (x.ndim == len(sample_shape) + 1 and x.shape[0] == 1
+                                          and x.shape[1:] == tuple(sample_shape)):
+        x = np.broadcast_to(x.reshape(sample_shape), (batch, *sample_shape))
+    if x.shape != (batch, *sample_shape):
+        raise S4SError(f"{name} must have shape [{batch}, {', '.join(map(str, sample_shape))}] (or one row for all "
+                       f"images); got {list(x.shape)}")
+    if not np.isfinite(x).all():
+        raise S4SError(f"{name} contains non-finite values (NaN or inf); pass finite embeddings")
+    return np.ascontiguousarray(x, dtype=dtype)
 
 
 def plan_batches(batch: int, batch_range: tuple[int, int | None], what: str = "graph") -> list[int]:

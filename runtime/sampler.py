@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..contract import NOISE
+from ..contract import NOISE, TEXT_INPUTS
 from ..errors import S4SError
 from .inputs import _is_int, plan_batches, prepare_inputs
 from .runner import Runner
 from .spec import GraphSpec
+from .text_encoder import TextEncoder
 
 ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
 
@@ -24,8 +25,8 @@ class Sampler:
     gives each thread its own execution context. `close()` (or leaving a `with` block) closes the runner.
     """
 
-    def __init__(self, runner: Runner, path: Path):
-        self.runner, self.path = runner, path
+    def __init__(self, runner: Runner, path: Path, text_encoder: TextEncoder | None = None):
+        self.runner, self.path, self.text_encoder = runner, path, text_encoder
 
     @classmethod
     def load(cls, path: str | Path, *, providers: list[str] | None = None, device_id: int = 0,
@@ -71,7 +72,12 @@ class Sampler:
         else:
             raise S4SError(f"{path}: unknown model file type {path.suffix!r}; expected .onnx or a TensorRT engine "
                            f"({', '.join(ENGINE_SUFFIXES)})")
-        return cls(runner, path)
+        try:
+            text_encoder = TextEncoder.beside(path, runner.spec.info)
+        except S4SError:
+            runner.close()
+            raise
+        return cls(runner, path, text_encoder)
 
     def close(self) -> None:
         """Close the runner (sessions, engine, device memory); idempotent. Calls after it raise S4SError."""
@@ -105,10 +111,37 @@ class Sampler:
         """The graph's description (sidecar and metadata): NFE, solver, model, precision, ..."""
         return self.spec.info
 
+    @property
+    def text(self) -> bool:
+        """Text-conditioned: the graph takes prompt embeddings."""
+        return self.spec.text
+
     def __call__(self, noise=None, seed: int | None = None, n: int | None = None, class_labels=None,
-                 guidance_scale: float | None = None) -> np.ndarray:
-        """Images for `noise` [B,C,H,W], or for `n` (default 1) seeded noise images (`seeded_noise`)."""
-        feeds = prepare_inputs(self.spec, noise, seed, n, class_labels, guidance_scale)
+                 guidance_scale=None, prompt_embeds=None, negative_prompt_embeds=None, pooled_prompt_embeds=None,
+                 negative_pooled_prompt_embeds=None, add_time_ids=None, prompt: str | list[str] | None = None,
+                 negative_prompt: str | list[str] | None = None) -> np.ndarray:
+        """Images for `noise` [B,C,H,W], or for `n` (default 1) seeded noise images (`seeded_noise`).
+
+        Text-conditioned graphs take the embeddings [B, L, D] (one [L, D] row serves every image) and
+        per-sample or one guidance scale; negative embeddings are needed where a scale is not 1. With a
+        text encoder graph beside the sampler, `prompt` (one, or one per image) and `negative_prompt`
+        (default: the empty prompt, as diffusers' pipelines) give them instead.
+        """
+        if prompt is not None:
+            if prompt_embeds is not None or negative_prompt_embeds is not None:
+                raise S4SError("pass either prompt or prompt_embeds, not both")
+            if self.text_encoder is None:
+                raise S4SError(f"{self.path} has no text encoder graph beside it; rebuild with `s4s-export build "
+                               f"--text-encoder`, or pass prompt_embeds")
+            prompt_embeds = self.text_encoder([prompt] if isinstance(prompt, str) else prompt)
+            negative = "" if negative_prompt is None else negative_prompt
+            negative_prompt_embeds = self.text_encoder([negative] if isinstance(negative, str) else negative)
+        elif negative_prompt is not None:
+            raise S4SError("negative_prompt goes with prompt; pass prompt too")
+        given = (prompt_embeds, negative_prompt_embeds, pooled_prompt_embeds, negative_pooled_prompt_embeds,
+                 add_time_ids)
+        embeddings = {name: v for name, v in zip(TEXT_INPUTS, given, strict=True) if v is not None}
+        feeds = prepare_inputs(self.spec, noise, seed, n, class_labels, guidance_scale, embeddings)
         sizes = plan_batches(feeds[NOISE].shape[0], self.spec.batch_range, self.runner.kind)
         if len(sizes) == 1:
             return self.runner.infer(feeds)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..contract import GUIDANCE, IMAGES, INPUTS, LABELS, NOISE, recorded_num_classes
+from ..contract import ALL_INPUTS, GUIDANCE, IMAGES, LABELS, LATENTS, NOISE, PROMPT_EMBEDS, recorded_num_classes
 from ..errors import S4SError
 
 
@@ -40,7 +40,13 @@ class GraphSpec:
 
     @property
     def conditional(self) -> bool:
+        """Class-conditional: takes class_labels."""
         return LABELS in self.inputs
+
+    @property
+    def text(self) -> bool:
+        """Text-conditioned: takes prompt embeddings (contract.TEXT_INPUTS)."""
+        return PROMPT_EMBEDS in self.inputs
 
     def limit_batch(self, max_batch: int) -> None:
         """Cap the largest batch per run at `max_batch`, never below the minimum (a fixed batch stays as it is)."""
@@ -60,10 +66,11 @@ def check_graph(path: Path, inputs: list[TensorSpec], outputs: list[TensorSpec],
     """
     where = f"{path} is not an s4s-export sampler graph"
     names = {t.name: t for t in inputs}
-    unknown = sorted(set(names) - set(INPUTS))
+    unknown = sorted(set(names) - set(ALL_INPUTS))
     if NOISE not in names or unknown:
         raise S4SError(f"{where}: inputs {', '.join(t.describe() for t in inputs)}; expected {NOISE} [B,C,H,W]"
-                       f" (and {LABELS}, {GUIDANCE} for class-conditional models); re-export it with `s4s-export build`")
+                       f" (and {LABELS} or {PROMPT_EMBEDS}..., {GUIDANCE} for conditional models); re-export it with "
+                       f"`s4s-export build`")
     noise = names[NOISE]
     if len(noise.shape) != 4 or any(d is None for d in noise.shape[1:]):
         raise S4SError(f"{where}: {noise.describe()} should be [B,C,H,W] with fixed C, H, W")
@@ -73,9 +80,10 @@ def check_graph(path: Path, inputs: list[TensorSpec], outputs: list[TensorSpec],
     if LABELS in names and names[LABELS].dtype.kind not in "iu":
         raise S4SError(f"{where}: {names[LABELS].describe()} should be integer (int64); re-export it with "
                        "`s4s-export build`")
-    if GUIDANCE in names and LABELS not in names:
-        raise S4SError(f"{where}: it takes {GUIDANCE} but no {LABELS}")
-    if len(outputs) != 1 or len(outputs[0].shape) != 4:
-        raise S4SError(f"{where}: outputs {', '.join(t.describe() for t in outputs)}; expected one {IMAGES} [B,...]")
+    if GUIDANCE in names and LABELS not in names and PROMPT_EMBEDS not in names:
+        raise S4SError(f"{where}: it takes {GUIDANCE} but no {LABELS} or {PROMPT_EMBEDS}")
+    if len(outputs) != 1 or len(outputs[0].shape) != 4 or outputs[0].name not in (IMAGES, LATENTS):
+        raise S4SError(f"{where}: outputs {', '.join(t.describe() for t in outputs)}; expected one {IMAGES} [B,...] "
+                       f"(or {LATENTS} [B,C,H,W] for a graph built with --no-decode)")
     batch = noise.shape[0]
     return GraphSpec(names, outputs[0], (1, None) if batch is None else (batch, batch), info)

@@ -3,9 +3,11 @@
     repo/<name>/config.pbtxt + repo/<name>/1/model.onnx          platform onnxruntime_onnx
     repo/<name>_trt/config.pbtxt + repo/<name>_trt/1/model.plan  platform tensorrt_plan (with an engine)
 
-Dynamic batching needs every input to carry the batch dimension. A class-conditional graph has a
-scalar `guidance_scale` input, so it gets NO dynamic batching: it is written, like a graph with a fixed
-batch, with `max_batch_size: 0` (full shapes, batch dimension -1; each request runs alone, as sent).
+Dynamic batching needs every input to carry the batch dimension. A pixel class-conditional graph
+(export/graph.py) has a scalar `guidance_scale` input, so it gets NO dynamic batching: it is written, like
+a graph with a fixed batch, with `max_batch_size: 0` (full shapes, batch dimension -1; each request runs
+alone, as sent). Latent and text-conditioned graphs (export/latent_graph.py) take guidance_scale per
+sample [B] and are batched; a [B] input is declared as dims [1] reshaped to [] (Triton's form for it).
 An engine must come from build_engine for this very graph (its sidecar's onnx_sha256 is checked), and
 with dynamic batching its profile must start at batch 1 (Triton forms batches from 1 up). Each
 config.pbtxt is parsed with Triton's own schema (`model_config_pb2` of the tritonclient package) when that
@@ -20,7 +22,8 @@ from pathlib import Path
 from types import ModuleType
 
 from ..cachedir import cache_root
-from ..contract import ENGINE_KEY, external_data_path, read_sidecar, sidecar_path
+from ..contract import (ENGINE_KEY, GUIDANCE, IMAGES, INPUT_IDS, NEGATIVE_PROMPT_EMBEDS, NOISE, PROMPT_EMBEDS,
+                        TEXT_ENCODER_KEY, external_data_path, read_sidecar, sidecar_path)
 from ..errors import S4SError
 from ..fileio import atomic_write, atomic_write_text
 from .spec import GraphSpec, TensorSpec
@@ -76,8 +79,12 @@ def config_text(spec: GraphSpec, name: str, platform: str, max_batch: int, queue
         if t.dtype.name not in _TRITON_TYPES:
             raise S4SError(f"Triton has no type for {t.describe()}")
         dims = t.shape[1:] if batched else t.shape
+        # a batched [B] tensor (labels, per-sample guidance_scale): Triton needs dims [1], reshaped to [] per sample
+        batch_only = batched and not dims
+        text = "1" if batch_only else ", ".join("-1" if d is None else str(d) for d in dims)
+        reshape = "\n    reshape: { shape: [ ] }" if batch_only else ""
         return (f'  {{\n    name: "{t.name}"\n    data_type: {_TRITON_TYPES[t.dtype.name]}\n'
-                f'    dims: [ {", ".join("-1" if d is None else str(d) for d in dims)} ]\n  }}')
+                f'    dims: [ {text} ]{reshape}\n  }}')
 
     lines = [f'name: "{name}"', f'platform: "{platform}"', f"max_batch_size: {max_batch if batched else 0}",
              "input [\n" + ",\n".join(tensor(t) for t in spec.inputs.values()) + "\n]",
@@ -87,6 +94,44 @@ def config_text(spec: GraphSpec, name: str, platform: str, max_batch: int, queue
     if instances is not None:
         lines.append(f"instance_group [\n  {{\n    count: {instances}\n    kind: KIND_GPU\n  }}\n]")
     return "\n".join(lines) + "\n"
+
+
+NEGATIVE_INPUT_IDS = "negative_" + INPUT_IDS  # the ensemble's input for the negative (or empty) prompt's ids
+
+
+def ensemble_texts(spec: GraphSpec, name: str, entry: dict, max_batch: int, queue_delay_us: int) -> dict[str, str]:
+    """config.pbtxt of `<name>_text_encoder` (input_ids [L] -> prompt_embeds [L, D], batched) and of
+    `<name>_ensemble` (input_ids, negative_input_ids, noise, guidance_scale -> images): the text encoder runs
+    once per prompt and once per negative prompt, then the sampler."""
+    length, dim = int(entry["length"]), int(entry["dim"])
+    encoder = f"{name}_text_encoder"
+    batching = f"dynamic_batching {{\n  max_queue_delay_microseconds: {queue_delay_us}\n}}"
+
+    def tensor(tname: str, dtype: str, dims: list[int]) -> str:
+        return f'  {{\n    name: "{tname}"\n    data_type: {dtype}\n    dims: [ {", ".join(map(str, dims))} ]\n  }}'
+
+    def step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> str:
+        maps = [f'      input_map {{\n        key: "{k}"\n        value: "{v}"\n      }}' for k, v in inputs.items()]
+        maps += [f'      output_map {{\n        key: "{k}"\n        value: "{v}"\n      }}' for k, v in outputs.items()]
+        return f'    {{\n      model_name: "{model}"\n      model_version: -1\n' + "\n".join(maps) + "\n    }"
+
+    encoder_text = "\n".join([
+        f'name: "{encoder}"', 'platform: "onnxruntime_onnx"', f"max_batch_size: {max_batch}",
+        "input [\n" + tensor(INPUT_IDS, "TYPE_INT64", [length]) + "\n]",
+        "output [\n" + tensor(PROMPT_EMBEDS, "TYPE_FP32", [length, dim]) + "\n]", batching]) + "\n"
+    c, h, w = spec.noise.shape[1:]
+    out = spec.output
+    steps = [step(encoder, {INPUT_IDS: INPUT_IDS}, {PROMPT_EMBEDS: PROMPT_EMBEDS}),
+             step(encoder, {INPUT_IDS: NEGATIVE_INPUT_IDS}, {PROMPT_EMBEDS: NEGATIVE_PROMPT_EMBEDS}),
+             step(name, {n: n for n in (NOISE, PROMPT_EMBEDS, NEGATIVE_PROMPT_EMBEDS, GUIDANCE)}, {IMAGES: IMAGES})]
+    ensemble_text = "\n".join([
+        f'name: "{name}_ensemble"', 'platform: "ensemble"', f"max_batch_size: {max_batch}",
+        "input [\n" + ",\n".join([tensor(INPUT_IDS, "TYPE_INT64", [length]),
+                                   tensor(NEGATIVE_INPUT_IDS, "TYPE_INT64", [length]),
+                                   tensor(NOISE, "TYPE_FP32", [c, h, w]), tensor(GUIDANCE, "TYPE_FP32", [1])]) + "\n]",
+        "output [\n" + tensor(out.name, _TRITON_TYPES[out.dtype.name], list(out.shape[1:])) + "\n]",
+        "ensemble_scheduling {\n  step [\n" + ",\n".join(steps) + "\n  ]\n}"]) + "\n"
+    return {encoder: encoder_text, f"{name}_ensemble": ensemble_text}
 
 
 def _copy(src: Path, dst: Path) -> None:
@@ -122,6 +167,8 @@ def write_triton_repository(onnx_path: str | Path, repo_dir: str | Path, engine_
     max_batch: Triton's max_batch_size (capped by the engine's batch range for the TensorRT model).
     queue_delay_us: how long dynamic batching waits to fill a batch.
     instances: execution instances of the TensorRT model on each GPU.
+    A text-conditioned graph with a text encoder graph beside it (build --text-encoder) also gets
+    `<name>_text_encoder` and `<name>_ensemble` (input_ids, negative_input_ids, noise, guidance_scale -> images).
     """
     from .onnxruntime_runner import OrtRunner
 
@@ -147,4 +194,14 @@ def write_triton_repository(onnx_path: str | Path, repo_dir: str | Path, engine_
         if platform == "onnxruntime_onnx" and weights.is_file():
             _copy(weights, version / weights.name)
         atomic_write_text(repo_dir / model / "config.pbtxt", text)
+    entry = spec.info.get(TEXT_ENCODER_KEY)
+    if isinstance(entry, dict) and dynamic_batching(spec, max_batch) and set(spec.inputs) == {
+            NOISE, PROMPT_EMBEDS, NEGATIVE_PROMPT_EMBEDS, GUIDANCE}:
+        for model, text in ensemble_texts(spec, name, entry, max_batch, queue_delay_us).items():
+            validate_config(text, f"{repo_dir / model / 'config.pbtxt'}")
+            if model.endswith("_text_encoder"):
+                _copy(onnx_path.with_name(entry["onnx"]), repo_dir / model / "1" / "model.onnx")
+            else:
+                (repo_dir / model / "1").mkdir(parents=True, exist_ok=True)  # Triton wants a version folder
+            atomic_write_text(repo_dir / model / "config.pbtxt", text)
     return repo_dir

@@ -28,6 +28,23 @@ LABELS = "class_labels"
 GUIDANCE = "guidance_scale"
 IMAGES = "images"
 INPUTS = (NOISE, LABELS, GUIDANCE)  # in graph order; an unconditional graph has only the first
+# Text-conditioned (latent) graphs (docs/export.md "Latent and text-conditioned graphs"): after noise come
+# the prompt embeddings [B, L, D] and the unconditional (negative) ones, then what the network needs besides
+# (pooled [B, P] for SDXL/SD3, SDXL's micro-conditioning time ids [B, 6]), last guidance_scale [B].
+PROMPT_EMBEDS = "prompt_embeds"
+NEGATIVE_PROMPT_EMBEDS = "negative_prompt_embeds"
+POOLED_EMBEDS = "pooled_prompt_embeds"
+NEGATIVE_POOLED_EMBEDS = "negative_pooled_prompt_embeds"
+TIME_IDS = "add_time_ids"
+TEXT_INPUTS = (PROMPT_EMBEDS, NEGATIVE_PROMPT_EMBEDS, POOLED_EMBEDS, NEGATIVE_POOLED_EMBEDS, TIME_IDS)
+ALL_INPUTS = (NOISE, LABELS, *TEXT_INPUTS, GUIDANCE)  # every name a sampler graph may take, in graph order
+LATENTS = "latents"  # the output of a latent graph built with --no-decode (latents, not images)
+EMBEDS_DTYPE = "float32"
+# The text encoder graph beside a text-conditioned sampler (build --text-encoder): input_ids [B, L] int64 ->
+# prompt_embeds [B, L, D]; the sampler's description names it and its tokenizer.json under TEXT_ENCODER_KEY.
+INPUT_IDS = "input_ids"
+INPUT_IDS_DTYPE = "int64"
+TEXT_ENCODER_KEY = "text_encoder"
 
 NOISE_DTYPE = "float32"
 LABELS_DTYPE = "int64"
@@ -86,6 +103,13 @@ def graph_files(model_path: str | Path) -> list[Path]:
     """The graph file and, when present, its external weights."""
     data = external_data_path(model_path)
     return [Path(model_path), data] if data.is_file() else [Path(model_path)]
+
+
+def text_encoder_paths(sampler_path: str | Path) -> tuple[Path, Path]:
+    """`sd.onnx` -> (`sd.text_encoder.onnx`, `sd.tokenizer.json`): the text encoder graph and tokenizer beside it."""
+    sampler_path = Path(sampler_path)
+    stem = sampler_path.name.removesuffix(sampler_path.suffix)
+    return sampler_path.with_name(stem + ".text_encoder.onnx"), sampler_path.with_name(stem + ".tokenizer.json")
 
 
 def sidecar_path(model_path: str | Path) -> Path:
@@ -165,10 +189,15 @@ def cpp_header() -> str:
                ("kNoiseDtype", NOISE_DTYPE), ("kClassLabelsDtype", LABELS_DTYPE), ("kGuidanceScaleDtype", GUIDANCE_DTYPE),
                ("kImagesFloatDtype", IMAGE_FORMATS["float"][0]), ("kImagesUint8Dtype", IMAGE_FORMATS["uint8"][0]),
                ("kNumClassesKey", NUM_CLASSES_KEY), ("kModelKey", MODEL_KEY), ("kGuidanceKey", GUIDANCE_KEY),
-               ("kSidecarSuffix", SIDECAR_SUFFIX)]
+               ("kSidecarSuffix", SIDECAR_SUFFIX), ("kPromptEmbeds", PROMPT_EMBEDS),
+               ("kNegativePromptEmbeds", NEGATIVE_PROMPT_EMBEDS), ("kPooledEmbeds", POOLED_EMBEDS),
+               ("kNegativePooledEmbeds", NEGATIVE_POOLED_EMBEDS), ("kTimeIds", TIME_IDS), ("kLatents", LATENTS),
+               ("kEmbedsDtype", EMBEDS_DTYPE)]
     lines = ["// Generated from s4s_export/contract.py by scripts/write_contract_header.py: do not edit.",
              "// tests/runtime/test_contract_header.py checks that it is current and that runtime/cpp uses it.",
              "#pragma once", "", "namespace s4s::contract {", ""]
     lines += [f'inline constexpr char {name}[] = "{value}";' for name, value in strings]
-    lines += [f"inline constexpr float kDefaultGuidance = {DEFAULT_GUIDANCE!r}f;", "", "}  // namespace s4s::contract"]
+    lines += [f"inline constexpr float kDefaultGuidance = {DEFAULT_GUIDANCE!r}f;"]
+    lines += ["// text inputs of text-conditioned graphs, in graph order", "inline constexpr const char* kTextInputs[] = {"
+              + ", ".join(f'"{n}"' for n in TEXT_INPUTS) + "};", "", "}  // namespace s4s::contract"]
     return "\n".join(lines) + "\n"

@@ -1,6 +1,7 @@
 // s4s_sample: images from a baked sampler, written as a PPM grid.
 //
 //   s4s_sample MODEL [--n N] [--seed S] [--noise FILE] [--labels 0,1,2] [--guidance G]
+//              [--embeds FILE] [--negative-embeds FILE]
 //              [--out grid.ppm] [--raw FILE] [--threads T] [--providers cpu,cuda,tensorrt]
 //
 // --noise reads N*C*H*W little-endian float32 (N from the file size) instead of generating noise.
@@ -8,12 +9,15 @@
 // runtime's `Sampler.load(MODEL)(seed=S, n=N)` and `s4s-export sample --seed S`.
 // --raw writes the sampler's output tensor as raw bytes (float32 or uint8) for comparisons.
 // Without --guidance, conditional graphs use their recorded default guidance scale (else 1.0), as in Python.
+// Text-conditioned graphs: --embeds / --negative-embeds read prompt_embeds / negative_prompt_embeds as
+// little-endian float32, one [L, D] row for every image or N rows (embeddings in, images out).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <fstream>
 #include <iostream>
 #include <locale>
+#include <map>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -102,11 +106,12 @@ void write_ppm_grid(const std::string& path, const s4s::Images& images) {
 int main(int argc, char** argv) {
   if (argc < 2 || std::string(argv[1]) == "--help") {
     std::cerr << "usage: s4s_sample MODEL [--n N] [--seed S] [--noise FILE] [--labels 0,1,2] [--guidance G]\n"
+                 "                  [--embeds FILE] [--negative-embeds FILE]\n"
                  "                  [--out grid.ppm] [--raw FILE] [--threads T] [--providers cpu,cuda,tensorrt]\n";
     return 2;
   }
   try {
-    std::string model = argv[1], noise_path, out = "grid.ppm", raw, labels_text;
+    std::string model = argv[1], noise_path, out = "grid.ppm", raw, labels_text, embeds_path, negative_path;
     int64_t n = 16;
     uint64_t seed = 0;
     std::optional<float> guidance;  // unset: the graph's default
@@ -122,6 +127,8 @@ int main(int argc, char** argv) {
       }
       else if (flag == "--noise") noise_path = value;
       else if (flag == "--labels") labels_text = value;
+      else if (flag == "--embeds") embeds_path = value;
+      else if (flag == "--negative-embeds") negative_path = value;
       else if (flag == "--guidance") guidance = number<float>(flag, value);
       else if (flag == "--out") out = value;
       else if (flag == "--raw") raw = value;
@@ -145,7 +152,18 @@ int main(int argc, char** argv) {
       for (size_t i = given; i < static_cast<size_t>(n); ++i) labels.push_back(labels[i % given]);
       labels.resize(n);
     }
-    const auto images = sampler->run(noise.data(), n, labels.empty() ? nullptr : labels.data(), guidance);
+    s4s::Images images;
+    if (sampler->text()) {
+      if (embeds_path.empty()) throw s4s::Error("this model is text-conditioned: pass --embeds FILE (float32)");
+      std::map<std::string, std::vector<float>> embeddings{{"prompt_embeds", read_noise(embeds_path, 1)}};
+      if (!negative_path.empty()) embeddings["negative_prompt_embeds"] = read_noise(negative_path, 1);
+      images = sampler->run_text(noise.data(), n, embeddings,
+                                 guidance ? std::vector<float>{*guidance} : std::vector<float>{});
+    } else {
+      if (!embeds_path.empty() || !negative_path.empty())
+        throw s4s::Error("this model is not text-conditioned: drop --embeds and --negative-embeds");
+      images = sampler->run(noise.data(), n, labels.empty() ? nullptr : labels.data(), guidance);
+    }
     if (!raw.empty()) {
       std::ofstream file(raw, std::ios::binary);
       if (images.dtype == "uint8") file.write(reinterpret_cast<const char*>(images.u8.data()), images.u8.size());

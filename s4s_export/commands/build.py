@@ -31,6 +31,13 @@ def build_cmd(
     config: ModelConfigOpt = None,
     guidance_scale: float = typer.Option(1.0, "--guidance-scale", callback=guidance_number, help="Default guidance scale baked into the metadata "
                                                                       "of class-conditional graphs (fed at run time)."),
+    decode: bool = typer.Option(True, "--decode/--no-decode",
+                                help="Latent models: decode to images inside the graph (--no-decode: latents out)."),
+    text_encoder: bool = typer.Option(False, "--text-encoder",
+                                      help="Text models from a diffusers:PATH folder: also build its text encoder "
+                                           "graph and tokenizer.json (prompt -> ids -> embeddings without torch)."),
+    text_length: int = typer.Option(77, "--text-length", min=1,
+                                    help="Text models: tokens per prompt, L of prompt_embeds [B, L, D] (CLIP: 77)."),
     trt: bool = typer.Option(False, "--trt", help="Also build a TensorRT engine (.plan) for the batch range."),
     triton: str = typer.Option(None, "--triton", help="Also write a Triton model repository into this folder."),
     json_out: bool = typer.Option(False, "--json", help="Print the sidecar document as JSON instead of the report."),
@@ -43,6 +50,9 @@ def build_cmd(
         raise S4SError("--checkpoint, --random-weights and --config go with --model: pass --model NAME")
     # before torch loads: bad input is reported at once
     ref = None if model is None else model_ref(model, checkpoint, random_weights, config)
+    if text_encoder and (ref is None or ref.kind != "diffusers"):
+        raise S4SError("--text-encoder takes the text encoder from a diffusers pipeline folder: pass "
+                       "--model diffusers:PATH")
     check_build_outputs(out, triton)
     if json_out:
         quiet()
@@ -56,7 +66,8 @@ def build_cmd(
 
     req = BuildRequest(nfe=nfe, model=ref, solver=solver, out=out, precision=precision,
                        batch=parse_batch(batch, batch_range), output=output, workdir=workdir,
-                       guidance_scale=guidance_scale,
+                       guidance_scale=guidance_scale, decode=decode, text_length=text_length,
+                       text_encoder=ref.target if text_encoder else None,
                        command=shlex.join(["s4s-export", *sys.argv[1:]]))
     log = (lambda _: None) if json_out else (lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True))
     result = build_onnx(req, log)

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..contract import (GUIDANCE_KEY, NUM_CLASSES_KEY, ONNX_KEY, SIDECAR_FORMAT, SIDECAR_VERSION, io_description,
-                        sidecar_path)
+from ..contract import (GUIDANCE, GUIDANCE_KEY, IMAGE_FORMATS, IMAGES, LABELS, NUM_CLASSES_KEY, ONNX_KEY,
+                        PROMPT_EMBEDS, SIDECAR_FORMAT, SIDECAR_VERSION, TEXT_ENCODER_KEY, io_description, sidecar_path)
 from ..denoiser import Denoiser
 from ..errors import S4SError, choice_error
 from ..fileio import atomic_write_text
@@ -24,12 +24,15 @@ from ..solverfile import library_versions
 from ..solvers import SolverTable
 from ..workspace import Workspace
 from .graph import OUTPUTS, SamplerGraph, sampler_graph
+from .latent_graph import (DEFAULT_TEXT_LENGTH, LatentSamplerGraph, latent_sampler_graph,
+                           needs_latent_graph)
 from .onnx_export import OPSET, OPSET_BF16, compact, export_model, set_metadata
 from .onnx_files import move_onnx, save_onnx
 from .precision import PRECISIONS
+from .text_encoder import build_text_encoder
 from .trt_ops import TRT_LIST_VERSION, check_trt_ops, uses_float64
 from .verify import (DEVIATION_SAMPLES, Check, Verification, check_inputs, checker, compare_runtime, graph_stats,
-                     precision_deviation, verification_inputs)
+                     latent_verification_inputs, precision_deviation, verification_inputs)
 
 DEFAULT_BATCH = (1, 64)  # dynamic batch 1..64: covers interactive use and Triton's dynamic batching
 EXPORT_LIBRARIES = ("onnx", "onnxscript", "onnx_ir", "onnxruntime")  # wrote and verified the graph
@@ -50,6 +53,9 @@ class BuildRequest:
     output: str = "float"
     workdir: str | None = None
     guidance_scale: float = 1.0
+    decode: bool = True  # latent models: decode to images in the graph (False: --no-decode, latents out)
+    text_length: int = DEFAULT_TEXT_LENGTH  # text-conditioned models: tokens per prompt (L of [B, L, D])
+    text_encoder: str | None = None  # a pipeline folder: also build its text encoder graph (build --text-encoder)
     external_data: bool | None = None  # None: only when the file would pass 2 GiB
     command: str = ""  # recorded in the provenance
 
@@ -116,13 +122,42 @@ def output_path(req: BuildRequest, r: Resolved) -> Path:
     if out.suffix == ".onnx":
         return out
     stem = f"{r.model}-{r.solver.name}-nfe{r.solver.nfe}-{req.precision}" + ("-uint8" if req.output == "uint8" else "")
+    if not req.decode and r.denoiser.info.latent:
+        stem += "-latents"
     return out / (re.sub(r"[^A-Za-z0-9._-]+", "_", stem) + ".onnx")
 
 
-def describe(r: Resolved, req: BuildRequest, opset: int) -> dict:
+def latent_io_description(module: LatentSamplerGraph, batch: tuple[int, int], guidance_scale: float
+                          ) -> tuple[list[dict], list[dict]]:
+    """The sidecar's `inputs` and `outputs` of a latent/text graph (contract.py names; guidance_scale is [B])."""
+    info = module.sampler.denoiser.info
+    lo, hi = batch
+    b = lo if lo == hi else "batch"
+    noise, _ = io_description(info.shape, batch, 0, guidance_scale, "float")
+    inputs = list(noise)
+    for i in module.inputs:
+        entry = {"name": i.name, "dtype": str(i.dtype).removeprefix("torch."), "shape": [b, *i.shape]}
+        if i.name == LABELS:
+            entry |= {"range": [0, info.num_classes], "null_label": info.num_classes}
+        inputs.append(entry)
+    if module.guided:
+        inputs.append({"name": GUIDANCE, "dtype": "float32", "shape": [b], "default": guidance_scale})
+    if module.output == "latent":
+        return inputs, [{"name": module.output_name, "dtype": "float32", "shape": [b, *info.shape], "layout": "NCHW"}]
+    dtype, layout, value_range = IMAGE_FORMATS[module.output]
+    c, h, w = info.decodes_to or info.shape
+    shape = [b, h, w, c] if layout == "NHWC" else [b, c, h, w]
+    return inputs, [{"name": module.output_name, "dtype": dtype, "shape": shape, "layout": layout,
+                     "range": value_range}]
+
+
+def describe(r: Resolved, req: BuildRequest, opset: int, module: SamplerGraph | LatentSamplerGraph) -> dict:
     """The sidecar document; each top-level key is also one metadata_props entry of the .onnx."""
     info = r.denoiser.info
-    inputs, outputs = io_description(info.shape, req.batch, info.num_classes, req.guidance_scale, req.output)
+    if isinstance(module, LatentSamplerGraph):
+        inputs, outputs = latent_io_description(module, req.batch, req.guidance_scale)
+    else:
+        inputs, outputs = io_description(info.shape, req.batch, info.num_classes, req.guidance_scale, req.output)
     doc = {
         "format": SIDECAR_FORMAT,
         "version": SIDECAR_VERSION,
@@ -133,14 +168,19 @@ def describe(r: Resolved, req: BuildRequest, opset: int) -> dict:
         "solver": {"name": r.solver.name, "sigmas": r.solver.sigmas.tolist(),
                    "eval_sigmas": r.solver.eval_sigmas.tolist(), "source": r.source},
         "precision": req.precision,
-        "output": req.output,
+        "output": module.output,
         "opset": opset,
         "model": {**r.denoiser.identity_dict(), "num_classes": info.num_classes, "conditioning": info.conditioning,
-                  "sigma_min": info.sigma_min, "sigma_max": info.sigma_max, "sigma_data": info.sigma_data},
+                  "sigma_min": info.sigma_min, "sigma_max": info.sigma_max, "sigma_data": info.sigma_data,
+                  **({"space": info.space} if info.space != "ve" else {}),
+                  **({"decodes_to": list(info.decodes_to)} if info.latent else {})},
         "provenance": {"learned": r.learned, "command": req.command, "versions": export_versions()},
     }
-    if info.num_classes:
-        doc[NUM_CLASSES_KEY] = info.num_classes
+    if isinstance(module, LatentSamplerGraph) and module.inputs and module.inputs[0].name != LABELS:
+        doc["text_length"] = module.inputs[0].shape[0]
+    if info.num_classes or (isinstance(module, LatentSamplerGraph) and module.guided):
+        if info.num_classes:
+            doc[NUM_CLASSES_KEY] = info.num_classes
         doc[GUIDANCE_KEY] = req.guidance_scale
     return doc
 
@@ -160,7 +200,21 @@ def weights_bytes(denoiser: Denoiser) -> int:
     return sum(t.numel() * t.element_size() for t in denoiser.state_dict().values())
 
 
-def build_onnx(req: BuildRequest, log: Callable[[str], None] = lambda _: None) -> BuildResult:
+def graph_module(r: Resolved, req: BuildRequest) -> SamplerGraph | LatentSamplerGraph:
+    """The module a request traces: export/latent_graph.py for latent and text-conditioned models, else graph.py."""
+    if needs_latent_graph(r.denoiser):
+        if req.precision != "fp32":
+            raise S4SError(f"--precision {req.precision} is not available for diffusers models yet; use --precision "
+                           f"fp32")
+        output = req.output if req.decode or not r.denoiser.info.latent else "latent"
+        return latent_sampler_graph(r.denoiser, r.solver, output, req.text_length)
+    if not req.decode:
+        raise S4SError(f"--no-decode applies to latent models; {r.model!r} samples pixels: drop --no-decode")
+    return sampler_graph(r.denoiser, r.solver, req.precision, req.output)
+
+
+def build_onnx(req: BuildRequest, log: Callable[[str], None] = lambda _: None,
+               resolved: Resolved | None = None) -> BuildResult:
     """Resolve, trace, verify and install; S4SError when a check fails.
 
     The graph is written and verified in a staging folder beside the output. Only a verified graph
@@ -168,14 +222,20 @@ def build_onnx(req: BuildRequest, log: Callable[[str], None] = lambda _: None) -
     place, the new sidecar written last. A graph that fails verification is kept as
     `<stem>.failed.onnx` (weights in `<stem>.failed.onnx.data` if external); an earlier graph and its
     sidecar stay as they were. An interrupt before the install leaves the output folder as it was.
+    `resolved` gives the denoiser and solver directly (instead of the request's model and solver).
     """
     if req.precision not in PRECISIONS:
         raise choice_error("precision", req.precision, list(PRECISIONS))
     if req.output not in OUTPUTS:
         raise choice_error("output", req.output, OUTPUTS)
-    r = resolve(req)
+    if req.text_length < 1:
+        raise S4SError(f"--text-length must be a positive number of tokens (77 for CLIP); got {req.text_length}")
+    r = resolve(req) if resolved is None else resolved
     path = check_output_file(output_path(req, r), "--out", (".onnx",))  # before the export: the name is known now
-    module = sampler_graph(r.denoiser, r.solver, req.precision, req.output)
+    module = graph_module(r, req)
+    latent = isinstance(module, LatentSamplerGraph)
+    if req.text_encoder is not None and not (latent and module.inputs and module.inputs[0].name == PROMPT_EMBEDS):
+        raise S4SError(f"--text-encoder applies to text-conditioned models; {r.model!r} takes no prompt embeddings")
     opset = OPSET_BF16 if req.precision == "bf16" else OPSET
     info = r.denoiser.info
     lo, hi = req.batch
@@ -184,16 +244,18 @@ def build_onnx(req: BuildRequest, log: Callable[[str], None] = lambda _: None) -
     log(f"tracing the {r.solver.nfe}-step {r.solver.name} sampler of {r.model} ({req.precision}, "
         f"batch {lo if lo == hi else f'{lo}..{hi}'}, output {req.output}); this takes a while on CPU")
     t = time.perf_counter()
-    example = check_inputs(module, info.shape, lo if lo == hi else max(lo, min(2, hi)), info.num_classes,
-                           req.guidance_scale)
+    example_batch = lo if lo == hi else max(lo, min(2, hi))
+    example = module.example_inputs(example_batch, req.guidance_scale) if latent else \
+        check_inputs(module, info.shape, example_batch, info.num_classes, req.guidance_scale)
     with status(f"exporting the {r.solver.nfe}-step sampler to ONNX"):
-        proto = export_model(module, example, req.batch, opset)
+        proto = export_model(module, example, req.batch, opset, module.output_name if latent else IMAGES)
     seconds["export"] = time.perf_counter() - t
     check_trt_ops(proto)  # before compaction and writing: an unsupported op fails the build with the node name
     double = uses_float64(proto)
     compact(proto)
-    doc = describe(r, req, opset)
-    set_metadata(proto, doc, f"{r.model}: {r.solver.nfe}-step {r.solver.name} sampler, noise -> images (s4s-export)")
+    doc = describe(r, req, opset, module)
+    what = "latents" if latent and module.output == "latent" else "images"
+    set_metadata(proto, doc, f"{r.model}: {r.solver.nfe}-step {r.solver.name} sampler, noise -> {what} (s4s-export)")
     staging = staging_folder(path)  # also removes the staging folders of killed builds
     try:
         staged = save_onnx(proto, staging / path.name, req.external_data)
@@ -201,7 +263,8 @@ def build_onnx(req: BuildRequest, log: Callable[[str], None] = lambda _: None) -
 
         log("verifying")
         t = time.perf_counter()
-        input_sets = verification_inputs(module, info.shape, req.batch, info.num_classes, req.guidance_scale)
+        input_sets = latent_verification_inputs(module, req.batch, req.guidance_scale) if latent else \
+            verification_inputs(module, info.shape, req.batch, info.num_classes, req.guidance_scale)
         stats = graph_stats(staged[0], weights_bytes(r.denoiser))
         trt_detail = f"{len(stats['ops'])} op types, all in the TensorRT {TRT_LIST_VERSION} parser list" + (
             "; float64 tensors run as float32 in TensorRT" if double else "")
@@ -222,9 +285,13 @@ def build_onnx(req: BuildRequest, log: Callable[[str], None] = lambda _: None) -
                            f"{failed} for inspection" + (f" and {path} is unchanged" if path.exists() else ""))
         sidecar = sidecar_path(path)
         sidecar.unlink(missing_ok=True)  # never an old sidecar beside the new graph, even if interrupted here
+        if req.text_encoder is not None:
+            doc[TEXT_ENCODER_KEY] = build_text_encoder(req.text_encoder, path, req.text_length, req.batch, log)
         files = move_onnx(staged, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    if req.text_encoder is not None:
+        files += [path.parent / doc[TEXT_ENCODER_KEY]["onnx"], path.parent / doc[TEXT_ENCODER_KEY]["tokenizer"]]
     doc_file = {**doc, ONNX_KEY: path.name, "verification": verification.to_dict()}
     atomic_write_text(sidecar, json.dumps(doc_file, indent=1) + "\n")
     return BuildResult(path, files, sidecar, doc_file, verification, seconds)

@@ -31,6 +31,7 @@ from onnxscript.optimizer import fold_constants_ir
 from torch import nn
 
 from ..contract import IMAGES, INPUTS, encode_metadata
+from ..errors import S4SError
 
 # Opset 20: every TensorRT 10.x parser reads opsets 9-20 (10.15: 9-24; 11.x: up to 24/25; docs/export.md "Opset"),
 # and it is the exporter's native opset (no version conversion). bf16 needs opset 22, the first where
@@ -40,24 +41,30 @@ OPSET_BF16 = 22
 _SPATIAL_DEFAULTS = {"dilations": 1, "strides": 1, "pads": 0}  # Conv/ConvTranspose: absent means these
 
 
-def export_model(module: nn.Module, args: tuple[torch.Tensor, ...], batch: tuple[int, int],
-                 opset: int = OPSET) -> onnx.ModelProto:
-    """Trace `module(*args)` (the sampler's loop unrolls) and clean it; batch (min, max), min == max is static.
+def export_model(module: nn.Module, args: tuple[torch.Tensor, ...] | dict[str, torch.Tensor], batch: tuple[int, int],
+                 opset: int = OPSET, output_name: str = IMAGES) -> onnx.ModelProto:
+    """Trace `module(*args)` or `module(**args)` (the sampler's loop unrolls) and clean it; batch (min, max),
+    min == max is static.
 
-    Inputs are named noise, class_labels, guidance_scale (as many as `args`); dim 0 of every non-scalar
-    input is the batch. Node names are kept (for error messages) until `compact`.
+    Inputs are named noise, class_labels, guidance_scale (as many as a tuple `args`) or by the dict's keys
+    (the module's parameter names); dim 0 of every non-scalar input is the batch. Node names are kept
+    (for error messages) until `compact`.
     """
-    names = list(INPUTS[: len(args)])
+    kwargs = args if isinstance(args, dict) else dict(zip(INPUTS, args))
     lo, hi = batch
     dynamic = None
     if lo != hi:
         dim = torch.export.Dim("batch", min=lo, max=hi)
-        dynamic = {name: ({0: dim} if arg.ndim else None) for name, arg in zip(names, args)}
+        dynamic = {name: ({0: dim} if arg.ndim else None) for name, arg in kwargs.items()}
     with quiet():
-        program = torch.onnx.export(module, args, None, dynamo=True, external_data=False, opset_version=opset,
-                                    optimize=False, input_names=names, output_names=[IMAGES],
-                                    dynamic_shapes=dynamic, verbose=False)
+        program = torch.onnx.export(module, (), None, kwargs=kwargs, dynamo=True, external_data=False,
+                                    opset_version=opset, optimize=False, input_names=list(kwargs),
+                                    output_names=[output_name], dynamic_shapes=dynamic, verbose=False)
     model = program.model
+    if lo != hi and model.graph.inputs[0].shape is not None and isinstance(model.graph.inputs[0].shape[0], int):
+        raise S4SError(f"the exporter fixed the batch dimension of {model.graph.inputs[0].name} at "
+                       f"{model.graph.inputs[0].shape[0]} (the network's code depends on the batch size); build "
+                       f"with a static batch (--batch N)")
     clean(model)
     if any(v.dtype == ir.DataType.BFLOAT16 for v in _values(model.graph)):
         legalize_bfloat16(model)

@@ -18,11 +18,14 @@ import numpy as np
 import onnx
 import torch
 
-from ..contract import INPUTS
+from ..contract import GUIDANCE, INPUTS, LABELS, NOISE
 from ..errors import S4SError
 from ..noise import VALIDATION_SEED, label_set, noise_set
 from ..runtime import OrtRunner
 from .graph import SamplerGraph
+from .latent_graph import LatentSamplerGraph
+
+Inputs = tuple[torch.Tensor, ...] | dict[str, torch.Tensor]  # a SamplerGraph's positional inputs or graph names
 from .inspect import graph_facts
 
 # ORT vs PyTorch limits (max relative error). fp32 is the acceptance limit. Half-precision graphs
@@ -118,9 +121,29 @@ def verification_inputs(module: SamplerGraph, shape: tuple[int, ...], batch: tup
     return sets
 
 
-def torch_outputs(module: SamplerGraph, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
+def latent_verification_inputs(module: LatentSamplerGraph, batch: tuple[int, int], guidance_scale: float
+                               ) -> list[dict[str, torch.Tensor]]:
+    """Input sets of a latent/text graph: the smallest batch unguided (scale 1), then batch 3 (within the range)
+    with per-sample scales alternating `guidance_scale` (7.5 when that is 1) and 1; class graphs see the null
+    label in both."""
+    lo, hi = batch
+    scale = guidance_scale if guidance_scale != 1.0 else 7.5
+    second = min(hi, max(lo, 3))
+    sets = [module.example_inputs(lo, 1.0)]
+    guided = module.example_inputs(second, scale, seed=VALIDATION_SEED + 1)
+    if module.guided:
+        guided[GUIDANCE] = torch.tensor([scale if i % 2 == 0 else 1.0 for i in range(second)], dtype=torch.float32)
+    return [*sets, guided] if module.guided or second != lo else sets
+
+
+def as_feeds(inputs: Inputs) -> dict[str, torch.Tensor]:
+    """Inputs by graph name (a SamplerGraph's positional inputs are noise[, class_labels, guidance_scale])."""
+    return inputs if isinstance(inputs, dict) else dict(zip(INPUTS, inputs))
+
+
+def torch_outputs(module: SamplerGraph | LatentSamplerGraph, inputs: Inputs) -> np.ndarray:
     with torch.no_grad():
-        return module(*inputs).numpy()
+        return module(**as_feeds(inputs)).numpy()
 
 
 def cpu_runner(path: Path) -> OrtRunner:
@@ -128,9 +151,20 @@ def cpu_runner(path: Path) -> OrtRunner:
     return OrtRunner(path, providers=["cpu"], log_severity=3)
 
 
-def ort_outputs(runner: OrtRunner, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
-    """The runner's output for module inputs in graph order (noise[, class_labels, guidance_scale])."""
-    return runner.infer({name: t.numpy() for name, t in zip(INPUTS, inputs)})
+def cpu_session(path: Path, threads: int | None = None):
+    """A bare onnxruntime CPU session (for graphs outside the sampler contract, e.g. the text encoder)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def ort_outputs(runner: OrtRunner, inputs: Inputs) -> np.ndarray:
+    """The runner's output for module inputs (positional in graph order, or by name)."""
+    return runner.infer({name: t.numpy() for name, t in as_feeds(inputs).items()})
 
 
 def checker(path: Path) -> Check:
@@ -141,8 +175,24 @@ def checker(path: Path) -> Check:
     return Check("onnx.checker", True, "valid (full check with shape inference)")
 
 
-def compare_runtime(path: Path, module: SamplerGraph, precision: str,
-                    input_sets: list[tuple[torch.Tensor, ...]]) -> Check:
+def input_summary(module: SamplerGraph | LatentSamplerGraph, input_sets: list[Inputs]) -> str:
+    """`batch 1, 3 (...)`: batch sizes, labelled/null samples, guidance scales of the checked inputs."""
+    feeds = [as_feeds(inputs) for inputs in input_sets]
+    text = "batch " + ", ".join(str(f[NOISE].shape[0]) for f in feeds)
+    if not module.guided:
+        return text
+    parts = []
+    if LABELS in feeds[0]:
+        labels = torch.cat([f[LABELS] for f in feeds])
+        null = int((labels == module.sampler.denoiser.info.num_classes).sum())
+        parts.append(f"{len(labels) - null} labelled, {null} null")
+    scales = sorted({float(v) for f in feeds for v in f[GUIDANCE].reshape(-1)})
+    parts.append("guidance scales " + ", ".join(f"{v:g}" for v in scales))
+    return f"{text} ({'; '.join(parts)})"
+
+
+def compare_runtime(path: Path, module: SamplerGraph | LatentSamplerGraph, precision: str,
+                    input_sets: list[Inputs]) -> Check:
     """ONNX Runtime CPU vs the PyTorch module on each input set."""
     import onnxruntime as ort
 
@@ -153,12 +203,7 @@ def compare_runtime(path: Path, module: SamplerGraph, precision: str,
         if precision == "bf16" and "NOT_IMPLEMENTED" in str(e):  # a missing kernel, not a broken graph
             return Check(name, None, BF16_NOT_RUN)
         return Check(name, False, str(e))
-    batches = ", ".join(str(inputs[0].shape[0]) for inputs in input_sets)
-    if module.guided:
-        labels = torch.cat([inputs[1] for inputs in input_sets])
-        null = int((labels == module.sampler.denoiser.info.num_classes).sum())
-        scales = ", ".join(f"{float(inputs[2]):g}" for inputs in input_sets)
-        batches += f" ({len(labels) - null} labelled, {null} null; guidance scales {scales})"
+    batches = input_summary(module, input_sets).removeprefix("batch ")
     with runner:
         ort_out = [ort_outputs(runner, inputs) for inputs in input_sets]
     ref = [torch_outputs(module, inputs) for inputs in input_sets]

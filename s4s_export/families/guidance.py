@@ -46,6 +46,15 @@ class ClassCond:
         return ClassCond(torch.cat([torch.full_like(self.labels, self.null_label), self.labels]), self.null_label)
 
 
+@dataclass
+class Guided:
+    """A conditioning with its own per-sample guidance scale [B] (a graph input), used instead of the
+    denoiser's fixed scale; the guided call is then always the batched one, whatever the scale."""
+
+    cond: TextCond | ClassCond | torch.Tensor
+    scale: torch.Tensor
+
+
 NetCall = Callable[[torch.Tensor, torch.Tensor, object], torch.Tensor]
 
 
@@ -53,12 +62,18 @@ def guided(net: NetCall, x_in: torch.Tensor, t: torch.Tensor, cond: object, scal
            null_label: int = 0) -> torch.Tensor:
     """net(x_in, t, cond), or with guidance one batched call: out_u + scale * (out_c - out_u).
 
-    Plain int64 labels [B] (the Denoiser convention) guide against `null_label`.
+    Plain int64 labels [B] (the Denoiser convention) guide against `null_label`; a `Guided` cond
+    brings its own per-sample scale [B].
     """
+    if isinstance(cond, Guided):
+        cond, scale = cond.cond, cond.scale
     if isinstance(cond, torch.Tensor):
         cond = ClassCond(cond, null_label)
-    if scale == 1.0 or cond is None:
+    if cond is None or (not isinstance(scale, torch.Tensor) and scale == 1.0):
         return net(x_in, t, cond)
     out = net(torch.cat([x_in, x_in]), torch.cat([t, t]), cond.with_uncond())
-    out_u, out_c = out.chunk(2)
+    b = x_in.shape[0]
+    out_u, out_c = out[:b], out[b:]  # slices, not chunk(2): chunk's size guards pin a traced batch
+    if isinstance(scale, torch.Tensor):
+        scale = scale.to(out.dtype).reshape(-1, *([1] * (out.ndim - 1)))
     return out_u + scale * (out_c - out_u)

@@ -222,12 +222,15 @@ def test_missing_extras_are_one_line(files, monkeypatch, module, message):
 
 
 def test_sampling_and_decoding_through_the_project_loop(files):
-    from s4s_export.evaluate import held_out_set, score, solver_tables
+    from s4s_export.evaluate import score
+    from s4s_export.heldout import held_out_set
+    from s4s_export.solver_ref import resolve_solvers
     from s4s_export.teacher import DEFAULT_NET_TEACHER
 
     d = load_compvis(files("cin"))
     held = held_out_set(d, DEFAULT_NET_TEACHER, samples=4, batch=4)
-    errors = [score(d, t, held, batch=4)["rmse_vs_teacher"] for _, t in solver_tables("dpmpp2m", [4, 8], "logsnr", d)]
+    solvers = resolve_solvers(["dpmpp2m"], [4, 8], denoiser=d, schedule="logsnr")
+    errors = [score(d, s.table, held, batch=4)["rmse_vs_teacher"] for s in solvers]
     assert errors[1] < errors[0]  # random weights, but the solver still converges to the teacher
     images = d.decoder(held.target)
     assert images.shape == (4, *d.info.decodes_to) and torch.isfinite(images).all()

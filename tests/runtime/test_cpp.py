@@ -198,3 +198,46 @@ def test_example_reports_errors(build, graphs, tmp_path, graph, args, message):
     result = subprocess.run([str(build / "s4s_sample"), str(path), "--n", "2", "--out", str(tmp_path / "g.ppm"), *args],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+@pytest.fixture(scope="module")
+def text_graph(tmp_path_factory) -> Path:
+    """A tiny text-conditioned SD graph (UNet2DConditionModel + AutoencoderKL), 2 steps, batch 1..3."""
+    tiny = pytest.importorskip("families.tiny", reason="the diffusers extra is not installed")
+    from types import SimpleNamespace
+
+    from s4s_export.export.build import BuildRequest, Resolved, build_onnx
+    from s4s_export.families.diffusers_folder import load_diffusers
+    from s4s_export.families.scheduler_grid import solver_for_scheduler
+
+    folder = tmp_path_factory.mktemp("sd")
+    pipeline = tiny.tiny_sd_pipeline(tiny.diffusers.DPMSolverMultistepScheduler(**tiny.SD_SCHEDULER))
+    pipeline.save_pretrained(folder)
+    model = load_diffusers(SimpleNamespace(target=str(folder), checkpoint=None, random_weights=False, config=None))
+    pipeline.scheduler.set_timesteps(2)
+    table = solver_for_scheduler(pipeline.scheduler, "dpmpp2m")
+    request = BuildRequest(out=str(folder / "graphs"), batch=(1, 3), text_length=5)
+    return build_onnx(request, resolved=Resolved(model, table, {"kind": "test"})).onnx_path
+
+
+def test_example_text_graph_matches_python(build, text_graph, tmp_path):
+    """Embeddings in, images out: the C++ example equals the Python runtime (max abs <= 1e-5), guided."""
+    rng = np.random.default_rng(0)
+    embeds, negative = rng.standard_normal((5, 8), np.float32), rng.standard_normal((5, 8), np.float32)
+    embeds.astype("<f4").tofile(tmp_path / "e.f32")
+    negative.astype("<f4").tofile(tmp_path / "n.f32")
+    noise = seeded_noise((4, 16, 16), 3, seed=1)
+    noise_file, raw = tmp_path / "noise.f32", tmp_path / "out.raw"
+    noise.astype("<f4").tofile(noise_file)
+    result = subprocess.run([str(build / "s4s_sample"), str(text_graph), "--noise", str(noise_file), "--raw", str(raw),
+                             "--out", str(tmp_path / "grid.ppm"), "--threads", "1", "--guidance", "7.5",
+                             "--embeds", str(tmp_path / "e.f32"), "--negative-embeds", str(tmp_path / "n.f32")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    with Sampler.load(text_graph, providers=["cpu"]) as sampler:
+        expected = sampler(noise=noise, prompt_embeds=embeds, negative_prompt_embeds=negative, guidance_scale=7.5)
+    got = np.fromfile(raw, dtype="<f4").reshape(expected.shape)
+    assert expected.shape == (3, 3, 32, 32) and np.abs(got - expected).max() <= 1e-5
+    missing = subprocess.run([str(build / "s4s_sample"), str(text_graph), "--n", "1", "--guidance", "7.5",
+                              "--embeds", str(tmp_path / "e.f32")], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "negative_prompt_embeds is missing" in missing.stderr

@@ -17,6 +17,15 @@ inline constexpr char kNumClassesKey[] = "num_classes";
 inline constexpr char kModelKey[] = "model";
 inline constexpr char kGuidanceKey[] = "guidance_scale";
 inline constexpr char kSidecarSuffix[] = ".json";
+inline constexpr char kPromptEmbeds[] = "prompt_embeds";
+inline constexpr char kNegativePromptEmbeds[] = "negative_prompt_embeds";
+inline constexpr char kPooledEmbeds[] = "pooled_prompt_embeds";
+inline constexpr char kNegativePooledEmbeds[] = "negative_pooled_prompt_embeds";
+inline constexpr char kTimeIds[] = "add_time_ids";
+inline constexpr char kLatents[] = "latents";
+inline constexpr char kEmbedsDtype[] = "float32";
 inline constexpr float kDefaultGuidance = 1.0f;
+// text inputs of text-conditioned graphs, in graph order
+inline constexpr const char* kTextInputs[] = {"prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds", "add_time_ids"};
 
 }  // namespace s4s::contract

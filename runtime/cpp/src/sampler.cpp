@@ -29,23 +29,34 @@ const TensorInfo* find_input(const std::vector<TensorInfo>& inputs, const std::s
 
 }  // namespace
 
+static bool is_text_input(const std::string& name) {
+  for (const char* text : contract::kTextInputs)
+    if (name == text) return true;
+  return false;
+}
+
 void check_contract(const std::string& path, const Backend& b) {
   const std::string where = path + " is not an s4s-export sampler graph: ";
   const TensorInfo* noise = find_input(b.inputs, contract::kNoise);
-  for (const auto& t : b.inputs)
-    if (t.name != contract::kNoise && t.name != contract::kClassLabels && t.name != contract::kGuidanceScale)
+  for (const auto& t : b.inputs) {
+    if (t.name != contract::kNoise && t.name != contract::kClassLabels && t.name != contract::kGuidanceScale &&
+        !is_text_input(t.name))
       throw Error(where + "unexpected input " + describe(t));
+    if (is_text_input(t.name) && (t.shape.size() < 2 || t.dtype != contract::kEmbedsDtype))
+      throw Error(where + describe(t) + " should be [B, ...] float32");
+  }
   if (!noise || noise->shape.size() != 4 || noise->dtype != contract::kNoiseDtype)
     throw Error(where + "expected input noise [B,C,H,W] float32");
   for (size_t i = 1; i < 4; ++i)
     if (noise->shape[i] < 0) throw Error(where + describe(*noise) + " should have fixed C, H, W");
   const TensorInfo* labels = find_input(b.inputs, contract::kClassLabels);
   const TensorInfo* guidance = find_input(b.inputs, contract::kGuidanceScale);
-  if (guidance && !labels) throw Error(where + "it takes guidance_scale but no class_labels");
+  const bool text = find_input(b.inputs, contract::kPromptEmbeds) != nullptr;
+  if (guidance && !labels && !text) throw Error(where + "it takes guidance_scale but no class_labels or prompt_embeds");
   if (labels && (labels->shape.size() != 1 || labels->dtype != contract::kClassLabelsDtype))
     throw Error(where + describe(*labels) + " should be class_labels [B] int64");
-  if (guidance && (!guidance->shape.empty() || guidance->dtype != contract::kGuidanceScaleDtype))
-    throw Error(where + describe(*guidance) + " should be guidance_scale [] float32");
+  if (guidance && (guidance->shape.size() > 1 || guidance->dtype != contract::kGuidanceScaleDtype))
+    throw Error(where + describe(*guidance) + " should be guidance_scale [] or [B] float32");
   if (b.output.shape.size() != 4 || (b.output.dtype != contract::kImagesFloatDtype && b.output.dtype != contract::kImagesUint8Dtype))
     throw Error(where + "expected one output images [B,...] float32 or uint8, got " + describe(b.output));
 }
@@ -93,6 +104,7 @@ std::unique_ptr<Sampler> Sampler::load(const std::string& path, const Options& o
 const std::vector<TensorInfo>& Sampler::inputs() const { return backend_->inputs; }
 const TensorInfo& Sampler::output() const { return backend_->output; }
 bool Sampler::conditional() const { return find_input(backend_->inputs, contract::kClassLabels) != nullptr; }
+bool Sampler::text() const { return find_input(backend_->inputs, contract::kPromptEmbeds) != nullptr; }
 int64_t Sampler::num_classes() const { return backend_->num_classes; }
 std::array<int64_t, 2> Sampler::batch_range() const { return backend_->batch_range; }
 
@@ -115,6 +127,7 @@ float Sampler::default_guidance_scale() const {
 Images Sampler::run(const float* noise, int64_t batch, const int64_t* labels, std::optional<float> guidance_scale) const {
   if (batch < 1) throw Error("batch must be at least 1, got " + std::to_string(batch));
   if (!noise) throw Error("noise is null");
+  if (text()) throw Error("this model is text-conditioned: call run_text with its prompt embeddings");
   const int64_t size = noise_size();
   for (int64_t i = 0; i < batch * size; ++i)
     if (!std::isfinite(noise[i])) throw Error("noise contains non-finite values (NaN or inf); pass finite noise");
@@ -142,12 +155,15 @@ Images Sampler::run(const float* noise, int64_t batch, const int64_t* labels, st
     throw Error("this model is unconditional: it takes no guidance_scale; drop it");
   }
   const auto chw = image_shape();
+  const bool per_sample = guided && find_input(backend_->inputs, contract::kGuidanceScale)->shape.size() == 1;
+  const std::vector<float> scales(per_sample ? batch : 0, guidance);  // guidance_scale [B]
   Images out;
   int64_t start = 0;
   for (int64_t n : plan_batches(batch, backend_->batch_range[0], backend_->batch_range[1])) {
     std::map<std::string, Feed> feeds{{contract::kNoise, {noise + start * size, {n, chw[0], chw[1], chw[2]}}}};
     if (labels) feeds[contract::kClassLabels] = {labels + start, {n}};
-    if (guided) feeds[contract::kGuidanceScale] = {&guidance, {}};
+    if (per_sample) feeds[contract::kGuidanceScale] = {scales.data() + start, {n}};
+    else if (guided) feeds[contract::kGuidanceScale] = {&guidance, {}};
     backend_->run(feeds, out);
     start += n;
   }
@@ -168,6 +184,79 @@ Images Sampler::run(const std::vector<float>& noise, const std::vector<int64_t>&
     throw Error("class labels must be one per image: " + std::to_string(batch) + " images, got " +
                 std::to_string(labels.size()) + " labels");
   return run(noise.data(), batch, labels.empty() ? nullptr : labels.data(), guidance_scale);
+}
+
+// Checks as runtime/inputs.py prepare_inputs does for text-conditioned graphs.
+Images Sampler::run_text(const float* noise, int64_t batch, const std::map<std::string, std::vector<float>>& embeddings,
+                         const std::vector<float>& guidance_scale) const {
+  if (!text()) throw Error("this model is not text-conditioned: call run");
+  if (batch < 1) throw Error("batch must be at least 1, got " + std::to_string(batch));
+  if (!noise) throw Error("noise is null");
+  const int64_t size = noise_size();
+  for (int64_t i = 0; i < batch * size; ++i)
+    if (!std::isfinite(noise[i])) throw Error("noise contains non-finite values (NaN or inf); pass finite noise");
+  std::vector<float> scales;
+  if (guidance_scale.empty()) scales.assign(batch, default_guidance_scale());
+  else if (guidance_scale.size() == 1) scales.assign(batch, guidance_scale[0]);
+  else if (static_cast<int64_t>(guidance_scale.size()) == batch) scales = guidance_scale;
+  else throw Error("guidance_scale must be one number or one per image (" + std::to_string(batch) + "); got " +
+                   std::to_string(guidance_scale.size()));
+  bool guided = false;
+  for (float g : scales) {
+    if (!std::isfinite(g)) throw Error("guidance_scale must be finite; got " + std::to_string(g));
+    guided = guided || g != 1.0f;
+  }
+  for (const auto& [name, values] : embeddings)
+    if (!find_input(backend_->inputs, name)) throw Error("this graph takes no " + name + "; drop it");
+  // every text input as [batch, ...]: given per image, or one row repeated; negative ones zero when unguided
+  std::map<std::string, std::vector<float>> rows;
+  std::map<std::string, int64_t> sizes;
+  for (const auto& t : backend_->inputs) {
+    if (!is_text_input(t.name)) continue;
+    int64_t per = 1;
+    for (size_t i = 1; i < t.shape.size(); ++i) per *= t.shape[i];
+    sizes[t.name] = per;
+    const auto given = embeddings.find(t.name);
+    const bool negative = t.name == std::string(contract::kNegativePromptEmbeds) ||
+                          t.name == std::string(contract::kNegativePooledEmbeds);
+    std::vector<float>& row = rows[t.name];
+    if (given == embeddings.end()) {
+      if (!negative || guided)
+        throw Error("this model is text-conditioned: " + t.name + " is missing" +
+                    (negative ? "; with guidance_scale != 1 pass the empty prompt's embeddings" : "; pass it"));
+      row.assign(batch * per, 0.0f);
+      continue;
+    }
+    const auto& v = given->second;
+    if (static_cast<int64_t>(v.size()) == per) {
+      row.reserve(batch * per);
+      for (int64_t b = 0; b < batch; ++b) row.insert(row.end(), v.begin(), v.end());
+    } else if (static_cast<int64_t>(v.size()) == batch * per) {
+      row = v;
+    } else {
+      throw Error(t.name + " must hold " + std::to_string(per) + " floats (one row for all images) or " +
+                  std::to_string(batch * per) + " (one per image); got " + std::to_string(v.size()));
+    }
+    for (float x : row)
+      if (!std::isfinite(x)) throw Error(t.name + " contains non-finite values (NaN or inf); pass finite embeddings");
+  }
+  const auto chw = image_shape();
+  Images out;
+  int64_t start = 0;
+  for (int64_t n : plan_batches(batch, backend_->batch_range[0], backend_->batch_range[1])) {
+    std::map<std::string, Feed> feeds{{contract::kNoise, {noise + start * size, {n, chw[0], chw[1], chw[2]}}}};
+    for (const auto& t : backend_->inputs) {
+      if (!is_text_input(t.name)) continue;
+      std::vector<int64_t> shape(t.shape);
+      shape[0] = n;
+      feeds[t.name] = {rows[t.name].data() + start * sizes[t.name], shape};
+    }
+    feeds[contract::kGuidanceScale] = {scales.data() + start, {n}};
+    backend_->run(feeds, out);
+    start += n;
+  }
+  out.shape[0] = batch;
+  return out;
 }
 
 }  // namespace s4s

@@ -5,7 +5,8 @@
 //   s4s::Images images = sampler->run(noise.data(), n);
 //
 // The graph contract: input `noise` [B,C,H,W] float32 (+ `class_labels` [B] int64 and `guidance_scale`
-// [] float32 for class-conditional models); output `images`, float32 NCHW in [-1, 1] or uint8 NHWC.
+// [] float32 for class-conditional models; latent and text graphs: prompt embeddings and guidance_scale [B],
+// docs/runtime.md); output `images`, float32 NCHW in [-1, 1] or uint8 NHWC (or `latents`).
 // Only the batch dimension may be dynamic. Errors in the caller's input throw s4s::Error.
 //
 // The graph's description is read as the Python runtime reads it: for `.onnx`, its metadata_props overlaid
@@ -16,6 +17,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -62,6 +64,7 @@ class Sampler {
   std::array<int64_t, 3> image_shape() const;  // C, H, W of the noise
   int64_t noise_size() const;                  // C * H * W
   bool conditional() const;                    // takes class_labels
+  bool text() const;                           // takes prompt_embeds (text-conditioned latent graphs)
   int64_t num_classes() const;                 // from the graph's description; 0 when not recorded
   std::array<int64_t, 2> batch_range() const;  // {min, max}; max -1: unbounded
   // The guidance scale run() uses when given none: the graph's recorded guidance_scale, else 1.0
@@ -77,6 +80,12 @@ class Sampler {
   // (labels empty for unconditional models).
   Images run(const std::vector<float>& noise, const std::vector<int64_t>& labels = {},
              std::optional<float> guidance_scale = std::nullopt) const;
+  // Text-conditioned graphs: `embeddings` maps each text input the graph takes (prompt_embeds,
+  // negative_prompt_embeds, pooled_prompt_embeds, ...: contract::kTextInputs) to its floats, one row for
+  // every image or batch rows; negative ones may be left out when every scale is 1. guidance_scale: empty
+  // (the default), one for all, or one per image (the graph takes guidance_scale [B]). Thread-safe.
+  Images run_text(const float* noise, int64_t batch, const std::map<std::string, std::vector<float>>& embeddings,
+                  const std::vector<float>& guidance_scale = {}) const;
 
  private:
   explicit Sampler(std::unique_ptr<Backend> backend);
