@@ -207,6 +207,7 @@ def test_python_runtime_and_sample_command_take_embeddings(sd, tmp_path):
 
     from s4s_export.cli import app
     from s4s_export.runtime import Sampler, make_grid, png_bytes, seeded_noise, to_uint8
+    from s4s_export.runtime.images import enlarge
 
     _, _, result = sd
     feeds = _text_inputs(1, 77, 8)
@@ -233,7 +234,7 @@ def test_python_runtime_and_sample_command_take_embeddings(sd, tmp_path):
                                    "7.5", "--prompt-embeds", str(tmp_path / "embeds.npy"), "--negative-prompt-embeds",
                                    str(tmp_path / "negative.npy"), "--out", str(out), "--ncol", "3"])
     assert cli.exit_code == 0, cli.output
-    assert out.read_bytes() == png_bytes(make_grid(to_uint8(images), 3))
+    assert out.read_bytes() == png_bytes(enlarge(make_grid(to_uint8(images), 3)))  # grids are enlarged to >= 256 px
     missing = CliRunner().invoke(app, ["sample", str(result.onnx_path), "--out", str(tmp_path / "x.png")])
     assert isinstance(missing.exception, S4SError) and "--prompt-embeds FILE" in str(missing.exception)
 
@@ -281,6 +282,7 @@ def test_prompt_through_text_encoder_graph(sd):
 
     from s4s_export.cli import app
     from s4s_export.runtime import make_grid, png_bytes, to_uint8
+    from s4s_export.runtime.images import enlarge
 
     out = result.onnx_path.parent / "prompt.png"
     cli = CliRunner().invoke(app, ["sample", str(result.onnx_path), "--n", "2", "--seed", "4", "--prompt", "a cat",
@@ -289,7 +291,7 @@ def test_prompt_through_text_encoder_graph(sd):
     with Sampler.load(result.onnx_path, providers=["cpu"]) as sampler:
         one_prompt = sampler(seed=4, n=2, prompt="a cat", guidance_scale=7.5)
     np.testing.assert_allclose(one_prompt[0], images[0], rtol=0, atol=1e-5)
-    assert out.read_bytes() == png_bytes(make_grid(to_uint8(one_prompt), 2))
+    assert out.read_bytes() == png_bytes(enlarge(make_grid(to_uint8(one_prompt), 2)))
 
 
 @pytest.fixture(scope="module")
