@@ -132,3 +132,5 @@ def _check_name(ref: ModelRef) -> ModelSpec:
 
 
 register_ref_kind("name", RefKind(_check_name, "a registered name"))
+
+from .families import refkinds  # noqa: E402,F401  (registers diffusers:, compvis:, python:; imports no torch)

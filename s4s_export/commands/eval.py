@@ -5,8 +5,21 @@ from __future__ import annotations
 import typer
 
 from ..schedules import parse_schedule
-from .common import (CheckpointOpt, ModelConfigOpt, ModelOpt, RandomWeightsOpt, console, model_ref, parse_ints,
-                     parse_names, print_json, print_table)
+from .common import (
+    CheckpointOpt,
+    EmbeddingsOpt,
+    GuidanceOpt,
+    ModelConfigOpt,
+    ModelOpt,
+    PromptsOpt,
+    RandomWeightsOpt,
+    console,
+    model_and_prompts,
+    parse_ints,
+    parse_names,
+    print_json,
+    print_table,
+)
 
 
 def eval_cmd(
@@ -14,6 +27,9 @@ def eval_cmd(
     checkpoint: CheckpointOpt = None,
     random_weights: RandomWeightsOpt = False,
     config: ModelConfigOpt = None,
+    prompts: PromptsOpt = None,
+    embeddings: EmbeddingsOpt = None,
+    guidance_scale: GuidanceOpt = None,
     solver: str = typer.Option("dpmpp3m,unipc,ipndm", "--solver", help="Comma-separated classical solver names and/or solver-file paths (a file is evaluated once, at its own NFE)."),
     nfe: str = typer.Option("5", "--nfe", help="Comma-separated NFEs, e.g. 3,4,5,6,8,10."),
     schedule: str = typer.Option(None, "--schedule", help="edm, logsnr, time-uniform, time-quadratic, or sigmas."),
@@ -24,13 +40,13 @@ def eval_cmd(
     plot: str = typer.Option(None, "--plot", help="PNG path: quality vs NFE per solver, plus <name>-samples.png, a sample grid at NFE 5 (or the smallest NFE)."),
 ) -> None:
     """Measure solvers on the model's held-out noise (error vs. teacher, or vs. the exact reference)."""
-    ref = model_ref(model, checkpoint, random_weights, config)  # before torch loads: bad input is reported at once
+    ref = model_and_prompts(model, checkpoint, random_weights, config, prompts, embeddings, "eval")  # before torch loads: bad input is reported at once
     from ..evaluate import evaluate
     from ..metrics import parse_metrics
 
     report = evaluate(ref, parse_names(solver, "--solver"), parse_ints(nfe),
                       None if schedule is None else parse_schedule(schedule), samples, batch,
-                      tuple(parse_metrics(metric)), plot)
+                      tuple(parse_metrics(metric)), plot, prompts, embeddings, guidance_scale)
     if json_out:
         print_json(report)
         return

@@ -9,8 +9,20 @@ import typer
 
 from ..schedules import parse_schedule
 from ..teacher import TeacherSpec
-from .common import (CheckpointOpt, ModelConfigOpt, ModelOpt, RandomWeightsOpt, console, model_ref, parse_ints,
-                     print_json, print_table)
+from .common import (
+    CheckpointOpt,
+    EmbeddingsOpt,
+    GuidanceOpt,
+    ModelConfigOpt,
+    ModelOpt,
+    PromptsOpt,
+    RandomWeightsOpt,
+    console,
+    model_and_prompts,
+    parse_ints,
+    print_json,
+    print_table,
+)
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -39,6 +51,9 @@ def learn_cmd(
     checkpoint: CheckpointOpt = None,
     random_weights: RandomWeightsOpt = False,
     config: ModelConfigOpt = None,
+    prompts: PromptsOpt = None,
+    embeddings: EmbeddingsOpt = None,
+    guidance_scale: GuidanceOpt = None,
     nfe: str = typer.Option("5", "--nfe", help="NFE, or comma-separated NFEs (one solver each), e.g. 3,4,5,6."),
     method: str = typer.Option("s4s-alt", "--method", help="s4s-alt (grid and coefficients, alternating), s4s, or joint."),
     base: str = typer.Option("dpmpp3m", "--base", help="Classical solver the coefficients start from (dpmpp3m, unipc, ipndm, ...)."),
@@ -66,7 +81,7 @@ def learn_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Learn a few-step solver per NFE (S4S-Alt by default) and write it into the workspace."""
-    ref = model_ref(model, checkpoint, random_weights, config)  # before torch loads: bad input is reported at once
+    ref = model_and_prompts(model, checkpoint, random_weights, config, prompts, embeddings, "learn")  # before torch loads: bad input is reported at once
     from ..learn.config import TrainConfig
     from ..learn.pipeline import LearnRequest, learn
 
@@ -78,7 +93,8 @@ def learn_cmd(
     req = LearnRequest(model=ref, nfes=tuple(parse_ints(nfe)), config=cfg,
                        schedule=tuple(sched) if isinstance(sched, list) else sched,
                        teacher=None if teacher is None else TeacherSpec.parse(teacher), device=device, workdir=workdir,
-                       resume=resume, threads=threads)
+                       resume=resume, threads=threads, prompts=prompts, embeddings=embeddings,
+                       guidance_scale=guidance_scale)
     rows = learn(req)
     if json_out:
         print_json({"model": model, "results": rows})

@@ -12,8 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..contract import (GUIDANCE_KEY, NUM_CLASSES_KEY, ONNX_KEY, SIDECAR_FORMAT, SIDECAR_VERSION, io_description,
-                        sidecar_path)
+from ..conditioning import set_guidance
+from ..contract import (
+    GUIDANCE_KEY,
+    NUM_CLASSES_KEY,
+    ONNX_KEY,
+    SIDECAR_FORMAT,
+    SIDECAR_VERSION,
+    io_description,
+    sidecar_path,
+)
 from ..denoiser import Denoiser
 from ..errors import S4SError, choice_error
 from ..fileio import atomic_write_text
@@ -27,13 +35,23 @@ from .onnx_export import OPSET, OPSET_BF16, compact, export_model, set_metadata
 from .onnx_files import move_onnx, save_onnx
 from .precision import PRECISIONS
 from .trt_ops import TRT_LIST_VERSION, check_trt_ops, uses_float64
-from .verify import (DEVIATION_SAMPLES, Check, Verification, check_inputs, checker, compare_runtime, graph_stats,
-                     precision_deviation, verification_inputs)
+from .verify import (
+    DEVIATION_SAMPLES,
+    Check,
+    Verification,
+    check_inputs,
+    checker,
+    compare_runtime,
+    graph_stats,
+    precision_deviation,
+    verification_inputs,
+)
 
 DEFAULT_BATCH = (1, 64)  # dynamic batch 1..64: covers interactive use and Triton's dynamic batching
 EXPORT_LIBRARIES = ("onnx", "onnxscript", "onnx_ir", "onnxruntime")  # wrote and verified the graph
 # the solver file's provenance entries a sidecar repeats under provenance.learned
-LEARNED_KEYS = ("method", "order_cap", "predictor_corrector", "schedule", "teacher", "distance", "validation", "versions")
+LEARNED_KEYS = ("method", "order_cap", "predictor_corrector", "schedule", "teacher", "distance", "validation", "versions",
+                "conditioning")
 
 
 @dataclass
@@ -104,7 +122,13 @@ def resolve(req: BuildRequest) -> Resolved:
     ref = as_model_ref(req.model) if req.model is not None else ws.model_ref if ws is not None else ModelRef("demo")
     spec = check_model(ref)
     denoiser = load_model(ref)
+    if denoiser.info.conditioning == "text":
+        raise S4SError(f"latent/text graphs: not yet; {ref.text} is text-conditioned, use its solver file in PyTorch "
+                       f"(s4s_export.integrations sample_s4s / S4SScheduler)")
     s = resolve_solver(req.solver, denoiser=denoiser, nfe=req.nfe, schedule=spec.schedule, workspace=ws)
+    learned_guidance = s.file_info.get("conditioning", {}).get("guidance_scale")
+    if learned_guidance is not None:  # the model-internal guidance the solver was learned with (learn --guidance-scale)
+        set_guidance(denoiser, learned_guidance)
     return Resolved(denoiser, s.table, s.provenance, {k: s.file_info[k] for k in LEARNED_KEYS if k in s.file_info})
 
 
