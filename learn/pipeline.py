@@ -12,7 +12,13 @@ from pathlib import Path
 
 import torch
 
-from ..conditioning import condition_tag, guidance_scale, set_guidance, with_prompts
+from ..conditioning import (
+    condition_tag,
+    finite_range,
+    guidance_scale,
+    set_guidance,
+    with_prompts,
+)
 from ..denoiser import Denoiser
 from ..errors import S4SError
 from ..fileio import atomic_write_text
@@ -97,7 +103,7 @@ def learn(req: LearnRequest, on_epoch: Callable[[dict], None] | None = None) -> 
     spec = check_model(ref)
     torch.manual_seed(cfg.seed)
     check_prompt_options(spec.conditioning, req.prompts, req.embeddings, "learn")
-    denoiser = load_model(ref)
+    denoiser = finite_range(load_model(ref))
     if req.guidance_scale is not None:
         set_guidance(denoiser, req.guidance_scale)
     info = denoiser.info

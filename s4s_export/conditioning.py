@@ -9,7 +9,9 @@ Training draws prompts from the training split, validation and eval from the hel
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 from pathlib import Path
 
 import torch
@@ -31,6 +33,24 @@ def set_guidance(denoiser: Denoiser, scale: float) -> None:
     if denoiser.info.conditioning == "none" and scale != 1.0:
         raise S4SError(f"{denoiser.info.name} is unconditional: guidance does not apply; leave out --guidance-scale")
     model.guidance_scale = float(scale)
+
+
+def finite_range(denoiser: Denoiser) -> Denoiser:
+    """A flow model (sigma_max = inf) with sigma_max set to its largest finite training sigma, for learn and eval.
+
+    Their solvers start from sigma_max * noise in the VE state: for FlowMatch schedules with shift s
+    and T training steps, sigma = s t / (1 - t) at t = (T - 1) / T is s (T - 1) = sigma_min (T - 1)^2
+    (families/flow.py), where x_t differs from pure noise by x0 / (1 + sigma_max) (0.03% for SD3).
+    Tables from sigma = inf itself are the model-space tables of docs/solvers.md (not learned yet).
+    """
+    info = denoiser.info
+    if math.isfinite(info.sigma_max):
+        return denoiser
+    steps = int(getattr(denoiser, "num_train_timesteps", 1000))
+    cap = info.sigma_min * (steps - 1) ** 2
+    log.info("flow model: sampling from sigma_max = %.6g (t = %d/%d) instead of inf", cap, steps - 1, steps)
+    denoiser.info = dataclasses.replace(info, sigma_max=cap)
+    return denoiser
 
 
 def guidance_scale(denoiser: Denoiser) -> float | None:

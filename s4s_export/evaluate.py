@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .conditioning import finite_range, set_guidance, with_prompts
 from .conditioning import guidance_scale as guidance
-from .conditioning import set_guidance, with_prompts
 from .denoiser import Denoiser
 from .heldout import HeldOut, decode, held_out_set, run_solver
 from .metrics import MetricSet, rmse
@@ -49,7 +49,7 @@ def evaluate(model: ModelRef | str, solvers: Sequence[str], nfes: Sequence[int],
     ref = as_model_ref(model)
     spec = check_model(ref)
     check_prompt_options(spec.conditioning, prompts, embeddings, "eval")
-    denoiser = load_model(ref)
+    denoiser = finite_range(load_model(ref))
     if guidance_scale is not None:
         set_guidance(denoiser, guidance_scale)
     denoiser, prompt_record = with_prompts(denoiser, ref, prompts, embeddings, None)

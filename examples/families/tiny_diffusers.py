@@ -15,7 +15,7 @@ import torch
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 SD_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                    clip_sample=False, set_alpha_to_one=False)
+                    clip_sample=False, set_alpha_to_one=False, steps_offset=1)
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -103,3 +103,20 @@ def save_tiny_pixel_unet(folder: str | Path) -> Path:
                                  up_block_types=("AttnUpBlock2D", "UpBlock2D"))
     diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler()).save_pretrained(folder, safe_serialization=True)
     return Path(folder)
+
+
+def cli(*args: str) -> None:
+    """Run `s4s-export ARGS...` (this interpreter's install), echoing the command; stop on failure."""
+    import subprocess
+    import sys
+
+    print("$ s4s-export " + " ".join(args), flush=True)
+    subprocess.run([sys.executable, "-m", "s4s_export", *args], check=True)
+
+
+def learn_and_eval(model: str, workdir: Path, *extra: str, nfe: str = "4") -> None:
+    """learn a solver with small settings (minutes on 2 cores), then eval it against classical solvers at its NFE."""
+    small = ["--samples", "64", "--val-samples", "16", "--batch", "16", "--alternations", "2"]
+    cli("learn", "--model", model, *extra, "--nfe", nfe, *small, "--workdir", str(workdir))
+    cli("eval", "--model", model, *extra, "--solver", f"{workdir / 'solvers' / f'nfe{nfe}.json'},dpmpp3m,unipc,ipndm",
+        "--nfe", nfe, "--samples", "16", "--plot", str(workdir / "eval.png"))

@@ -82,6 +82,7 @@ def test_models_describes_a_reference(sd):
     assert info["sigma_max"] == pytest.approx(14.6146, abs=1e-3)  # SD's scaled_linear schedule (docs/models.md)
 
 
+@pytest.mark.slow
 def test_learn_then_eval_with_prompts(sd, tmp_path):
     ws = tmp_path / "ws"
     learn = ["learn", "--model", f"diffusers:{sd}", "--prompts", str(PROMPTS), "--nfe", "3", "--samples", "12",
