@@ -12,13 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..conditioning import (
-    condition_tag,
-    finite_range,
-    guidance_scale,
-    set_guidance,
-    with_prompts,
-)
+from ..conditioning import condition_tag, finite_range, guidance_scale, set_guidance, with_prompts
 from ..denoiser import Denoiser
 from ..errors import S4SError
 from ..fileio import atomic_write_text

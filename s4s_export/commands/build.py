@@ -8,15 +8,7 @@ import sys
 import typer
 
 from ..errors import S4SError
-from .common import (
-    CheckpointOpt,
-    ModelConfigOpt,
-    ModelOpt,
-    RandomWeightsOpt,
-    console,
-    model_ref,
-    print_json,
-)
+from .common import CheckpointOpt, ModelConfigOpt, ModelOpt, RandomWeightsOpt, console, model_ref, print_json
 
 
 def build_cmd(

@@ -5,21 +5,8 @@ from __future__ import annotations
 import typer
 
 from ..schedules import parse_schedule
-from .common import (
-    CheckpointOpt,
-    EmbeddingsOpt,
-    GuidanceOpt,
-    ModelConfigOpt,
-    ModelOpt,
-    PromptsOpt,
-    RandomWeightsOpt,
-    console,
-    model_and_prompts,
-    parse_ints,
-    parse_names,
-    print_json,
-    print_table,
-)
+from .common import (CheckpointOpt, EmbeddingsOpt, GuidanceOpt, ModelConfigOpt, ModelOpt, PromptsOpt, RandomWeightsOpt,
+                     console, model_and_prompts, parse_ints, parse_names, print_json, print_table)
 
 
 def eval_cmd(

@@ -9,20 +9,8 @@ import typer
 
 from ..schedules import parse_schedule
 from ..teacher import TeacherSpec
-from .common import (
-    CheckpointOpt,
-    EmbeddingsOpt,
-    GuidanceOpt,
-    ModelConfigOpt,
-    ModelOpt,
-    PromptsOpt,
-    RandomWeightsOpt,
-    console,
-    model_and_prompts,
-    parse_ints,
-    print_json,
-    print_table,
-)
+from .common import (CheckpointOpt, EmbeddingsOpt, GuidanceOpt, ModelConfigOpt, ModelOpt, PromptsOpt, RandomWeightsOpt,
+                     console, model_and_prompts, parse_ints, print_json, print_table)
 
 
 class _StderrHandler(logging.StreamHandler):

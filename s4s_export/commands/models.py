@@ -7,15 +7,7 @@ import typer
 
 from ..modelref import REF_KINDS, ModelRef
 from ..models import MODELS
-from .common import (
-    CheckpointOpt,
-    ModelConfigOpt,
-    RandomWeightsOpt,
-    console,
-    model_ref,
-    print_json,
-    print_table,
-)
+from .common import CheckpointOpt, ModelConfigOpt, RandomWeightsOpt, console, model_ref, print_json, print_table
 
 
 def describe_model(ref: ModelRef) -> dict:

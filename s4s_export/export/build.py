@@ -13,15 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..conditioning import set_guidance
-from ..contract import (
-    GUIDANCE_KEY,
-    NUM_CLASSES_KEY,
-    ONNX_KEY,
-    SIDECAR_FORMAT,
-    SIDECAR_VERSION,
-    io_description,
-    sidecar_path,
-)
+from ..contract import (GUIDANCE_KEY, NUM_CLASSES_KEY, ONNX_KEY, SIDECAR_FORMAT, SIDECAR_VERSION, io_description,
+                        sidecar_path)
 from ..denoiser import Denoiser
 from ..errors import S4SError, choice_error
 from ..fileio import atomic_write_text
@@ -35,17 +28,8 @@ from .onnx_export import OPSET, OPSET_BF16, compact, export_model, set_metadata
 from .onnx_files import move_onnx, save_onnx
 from .precision import PRECISIONS
 from .trt_ops import TRT_LIST_VERSION, check_trt_ops, uses_float64
-from .verify import (
-    DEVIATION_SAMPLES,
-    Check,
-    Verification,
-    check_inputs,
-    checker,
-    compare_runtime,
-    graph_stats,
-    precision_deviation,
-    verification_inputs,
-)
+from .verify import (DEVIATION_SAMPLES, Check, Verification, check_inputs, checker, compare_runtime, graph_stats,
+                     precision_deviation, verification_inputs)
 
 DEFAULT_BATCH = (1, 64)  # dynamic batch 1..64: covers interactive use and Triton's dynamic batching
 EXPORT_LIBRARIES = ("onnx", "onnxscript", "onnx_ir", "onnxruntime")  # wrote and verified the graph
