@@ -148,6 +148,8 @@ def train_solver(run: LearnRun, nfe: int) -> LearnedSolver:
     radius = relaxation_radius(student_config.num_coefficients, info.dim, cfg.radius_c)
     fingerprint = {"config": cfg.to_dict(), "nfe": nfe, "model": denoiser.identity(), "teacher": run.teacher.to_dict(),
                    "schedule": run.schedule, "distance": run.distance.info}
+    if run.conditioning and run.conditioning.get("guidance_scale") is not None:  # prompts and guidance: other data
+        fingerprint["conditioning"] = run.conditioning
     dtype = torch.float64 if run.teacher.is_reference else torch.float32
     trainer = Trainer(denoiser, student, base, cfg, run.train, run.val, run.distance, radius,
                       run.workspace.state_path(nfe), fingerprint, run.device, dtype, run.on_epoch)

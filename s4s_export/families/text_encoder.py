@@ -80,8 +80,9 @@ def encode_prompts(root: str | Path, prompts: list[Prompt], latent_hw: tuple[int
         raise S4SError(f"cannot build {pipe_cls.__name__} for encoding ({e}); pass --embeddings") from None
     text = [p.text for p in prompts]
     negative = [p.negative for p in prompts]
+    # no negatives given: None, as a pipeline call without negative_prompt (SDXL then zeroes them)
     kw = dict(device=torch.device("cpu"), num_images_per_prompt=1, do_classifier_free_guidance=True,
-              negative_prompt=negative)
+              negative_prompt=negative if any(negative) else None)
     if pipe_cls.__name__.startswith("StableDiffusion3"):
         out = pipe.encode_prompt(text, None, None, **kw)
     else:
