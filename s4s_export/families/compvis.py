@@ -269,10 +269,11 @@ def _require_diffusers():
     from .diffusers_folder import import_diffusers
 
     try:
-        diffusers = import_diffusers()
+        import diffusers
         from diffusers.loaders import single_file_utils
     except ImportError:
         raise S4SError(f"CompVis checkpoints are rebuilt with diffusers' classes; install them with {INSTALL}") from None
+    import_diffusers()  # its notices silenced
     return diffusers, single_file_utils
 
 
