@@ -109,3 +109,22 @@ def test_learn_then_eval_with_prompts(sd, tmp_path):
     for res in report["results"]:
         assert res["metrics"]["rmse_vs_teacher"] > 0 and res["metrics"]["rmse_pixels_vs_teacher"] > 0
     assert (tmp_path / "q-samples.png").is_file()
+
+
+def test_pytorch_sampler_takes_a_diffusers_reference(sd):
+    import torch
+
+    from s4s_export.families.prompted import PromptConditioned
+    from s4s_export.families.text_encoder import encode_prompts
+    from s4s_export.modelref import ModelRef, load_model
+    from s4s_export.prompts import read_prompts
+    from s4s_export.sampler import Sampler
+    from s4s_export.solvers import make_solver
+
+    model = load_model(ModelRef(f"diffusers:{sd}"))
+    wrapped = PromptConditioned(model, encode_prompts(sd, read_prompts(PROMPTS)[:3]))
+    table = make_solver("dpmpp2m", 4, "logsnr", model.info.sigma_min, model.info.sigma_max)
+    with torch.no_grad():
+        out = Sampler(wrapped, table)(torch.randn(2, *model.info.shape), torch.tensor([0, 2]))
+        images = model.decoder(out)
+    assert out.shape == (2, 4, 16, 16) and images.shape == (2, 3, 32, 32) and torch.isfinite(images).all()
