@@ -12,11 +12,13 @@ from pathlib import Path
 
 import torch
 
+from ..conditioning import condition_tag, finite_range, guidance_scale, set_guidance, with_prompts
 from ..denoiser import Denoiser
 from ..errors import S4SError
 from ..fileio import atomic_write_text
 from ..modelref import ModelRef, as_model_ref, check_model, load_model
 from ..noise import VALIDATION_SEED
+from ..prompts import check_prompt_options
 from ..solverfile import SolverFile, save_solver_file
 from ..solvers import make_solver
 from ..teacher import TeacherSpec
@@ -46,6 +48,9 @@ class LearnRequest:
     resume: bool = False
     teacher_batch: int = 100
     threads: int | None = None  # torch CPU threads; None: `default_cpu_threads()` on cpu, torch's default on cuda
+    prompts: str | None = None  # text models: a prompts file (s4s_export/prompts.py)
+    embeddings: str | None = None  # text models: precomputed embeddings (families/prompted.py)
+    guidance_scale: float | None = None  # None: the model's own default
 
 
 def resolve_device(name: str) -> torch.device:
@@ -79,6 +84,7 @@ class LearnRun:
     val: TeacherPairs
     device: torch.device
     on_epoch: Callable[[dict], None] | None = None
+    conditioning: dict | None = None  # guidance scale and prompts, recorded in the solver file
 
 
 def learn(req: LearnRequest, on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
@@ -92,10 +98,16 @@ def learn(req: LearnRequest, on_epoch: Callable[[dict], None] | None = None) -> 
     ref = as_model_ref(req.model)
     spec = check_model(ref)
     torch.manual_seed(cfg.seed)
-    denoiser = load_model(ref)
+    check_prompt_options(spec.conditioning, req.prompts, req.embeddings, "learn")
+    denoiser = finite_range(load_model(ref))
+    if req.guidance_scale is not None:
+        set_guidance(denoiser, req.guidance_scale)
     info = denoiser.info
     identity = denoiser.identity_dict()
     ws = Workspace.create(req.workdir, ref, identity)
+    denoiser, prompts = with_prompts(denoiser, ref, req.prompts, req.embeddings, ws.teacher_dir)
+    conditioning = {"guidance_scale": guidance_scale(denoiser), **({"prompts": prompts} if prompts else {})}
+    condition = condition_tag(denoiser, prompts)
     teacher = req.teacher or spec.teacher
     schedule = req.schedule if req.schedule is not None else spec.schedule
     schedule = list(schedule) if isinstance(schedule, tuple) else schedule
@@ -110,10 +122,12 @@ def learn(req: LearnRequest, on_epoch: Callable[[dict], None] | None = None) -> 
     log.info("model %s (%s), teacher %s, distance %s, device %s", ref.text, identity["weights_sha256"][:12],
              teacher.label(), distance.name, device)
     t0 = time.perf_counter()
-    train = teacher_pairs(ws.teacher_dir, denoiser, teacher, cfg.train_noise_seed, cfg.samples, req.teacher_batch, device, "training")
-    val = teacher_pairs(ws.teacher_dir, denoiser, teacher, VALIDATION_SEED, cfg.val_samples, req.teacher_batch, device, "validation")
+    train = teacher_pairs(ws.teacher_dir, denoiser, teacher, cfg.train_noise_seed, cfg.samples, req.teacher_batch, device,
+                          "training", condition=condition)
+    val = teacher_pairs(ws.teacher_dir, denoiser, teacher, VALIDATION_SEED, cfg.val_samples, req.teacher_batch, device,
+                        "validation", held_out=True, condition=condition)
     teacher_s = time.perf_counter() - t0
-    run = LearnRun(req, cfg, ws, denoiser, teacher, schedule, distance, train, val, device, on_epoch)
+    run = LearnRun(req, cfg, ws, denoiser, teacher, schedule, distance, train, val, device, on_epoch, conditioning)
     rows = []
     for nfe in req.nfes:
         learned = train_solver(run, nfe)
@@ -150,6 +164,8 @@ def train_solver(run: LearnRun, nfe: int) -> LearnedSolver:
     radius = relaxation_radius(student_config.num_coefficients, info.dim, cfg.radius_c)
     fingerprint = {"config": cfg.to_dict(), "nfe": nfe, "model": denoiser.identity(), "teacher": run.teacher.to_dict(),
                    "schedule": schedule, "distance": run.distance.info, "base_chosen": base.name}
+    if run.conditioning and run.conditioning.get("guidance_scale") is not None:  # prompts and guidance: other data
+        fingerprint["conditioning"] = run.conditioning
     trainer = Trainer(denoiser, student, base, cfg, run.train, run.val, run.distance, radius,
                       run.workspace.state_path(nfe), fingerprint, run.device, dtype, run.on_epoch)
     result = trainer.run(resume=run.request.resume)
@@ -164,6 +180,8 @@ def write_solver(run: LearnRun, learned: LearnedSolver, teacher_s: float) -> tup
     """The solver file (table and provenance) and the run report (timing, memory, history) in the workspace."""
     cfg, result, nfe = run.config, learned.result, learned.base.nfe
     doc = provenance_document(learned)
+    if run.conditioning and run.conditioning.get("guidance_scale") is not None:
+        doc["conditioning"] = run.conditioning
     meta = {"schedule": learned.schedule, "method": cfg.method, "base": learned.base.name, "order_cap": cfg.order_cap}
     table = result.student.solver_table(cfg.method, meta)
     path = save_solver_file(run.workspace.solver_path(nfe), SolverFile(table, doc))

@@ -17,9 +17,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from ..conditioning import condition_labels
 from ..denoiser import Denoiser
 from ..fileio import atomic_write
-from ..noise import label_set, noise_set
+from ..noise import noise_set
 from ..teacher import TeacherSpec, run_teacher
 
 log = logging.getLogger("s4s_export.learn")
@@ -38,9 +39,11 @@ class TeacherPairs:
         return self.noise.shape[0]
 
 
-def cache_path(cache_dir: Path, identity: str, teacher: TeacherSpec, seed: int) -> Path:
+def cache_path(cache_dir: Path, identity: str, teacher: TeacherSpec, seed: int, condition: str = "") -> Path:
+    """`condition`: what else decides the targets (prompt embeddings, guidance; `conditioning.condition_tag`)."""
     tag = "reference" if teacher.is_reference else f"{teacher.solver}-{teacher.nfe}-{teacher.schedule}"
-    return Path(cache_dir) / f"{identity[:16]}-{tag}-seed{seed}.safetensors"
+    cond = f"-{condition}" if condition else ""
+    return Path(cache_dir) / f"{identity[:16]}-{tag}{cond}-seed{seed}.safetensors"
 
 
 def _header(identity: str, teacher: TeacherSpec, seed: int, shape: tuple[int, ...], count: int) -> dict[str, str]:
@@ -68,11 +71,16 @@ def _read(path: Path, expect: dict[str, str]) -> torch.Tensor:
 
 
 def teacher_pairs(cache_dir: Path, denoiser: Denoiser, teacher: TeacherSpec, seed: int, count: int,
-                  batch: int = 64, device: torch.device | str = "cpu", what: str = "teacher") -> TeacherPairs:
-    """`count` teacher pairs for samples 0..count-1 of noise seed `seed`, from the cache where it has them."""
+                  batch: int = 64, device: torch.device | str = "cpu", what: str = "teacher",
+                  held_out: bool = False, condition: str = "") -> TeacherPairs:
+    """`count` teacher pairs for samples 0..count-1 of noise seed `seed`, from the cache where it has them.
+
+    `held_out`: labels or prompts from the held-out split (`conditioning.condition_labels`);
+    `condition`: the conditioning's tag in the cache key (`conditioning.condition_tag`).
+    """
     info = denoiser.info
     identity = denoiser.identity()
-    path = cache_path(cache_dir, identity, teacher, seed)
+    path = cache_path(cache_dir, identity, teacher, seed, condition)
     header = _header(identity, teacher, seed, info.shape, 0)
     cached = None
     if path.exists():
@@ -83,7 +91,7 @@ def teacher_pairs(cache_dir: Path, denoiser: Denoiser, teacher: TeacherSpec, see
             path.unlink()
     have = 0 if cached is None else cached.shape[0]
     noise = noise_set(info.shape, count, seed)
-    labels = label_set(info.num_classes, count, seed)
+    labels = condition_labels(denoiser, count, seed, held_out)
     if have >= count:
         log.info("%s: %d pairs from the cache %s", what, count, path.name)
         return TeacherPairs(noise, labels, cached[:count], seed)

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
+from .conditioning import condition_labels
 from .denoiser import Denoiser
-from .noise import VALIDATION_SEED, label_set, noise_set
+from .noise import VALIDATION_SEED, noise_set
 from .sampler import Sampler
 from .solvers import SolverTable
 from .teacher import TeacherSpec, run_teacher
@@ -23,6 +24,8 @@ class HeldOut:
     teacher: TeacherSpec
     exact: bool
 
+    decoded_target: torch.Tensor | None = None  # latent models: the target decoded to images
+
     @property
     def dtype(self) -> torch.dtype:
         """float64 against an exact reference, else float32."""
@@ -32,9 +35,18 @@ class HeldOut:
 def held_out_set(denoiser: Denoiser, teacher: TeacherSpec, samples: int, batch: int = 64) -> HeldOut:
     info = denoiser.info
     noise = noise_set(info.shape, samples, VALIDATION_SEED)
-    labels = label_set(info.num_classes, samples, VALIDATION_SEED)
+    labels = condition_labels(denoiser, samples, VALIDATION_SEED, held_out=True)
     target = run_teacher(denoiser, teacher, noise, labels, batch, desc="held-out targets")
-    return HeldOut(noise, labels, target, teacher, teacher.is_reference)
+    return HeldOut(noise, labels, target, teacher, teacher.is_reference, decode(denoiser, target, batch))
+
+
+@torch.no_grad()
+def decode(denoiser: Denoiser, latents: torch.Tensor, batch: int = 64) -> torch.Tensor | None:
+    """Images in [-1, 1] from a latent model's samples (its `decoder`, families/latent.py); None for pixel models."""
+    decoder = getattr(denoiser, "decoder", None)
+    if decoder is None:
+        return None
+    return torch.cat([decoder(latents[i : i + batch].float()).float() for i in range(0, latents.shape[0], batch)])
 
 
 @torch.no_grad()

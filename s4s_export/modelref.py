@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import S4SError, choice_error
+from .families.refkinds import FAMILY_KINDS
 from .models import MODELS, ModelSpec
 
 if TYPE_CHECKING:
@@ -132,3 +133,5 @@ def _check_name(ref: ModelRef) -> ModelSpec:
 
 
 register_ref_kind("name", RefKind(_check_name, "a registered name"))
+for _name, (_check, _usage, _accepts_config) in FAMILY_KINDS.items():
+    register_ref_kind(_name, RefKind(_check, _usage, _accepts_config))

@@ -17,7 +17,7 @@ import torch
 from .denoiser import Denoiser
 from .errors import S4SError
 from .fileio import atomic_write
-from .heldout import HeldOut, run_solver
+from .heldout import HeldOut, decode, run_solver
 from .runtime.images import make_grid, to_uint8, write_png
 from .solver_ref import ResolvedSolver
 from .solverfile import load_solver_file
@@ -137,8 +137,9 @@ def write_plots(path: str | Path, report: dict, denoiser: Denoiser, solvers: lis
     nfe = grid_nfe([s.table.nfe for s in solvers])
     k = min(GRID_SAMPLES, held.noise.shape[0])
     labels = None if held.labels is None else held.labels[:k]
-    rows = [(target_label(report), held.target[:k])]
-    rows += [(s.label, run_solver(denoiser, s.table, held.noise[:k], labels, held.dtype))
+    shown = (lambda x: x) if held.decoded_target is None else (lambda x: decode(denoiser, x))  # latents: images
+    rows = [(target_label(report), shown(held.target[:k]))]
+    rows += [(s.label, shown(run_solver(denoiser, s.table, held.noise[:k], labels, held.dtype)))
              for s in solvers if s.table.nfe == nfe]
     grid = sample_grid(rows, grid_path(path))
     return {"chart": str(chart), "grid": str(grid), "grid_nfe": nfe, "grid_rows": [r[0] for r in rows]}

@@ -32,13 +32,21 @@ def test_a_registered_name_with_a_colon_is_a_name(monkeypatch):
 
 
 @pytest.mark.parametrize("text", ["C:\\models\\net.pkl", "foo:bar", "hf:org/model"])
-def test_unknown_prefix_is_one_line_naming_the_kinds(monkeypatch, text):
-    monkeypatch.setitem(REF_KINDS, "diffusers", RefKind(lambda ref: MODELS["gmm"], "diffusers:PATH"))
+def test_unknown_prefix_is_one_line_naming_the_kinds(text):
     with pytest.raises(S4SError) as e:
         check_model(ModelRef(text))
     msg = str(e.value)
     assert "\n" not in msg and f"unknown model reference {text!r}" in msg
-    assert msg.endswith("--model takes a registered name (see `s4s-export models`) or diffusers:PATH")
+    assert msg.endswith("--model takes a registered name (see `s4s-export models`) or diffusers:PATH (a "
+                        "save_pretrained folder), compvis:PATH.ckpt --config PATH.yaml, python:MODULE:FACTORY")
+
+
+def test_family_kinds_are_registered_without_torch():
+    code = ("import sys\nfrom s4s_export.modelref import REF_KINDS\n"
+            "assert {'name', 'diffusers', 'compvis', 'python'} <= set(REF_KINDS), REF_KINDS\n"
+            "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
 
 
 def test_name_rules_unchanged(tmp_path):
@@ -52,7 +60,7 @@ def test_name_rules_unchanged(tmp_path):
 
 
 def test_config_only_for_kinds_that_take_it(monkeypatch, tmp_path):
-    with pytest.raises(S4SError, match="--config applies to no registered model kind references, not to 'gmm'"):
+    with pytest.raises(S4SError, match="--config applies to compvis:PATH.ckpt --config PATH.yaml references, not to"):
         check_model(ModelRef("gmm", config="x.yaml"))
     seen = []
     monkeypatch.setitem(REF_KINDS, "compvis", RefKind(lambda ref: seen.append(ref) or MODELS["gmm"],

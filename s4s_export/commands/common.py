@@ -15,6 +15,7 @@ from rich.table import Table
 from ..errors import S4SError
 from ..limits import GRAPH_NFE_MAX, check_finite, check_fits, check_guidance
 from ..modelref import ModelRef, check_model
+from ..prompts import check_prompt_options
 
 console = Console(markup=False)  # output holds user text (paths, file contents, metadata): never read as markup
 
@@ -25,6 +26,22 @@ CheckpointOpt = Annotated[str, typer.Option("--checkpoint", help="Checkpoint fil
 RandomWeightsOpt = Annotated[bool, typer.Option("--random-weights",
                                                 help="A preset's architecture with random weights.")]
 ModelConfigOpt = Annotated[str, typer.Option("--config", help="Model config file (compvis references).")]
+
+
+PromptsOpt = Annotated[str, typer.Option("--prompts", help="Text models: prompts file, one per line or .jsonl with "
+                                                          "prompt/negative_prompt (every 5th held out).")]
+EmbeddingsOpt = Annotated[str, typer.Option("--embeddings", help="Text models: precomputed prompt embeddings "
+                                                                 "(.safetensors, keys in docs/learning.md).")]
+GuidanceOpt = Annotated[float, typer.Option("--guidance-scale", callback=lambda ctx, param, value: guidance_number(
+    ctx, param, value), help="Classifier-free guidance inside the model (default: the model's own).")]
+
+
+def model_and_prompts(model: str, checkpoint: str | None, random_weights: bool, config: str | None,
+                      prompts: str | None, embeddings: str | None, what: str) -> ModelRef:
+    """`model_ref`, and the prompt options checked against the model's conditioning (before torch)."""
+    ref = ModelRef(model, checkpoint, random_weights, config)
+    check_prompt_options(check_model(ref).conditioning, prompts, embeddings, what)
+    return ref
 
 
 def model_ref(model: str, checkpoint: str | None = None, random_weights: bool = False,

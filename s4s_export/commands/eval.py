@@ -8,8 +8,8 @@ from ..limits import SOLVER_NFE_MAX
 from ..outputs import check_output_file
 from ..progress import quiet
 from ..schedules import parse_schedule
-from .common import (CheckpointOpt, ModelConfigOpt, ModelOpt, RandomWeightsOpt, check_model_memory, console, model_ref,
-                     parse_ints, parse_names, print_json, print_table)
+from .common import (CheckpointOpt, EmbeddingsOpt, GuidanceOpt, ModelConfigOpt, ModelOpt, PromptsOpt, RandomWeightsOpt,
+                     check_model_memory, console, model_and_prompts, parse_ints, parse_names, print_json, print_table)
 
 
 def eval_cmd(
@@ -17,6 +17,9 @@ def eval_cmd(
     checkpoint: CheckpointOpt = None,
     random_weights: RandomWeightsOpt = False,
     config: ModelConfigOpt = None,
+    prompts: PromptsOpt = None,
+    embeddings: EmbeddingsOpt = None,
+    guidance_scale: GuidanceOpt = None,
     solver: str = typer.Option("dpmpp3m,unipc,ipndm", "--solver", help="Comma-separated classical solver names and/or solver-file paths (a file is evaluated once, at its own NFE)."),
     nfe: str = typer.Option("5", "--nfe", help="Comma-separated NFEs, e.g. 3,4,5,6,8,10."),
     schedule: str = typer.Option(None, "--schedule", help="edm, logsnr, time-uniform, time-quadratic, or sigmas."),
@@ -27,7 +30,7 @@ def eval_cmd(
     plot: str = typer.Option(None, "--plot", help="PNG path: quality vs NFE per solver, plus <name>-samples.png, a sample grid at NFE 5 (or the smallest NFE)."),
 ) -> None:
     """Measure solvers on the model's held-out noise (error vs. teacher, or vs. the exact reference)."""
-    ref = model_ref(model, checkpoint, random_weights, config)  # before torch loads: bad input is reported at once
+    ref = model_and_prompts(model, checkpoint, random_weights, config, prompts, embeddings, "eval")  # before torch loads
     nfes = parse_ints(nfe, most=SOLVER_NFE_MAX)
     check_model_memory(ref, samples, "--samples", 4, "evaluate on fewer held-out samples")
     if plot is not None:
@@ -42,7 +45,7 @@ def eval_cmd(
 
     report = evaluate(ref, parse_names(solver, "--solver"), nfes,
                       None if schedule is None else parse_schedule(schedule), samples, batch,
-                      tuple(parse_metrics(metric)), plot)
+                      tuple(parse_metrics(metric)), plot, prompts, embeddings, guidance_scale)
     if json_out:
         print_json(report)
         return

@@ -15,8 +15,9 @@ from ..progress import quiet
 from ..schedules import parse_schedule
 from ..teacher import TeacherSpec
 from ..workspace import DEFAULT_WORKSPACE
-from .common import (CheckpointOpt, ModelConfigOpt, ModelOpt, RandomWeightsOpt, check_model_memory, console, model_ref,
-                     nonnegative_number, parse_ints, positive_number, print_json, print_table)
+from .common import (CheckpointOpt, EmbeddingsOpt, GuidanceOpt, ModelConfigOpt, ModelOpt, PromptsOpt, RandomWeightsOpt,
+                     check_model_memory, console, model_and_prompts, nonnegative_number, parse_ints, positive_number,
+                     print_json, print_table)
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -45,6 +46,9 @@ def learn_cmd(
     checkpoint: CheckpointOpt = None,
     random_weights: RandomWeightsOpt = False,
     config: ModelConfigOpt = None,
+    prompts: PromptsOpt = None,
+    embeddings: EmbeddingsOpt = None,
+    guidance_scale: GuidanceOpt = None,
     nfe: str = typer.Option("5", "--nfe", help="NFE, or comma-separated NFEs (one solver each), e.g. 3,4,5,6."),
     method: str = typer.Option("s4s-alt", "--method", help="s4s-alt (grid and coefficients, alternating), s4s, or joint."),
     base: str = typer.Option("auto", "--base", help="Classical solver to start from: auto (the best on the validation pairs over every solver and schedule), or NAME[:SCHEDULE] (dpmpp3m, unipc:logsnr, ...)."),
@@ -74,7 +78,7 @@ def learn_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Learn a few-step solver per NFE (S4S-Alt by default) and write it into the workspace."""
-    ref = model_ref(model, checkpoint, random_weights, config)  # before torch loads: bad input is reported at once
+    ref = model_and_prompts(model, checkpoint, random_weights, config, prompts, embeddings, "learn")  # before torch loads
     check_output_folder(DEFAULT_WORKSPACE if workdir is None else workdir, "--workdir")
     check_model_memory(ref, (samples or 1400) + val_samples, "--samples plus --val-samples", 4,
                        "learn from fewer teacher pairs")
@@ -91,7 +95,8 @@ def learn_cmd(
     req = LearnRequest(model=ref, nfes=tuple(parse_ints(nfe, most=SOLVER_NFE_MAX)), config=cfg,
                        schedule=tuple(sched) if isinstance(sched, list) else sched,
                        teacher=None if teacher is None else TeacherSpec.parse(teacher), device=device, workdir=workdir,
-                       resume=resume, threads=threads)
+                       resume=resume, threads=threads, prompts=prompts, embeddings=embeddings,
+                       guidance_scale=guidance_scale)
     rows = learn(req)
     if json_out:
         print_json({"model": model, "results": rows})

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..conditioning import set_guidance
 from ..contract import (GUIDANCE, GUIDANCE_KEY, IMAGE_FORMATS, IMAGES, LABELS, NUM_CLASSES_KEY, ONNX_KEY,
                         PROMPT_EMBEDS, SIDECAR_FORMAT, SIDECAR_VERSION, TEXT_ENCODER_KEY, io_description, sidecar_path)
 from ..denoiser import Denoiser
@@ -37,7 +38,8 @@ from .verify import (DEVIATION_SAMPLES, Check, Verification, check_inputs, check
 DEFAULT_BATCH = (1, 64)  # dynamic batch 1..64: covers interactive use and Triton's dynamic batching
 EXPORT_LIBRARIES = ("onnx", "onnxscript", "onnx_ir", "onnxruntime")  # wrote and verified the graph
 # the solver file's provenance entries a sidecar repeats under provenance.learned
-LEARNED_KEYS = ("method", "order_cap", "predictor_corrector", "schedule", "teacher", "distance", "validation", "versions")
+LEARNED_KEYS = ("method", "order_cap", "predictor_corrector", "schedule", "teacher", "distance", "validation", "versions",
+                "conditioning")
 
 
 @dataclass
@@ -112,6 +114,9 @@ def resolve(req: BuildRequest) -> Resolved:
     spec = check_model(ref)
     denoiser = load_model(ref)
     s = resolve_solver(req.solver, denoiser=denoiser, nfe=req.nfe, schedule=spec.schedule, workspace=ws)
+    learned_guidance = s.file_info.get("conditioning", {}).get("guidance_scale")
+    if learned_guidance is not None:  # the model-internal guidance the solver was learned with (learn --guidance-scale)
+        set_guidance(denoiser, learned_guidance)
     return Resolved(denoiser, s.table, s.provenance, {k: s.file_info[k] for k in LEARNED_KEYS if k in s.file_info})
 
 

@@ -266,11 +266,14 @@ def _few(what: str, keys: list[str]) -> str:
 
 
 def _require_diffusers():
+    from .diffusers_folder import import_diffusers
+
     try:
         import diffusers
         from diffusers.loaders import single_file_utils
     except ImportError:
         raise S4SError(f"CompVis checkpoints are rebuilt with diffusers' classes; install them with {INSTALL}") from None
+    import_diffusers()  # its notices silenced
     return diffusers, single_file_utils
 
 

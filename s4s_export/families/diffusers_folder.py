@@ -11,6 +11,7 @@ The scheduler config picks the adapter: FlowMatch* schedulers -> families/flow.p
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -134,11 +135,24 @@ def check_diffusers(ref: Any) -> ModelSpec:
     )
 
 
-def _import_diffusers() -> Any:
+def import_diffusers() -> Any:
+    """diffusers with its and transformers' notices (missing accelerate/torchvision, progress bars) silenced,
+    so that stderr carries only this package's log and one-line errors."""
+    for var in ("DIFFUSERS_VERBOSITY", "TRANSFORMERS_VERBOSITY"):
+        os.environ.setdefault(var, "error")
     try:
         import diffusers
     except ImportError:
         raise S4SError(f"diffusers models need the diffusers and transformers packages: {EXTRA_HINT}") from None
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    try:
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:
+        pass
     return diffusers
 
 
@@ -165,7 +179,7 @@ def load_diffusers(ref: Any, guidance_scale: float = 1.0) -> Denoiser:
     random_weights = bool(getattr(ref, "random_weights", False))
     if not random_weights:
         folder.require_weights(folder.net_dir)
-    diffusers = _import_diffusers()
+    diffusers = import_diffusers()
     net = wrap_network(_load_module(diffusers, folder.net_dir, folder.net_config, random_weights))
     decoder = None
     if folder.decoder_dir is not None:
