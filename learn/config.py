@@ -40,6 +40,9 @@ class TrainConfig:
     seed: int = 0
     checkpointing: bool | None = None  # None: on for cuda (memory), off for cpu (speed)
     max_rollbacks: int = 5
+    # each batch is computed in this many parts, part k on rank k mod world (learn/trainer.py): results do
+    # not depend on the number of ranks, and up to `shards` ranks share a batch
+    shards: int = 8
 
     def resolved(self) -> "TrainConfig":
         """Fill the paper defaults for the method and check the values."""
@@ -50,7 +53,7 @@ class TrainConfig:
             epochs = 2 * self.alternations
         cfg = replace(self, samples=self.samples or samples, batch=self.batch or batch, epochs=self.epochs or epochs,
                       offsets=self.method != "s4s" if self.offsets is None else self.offsets)
-        for name in ("samples", "batch", "epochs", "alternations", "val_samples"):
+        for name in ("samples", "batch", "epochs", "alternations", "val_samples", "shards"):
             if getattr(cfg, name) < 1:
                 raise S4SError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
         if cfg.parameterisation not in ("step", "correction"):

@@ -20,11 +20,12 @@ from ..noise import VALIDATION_SEED
 from ..solverfile import SolverFile, save_solver_file
 from ..solvers import make_solver
 from ..teacher import TeacherSpec
-from ..workspace import Workspace
+from ..workspace import DEFAULT_WORKSPACE, Workspace
 from .base_select import BaseRequest, select_base
 from .config import TrainConfig
 from .correction import make_student
 from .distances import Distance, make_distance
+from .distributed import Ranks, current
 from .provenance import LearnedSolver, provenance_document
 from .relax import relaxation_radius
 from .student import StudentConfig, check_base
@@ -82,9 +83,27 @@ class LearnRun:
 
 
 def learn(req: LearnRequest, on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
-    """Learn a solver for every requested NFE; returns one summary row per NFE."""
-    device = resolve_device(req.device)
+    """Learn a solver for every requested NFE; returns one summary row per NFE (none on ranks other than 0).
+
+    Under torchrun every rank calls this (learn/distributed.py); rank 0 holds the workspace lock and
+    alone writes the workspace, the state, solver files and reports."""
+    resolve_device(req.device)
     cfg = req.config.resolved()
+    ranks = Ranks.from_env(req.device)
+    device = ranks.device(req.device)
+    try:
+        if not ranks.is_main:
+            return _learn(req, cfg, device, on_epoch)
+        with Workspace(DEFAULT_WORKSPACE if req.workdir is None else req.workdir).lock():
+            return _learn(req, cfg, device, on_epoch)
+    except S4SError as e:
+        if ranks.world == 1 or str(e).startswith(f"rank {ranks.rank}: "):
+            raise
+        raise S4SError(f"rank {ranks.rank}: {e}") from None
+
+
+def _learn(req: LearnRequest, cfg: TrainConfig, device: torch.device, on_epoch: Callable[[dict], None] | None) -> list[dict]:
+    ranks = current()
     if cfg.checkpointing is None:
         cfg = replace(cfg, checkpointing=device.type == "cuda")
     if req.threads is not None or device.type == "cpu":
@@ -95,7 +114,9 @@ def learn(req: LearnRequest, on_epoch: Callable[[dict], None] | None = None) -> 
     denoiser = load_model(ref)
     info = denoiser.info
     identity = denoiser.identity_dict()
-    ws = Workspace.create(req.workdir, ref, identity)
+    ws = Workspace.create(req.workdir, ref, identity) if ranks.is_main else None
+    ranks.barrier("workspace setup")
+    ws = ws or Workspace.open(req.workdir)
     teacher = req.teacher or spec.teacher
     schedule = req.schedule if req.schedule is not None else spec.schedule
     schedule = list(schedule) if isinstance(schedule, tuple) else schedule
@@ -117,6 +138,8 @@ def learn(req: LearnRequest, on_epoch: Callable[[dict], None] | None = None) -> 
     rows = []
     for nfe in req.nfes:
         learned = train_solver(run, nfe)
+        if not ranks.is_main:
+            continue
         path, doc = write_solver(run, learned, teacher_s)
         result = learned.result
         v = doc["validation"]

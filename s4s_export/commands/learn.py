@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import typer
 
+from ..errors import S4SError
 from ..schedules import parse_schedule
 from ..teacher import TeacherSpec
 from .common import (CheckpointOpt, ModelConfigOpt, ModelOpt, RandomWeightsOpt, console, model_ref, parse_ints,
@@ -66,22 +68,35 @@ def learn_cmd(
     workdir: str = typer.Option(None, "--workdir", help="Workspace folder (default ./s4s-workspace)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last saved epoch."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Ranks on this host (torch.distributed; Gloo on cpu, NCCL on cuda); for several hosts use torchrun (docs/learning.md)."),
+    shards: int = typer.Option(8, "--shards", min=1, help="Parts each batch is computed in (part k on rank k mod ranks); results do not depend on the number of ranks."),
 ) -> None:
     """Learn a few-step solver per NFE (S4S-Alt by default) and write it into the workspace."""
     ref = model_ref(model, checkpoint, random_weights, config)  # before torch loads: bad input is reported at once
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from ..learn.launch import launch
+
+        if "learn" not in sys.argv:
+            raise S4SError("--nproc starts `s4s-export learn` processes and needs that command line; "
+                           "from Python, start the ranks with torchrun")
+        launch(nproc, sys.argv[sys.argv.index("learn") + 1:])
+        return
     from ..learn.config import TrainConfig
     from ..learn.pipeline import LearnRequest, learn
 
     _log_to_stderr()
     cfg = TrainConfig(method=method, base=base, parameterisation=param, order_cap=order_cap, pc=pc, offsets=offsets, distance=distance,
                       samples=samples, batch=batch, epochs=epochs, alternations=alternations, val_samples=val_samples,
-                      lr=lr, time_lr=time_lr, lr_schedule=lr_schedule, radius_c=radius, seed=seed, checkpointing=checkpointing)
+                      lr=lr, time_lr=time_lr, lr_schedule=lr_schedule, radius_c=radius, seed=seed, checkpointing=checkpointing,
+                      shards=shards)
     sched = None if schedule is None else parse_schedule(schedule)
     req = LearnRequest(model=ref, nfes=tuple(parse_ints(nfe)), config=cfg,
                        schedule=tuple(sched) if isinstance(sched, list) else sched,
                        teacher=None if teacher is None else TeacherSpec.parse(teacher), device=device, workdir=workdir,
                        resume=resume, threads=threads)
     rows = learn(req)
+    if not rows:  # a rank other than 0 of a distributed run: rank 0 reports
+        return
     if json_out:
         print_json({"model": model, "results": rows})
         return
