@@ -74,7 +74,7 @@ class Ranks:
         self._collective(what, lambda: dist.barrier())
 
     @classmethod
-    def from_env(cls, device: str = "cpu") -> "Ranks":
+    def from_env(cls, device: str = "cpu") -> Ranks:
         """Join the group torchrun describes in the environment (once per process); one rank without it."""
         global _current
         if _current.joined or "WORLD_SIZE" not in os.environ:

@@ -56,8 +56,9 @@ class _Rank:
         self.rank, self.log = rank, logdir / f"rank{rank}.err"
         self.tail = ""
         out = None if rank == 0 else subprocess.DEVNULL
-        self.proc = subprocess.Popen([sys.executable, "-m", "s4s_export", "learn", *args], env=env, stdout=out,
-                                     stderr=subprocess.PIPE if rank == 0 else open(self.log, "w"), text=True)
+        with open(os.devnull if rank == 0 else self.log, "w") as err:
+            self.proc = subprocess.Popen([sys.executable, "-m", "s4s_export", "learn", *args], env=env, stdout=out,
+                                         stderr=subprocess.PIPE if rank == 0 else err, text=True)
         self.reader = threading.Thread(target=self._echo, daemon=True) if rank == 0 else None
         if self.reader is not None:
             self.reader.start()

@@ -14,6 +14,7 @@ ranks and any interruption, so the targets are bit-identical to one uninterrupte
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import shutil
@@ -132,7 +133,7 @@ def teacher_pairs(cache_dir: Path, denoiser: Denoiser, teacher: TeacherSpec, see
 def chunk_spans(have: int, count: int, size: int) -> list[tuple[int, int]]:
     """Samples have..count-1 in chunks that end on multiples of `size` (fixed for any number of ranks)."""
     edges = [have, *range((have // size + 1) * size, count, size), count]
-    return list(zip(edges[:-1], edges[1:]))
+    return list(itertools.pairwise(edges))
 
 
 def _part_target(parts_dir: Path, header: dict[str, str], a: int, b: int) -> torch.Tensor | None:

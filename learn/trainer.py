@@ -273,7 +273,7 @@ class Trainer:
             self.lr_scale = float(s["lr_scale"])
             history = json.loads(s["history"])
             if not isinstance(history, list):
-                raise ValueError("history is not a list")
+                raise TypeError("history is not a list")
             self.opt_coeffs, self.opt_times = self._optimizers()
             self.opt_coeffs.load_state_dict(s["opt_coeffs"])
             if self.opt_times is not None and s["opt_times"] is not None:
