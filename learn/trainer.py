@@ -305,6 +305,7 @@ class Trainer:
         try:
             while self.epoch < len(self.plan) and not self.done:
                 phase = self.plan[self.epoch]
+                t_epoch = time.perf_counter()
                 train_loss = self._train_epoch(phase)
                 val = self.validate(self.student)["distance"]
                 self.epoch += 1
@@ -313,7 +314,8 @@ class Trainer:
                 elif val < self.best_val:
                     self.best_val, self.best_epoch, self.best = val, self.epoch, self._snapshot()
                 record = {"epoch": self.epoch, "phase": phase, "train_loss": train_loss, "val": val,
-                          "best_val": self.best_val, "relax_accept_rate": self.relax.accepted / max(self.relax.proposed, 1)}
+                          "best_val": self.best_val, "relax_accept_rate": self.relax.accepted / max(self.relax.proposed, 1),
+                          "epoch_s": time.perf_counter() - t_epoch}
                 self.history.append(record)
                 log.info("NFE %d epoch %d/%d (%s): train %.5g, validation %.5g, best %.5g", nfe, self.epoch,
                          len(self.plan), phase, train_loss, val, self.best_val)

@@ -40,7 +40,7 @@ def test_two_ranks_write_the_same_solver_file_as_one_process(tmp_path, args=DEMO
     """The demo network; gmm is covered by the next test (2 ranks, killed, resumed on 2 ranks == 1 process)."""
     single = one_process(args, tmp_path / "one")
     p = ranks(args, tmp_path / "two")
-    out, err = p.communicate(timeout=300)
+    _out, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
     assert (tmp_path / "two" / "solvers" / "nfe" f"{args[args.index('--nfe') + 1]}.json").read_bytes() == single
     assert "Traceback" not in err and not (tmp_path / "two" / "learn.lock").exists()
@@ -78,7 +78,7 @@ def test_killed_rank_stops_the_job_and_resume_works_with_1_or_2_ranks(tmp_path):
     victim = _rank_pid(p.pid, 1)
     assert victim is not None and p.poll() is None, "the job ended before a rank could be killed"
     os.kill(victim, signal.SIGKILL)
-    out, err = p.communicate(timeout=60)
+    _out, err = p.communicate(timeout=60)
     assert p.returncode == 2
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert errors == [errors[-1]] and err.rstrip().endswith(errors[0]), err
@@ -89,6 +89,6 @@ def test_killed_rank_stops_the_job_and_resume_works_with_1_or_2_ranks(tmp_path):
     shutil.copytree(ws, tmp_path / "cut2")
     assert one_process(args, ws, "--resume") == reference  # 1 rank continues the 2-rank run
     p = ranks(args, tmp_path / "cut2", "--resume")
-    out, err = p.communicate(timeout=300)
+    _out, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
     assert (tmp_path / "cut2" / "solvers" / "nfe3.json").read_bytes() == reference
