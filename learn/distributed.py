@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -47,7 +48,7 @@ class Ranks:
             return torch.device("cuda", self.local_rank)
         return torch.device(name)
 
-    def _collective(self, what: str, fn) -> None:
+    def _collective(self, what: str, fn: Callable[[], object]) -> None:
         try:
             fn()
         except (RuntimeError, OSError) as e:  # Gloo/NCCL raise RuntimeError subclasses when a peer is gone
@@ -65,6 +66,12 @@ class Ranks:
         buf = t.detach().to(device).contiguous()
         self._collective(what, lambda: dist.all_reduce(buf, op=dist.ReduceOp.SUM))
         return buf.to(t.device)
+
+    def minimum(self, value: int, what: str) -> int:
+        """The smallest of every rank's `value` (so all ranks take the same branch)."""
+        slots = torch.zeros(self.world, dtype=torch.float64)
+        slots[self.rank] = value
+        return int(self.merge(slots, what).min())
 
     def barrier(self, what: str) -> None:
         if self.world == 1:

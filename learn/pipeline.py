@@ -22,7 +22,7 @@ from ..solvers import make_solver
 from ..teacher import TeacherSpec
 from ..workspace import DEFAULT_WORKSPACE, Workspace
 from .base_select import BaseRequest, select_base
-from .config import TrainConfig
+from .config import SHARDS_DEFAULT, TrainConfig
 from .correction import make_student
 from .distances import Distance, make_distance
 from .distributed import Ranks, current
@@ -106,6 +106,11 @@ def _learn(req: LearnRequest, cfg: TrainConfig, device: torch.device, on_epoch: 
     ranks = current()
     if cfg.checkpointing is None:
         cfg = replace(cfg, checkpointing=device.type == "cuda")
+    if cfg.shards is None:
+        cfg = replace(cfg, shards=SHARDS_DEFAULT[device.type])
+    if ranks.world > cfg.shards:
+        log.warning("%d ranks but --shards %d: ranks %d.. have no part of a training batch (pass --shards %d)",
+                    ranks.world, cfg.shards, cfg.shards, ranks.world)
     if req.threads is not None or device.type == "cpu":
         torch.set_num_threads(req.threads or default_cpu_threads())
     ref = as_model_ref(req.model)

@@ -91,13 +91,14 @@ def teacher_pairs(cache_dir: Path, denoiser: Denoiser, teacher: TeacherSpec, see
         except ValueError as e:
             log.warning("teacher cache %s is corrupt or stale: %s; rebuilding it", path, e)
             path.unlink()
-    have = 0 if cached is None else cached.shape[0]
+    ranks = current()
+    have = ranks.minimum(0 if cached is None else cached.shape[0], "teacher cache check")  # the same on every rank
+    cached = None if have == 0 else cached[:have]
     noise = noise_set(info.shape, count, seed)
     labels = label_set(info.num_classes, count, seed)
     if have >= count:
         log.info("%s: %d pairs from the cache %s", what, count, path.name)
         return TeacherPairs(noise, labels, cached[:count], seed)
-    ranks = current()
     spans = chunk_spans(have, count, batch)
     parts_dir = path.with_name(path.name.removesuffix(".safetensors") + ".parts")
     done = {k for k, (a, b) in enumerate(spans) if _part_target(parts_dir, header, a, b) is not None}

@@ -27,7 +27,7 @@ from ..errors import S4SError
 from ..fileio import atomic_write
 from ..sampler import Sampler
 from ..solvers import SolverTable
-from .config import TrainConfig
+from .config import SHARDS_DEFAULT, TrainConfig
 from .distances import Distance
 from .distributed import current
 from .relax import RelaxedNoise
@@ -191,7 +191,8 @@ class Trainer:
         k mod world, the parts are merged exactly and their gradients summed in part order, so the result
         is bit-identical for any number of ranks (learn/distributed.py)."""
         ranks = current()
-        parts = [p for p in idx.tensor_split(min(self.cfg.shards, idx.numel())) if p.numel()]
+        shards = self.cfg.shards or SHARDS_DEFAULT[self.device.type]
+        parts = [p for p in idx.tensor_split(min(shards, idx.numel())) if p.numel()]
         sizes = [p.numel() for p in active]
         pos = torch.cumsum(torch.tensor([0, *[p.numel() for p in parts]]), 0).tolist()
         per = torch.zeros(idx.numel(), dtype=torch.float64)

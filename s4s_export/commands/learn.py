@@ -69,7 +69,7 @@ def learn_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last saved epoch."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
     nproc: int = typer.Option(1, "--nproc", min=1, help="Ranks on this host (torch.distributed; Gloo on cpu, NCCL on cuda); for several hosts use torchrun (docs/learning.md)."),
-    shards: int = typer.Option(8, "--shards", min=1, help="Parts each batch is computed in (part k on rank k mod ranks); results do not depend on the number of ranks."),
+    shards: int = typer.Option(None, "--shards", min=1, help="Parts each batch is computed in, part k on rank k mod ranks, so results do not depend on the number of ranks (default: 2 on cpu, 8 on cuda); more ranks than parts idle in training."),
 ) -> None:
     """Learn a few-step solver per NFE (S4S-Alt by default) and write it into the workspace."""
     ref = model_ref(model, checkpoint, random_weights, config)  # before torch loads: bad input is reported at once
