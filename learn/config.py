@@ -10,7 +10,10 @@ METHODS = ("s4s-alt", "s4s", "joint")
 # method -> (samples, batch, epochs). s4s: epochs in total; s4s-alt: epochs per phase (K_alt
 # alternations of a time phase and a coefficient phase); joint: epochs in total (2 * K_alt).
 PAPER_DEFAULTS = {"s4s": (700, 20, 10), "s4s-alt": (1400, 40, 1), "joint": (1400, 40, None)}
-TRAIN_SEED_STRIDE = 10_000_000  # training noise for --seed s uses noise seeds s * stride + i
+TRAIN_SEED_STRIDE = 10_000_000
+# cpu: 2, a batch in 8 parts made one process 1.7x slower per epoch on the demo model (docs/learning.md);
+# cuda: 8, one per GPU of an 8-GPU host
+SHARDS_DEFAULT = {"cpu": 2, "cuda": 8}  # training noise for --seed s uses noise seeds s * stride + i
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,9 @@ class TrainConfig:
     seed: int = 0
     checkpointing: bool | None = None  # None: on for cuda (memory), off for cpu (speed)
     max_rollbacks: int = 5
+    # each batch is computed in this many parts, part k on rank k mod world (learn/trainer.py): results do
+    # not depend on the number of ranks, and up to `shards` ranks share a batch. None: SHARDS_DEFAULT[device]
+    shards: int | None = None
 
     def resolved(self) -> "TrainConfig":
         """Fill the paper defaults for the method and check the values."""
@@ -53,6 +59,8 @@ class TrainConfig:
         for name in ("samples", "batch", "epochs", "alternations", "val_samples"):
             if getattr(cfg, name) < 1:
                 raise S4SError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+        if cfg.shards is not None and cfg.shards < 1:
+            raise S4SError(f"--shards must be at least 1, got {cfg.shards}")
         if cfg.parameterisation not in ("step", "correction"):
             raise choice_error("param", cfg.parameterisation, ("step", "correction"))
         if cfg.lr_schedule not in ("constant", "cosine"):

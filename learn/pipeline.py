@@ -22,11 +22,12 @@ from ..prompts import check_prompt_options
 from ..solverfile import SolverFile, save_solver_file
 from ..solvers import make_solver
 from ..teacher import TeacherSpec
-from ..workspace import Workspace
+from ..workspace import DEFAULT_WORKSPACE, Workspace
 from .base_select import BaseRequest, select_base
-from .config import TrainConfig
+from .config import SHARDS_DEFAULT, TrainConfig
 from .correction import make_student
 from .distances import Distance, make_distance
+from .distributed import Ranks, current
 from .provenance import LearnedSolver, provenance_document
 from .relax import relaxation_radius
 from .student import StudentConfig, check_base
@@ -88,11 +89,34 @@ class LearnRun:
 
 
 def learn(req: LearnRequest, on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
-    """Learn a solver for every requested NFE; returns one summary row per NFE."""
-    device = resolve_device(req.device)
+    """Learn a solver for every requested NFE; returns one summary row per NFE (none on ranks other than 0).
+
+    Under torchrun every rank calls this (learn/distributed.py); rank 0 holds the workspace lock and
+    alone writes the workspace, the state, solver files and reports."""
+    resolve_device(req.device)
     cfg = req.config.resolved()
+    ranks = Ranks.from_env(req.device)
+    device = ranks.device(req.device)
+    try:
+        if not ranks.is_main:
+            return _learn(req, cfg, device, on_epoch)
+        with Workspace(DEFAULT_WORKSPACE if req.workdir is None else req.workdir).lock():
+            return _learn(req, cfg, device, on_epoch)
+    except S4SError as e:
+        if ranks.world == 1 or str(e).startswith(f"rank {ranks.rank}: "):
+            raise
+        raise S4SError(f"rank {ranks.rank}: {e}") from None
+
+
+def _learn(req: LearnRequest, cfg: TrainConfig, device: torch.device, on_epoch: Callable[[dict], None] | None) -> list[dict]:
+    ranks = current()
     if cfg.checkpointing is None:
         cfg = replace(cfg, checkpointing=device.type == "cuda")
+    if cfg.shards is None:
+        cfg = replace(cfg, shards=SHARDS_DEFAULT[device.type])
+    if ranks.world > cfg.shards:
+        log.warning("%d ranks but --shards %d: ranks %d.. have no part of a training batch (pass --shards %d)",
+                    ranks.world, cfg.shards, cfg.shards, ranks.world)
     if req.threads is not None or device.type == "cpu":
         torch.set_num_threads(req.threads or default_cpu_threads())
     ref = as_model_ref(req.model)
@@ -104,8 +128,13 @@ def learn(req: LearnRequest, on_epoch: Callable[[dict], None] | None = None) -> 
         set_guidance(denoiser, req.guidance_scale)
     info = denoiser.info
     identity = denoiser.identity_dict()
-    ws = Workspace.create(req.workdir, ref, identity)
-    denoiser, prompts = with_prompts(denoiser, ref, req.prompts, req.embeddings, ws.teacher_dir)
+    ws = Workspace.create(req.workdir, ref, identity) if ranks.is_main else None
+    if ranks.is_main:  # encodes the prompts once and caches them in the workspace
+        denoiser, prompts = with_prompts(denoiser, ref, req.prompts, req.embeddings, ws.teacher_dir)
+    ranks.barrier("workspace setup")
+    if not ranks.is_main:  # the other ranks read rank 0's cached embeddings
+        ws = Workspace.open(req.workdir)
+        denoiser, prompts = with_prompts(denoiser, ref, req.prompts, req.embeddings, ws.teacher_dir)
     conditioning = {"guidance_scale": guidance_scale(denoiser), **({"prompts": prompts} if prompts else {})}
     condition = condition_tag(denoiser, prompts)
     teacher = req.teacher or spec.teacher
@@ -131,6 +160,8 @@ def learn(req: LearnRequest, on_epoch: Callable[[dict], None] | None = None) -> 
     rows = []
     for nfe in req.nfes:
         learned = train_solver(run, nfe)
+        if not ranks.is_main:
+            continue
         path, doc = write_solver(run, learned, teacher_s)
         result = learned.result
         v = doc["validation"]

@@ -4,12 +4,20 @@ Noise sample i depends only on (seed, i) (`s4s_export.noise`), so a cache keyed 
 identity, teacher, seed) serves any count up to what it holds, and a larger request computes
 only the missing tail. The file is safetensors with a JSON header, written atomically; one
 that cannot be read or does not match is reported and rebuilt.
+
+Missing pairs are generated in chunks of `batch` samples (boundaries on multiples of it), each
+written atomically to `<cache>.parts/` as it finishes, then joined into the cache file: an
+interrupted run resumes without recomputing finished chunks, and with several ranks chunk k is
+computed on rank k mod world (learn/distributed.py). The chunks are the same for any number of
+ranks and any interruption, so the targets are bit-identical to one uninterrupted process.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +27,11 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from ..conditioning import condition_labels
 from ..denoiser import Denoiser
+from ..errors import S4SError
 from ..fileio import atomic_write
 from ..noise import noise_set
 from ..teacher import TeacherSpec, run_teacher
+from .distributed import current
 
 log = logging.getLogger("s4s_export.learn")
 FORMAT = "s4s-export.teacher-cache"
@@ -59,7 +69,7 @@ def _read(path: Path, expect: dict[str, str]) -> torch.Tensor:
         target = load_file(str(path))["target"]
     except (SafetensorError, OSError, KeyError, ValueError) as e:
         raise ValueError(f"unreadable ({type(e).__name__}: {e})") from None
-    for key in ("format", "version", "model_sha256", "teacher", "seed", "shape"):
+    for key in ("format", "version", "model_sha256", "teacher", "seed", "shape", *(("start",) if "start" in expect else ())):
         if meta.get(key) != expect[key]:
             raise ValueError(f"header field {key!r} is {meta.get(key)!r}, expected {expect[key]!r}")
     shape = tuple(json.loads(expect["shape"]))
@@ -89,17 +99,59 @@ def teacher_pairs(cache_dir: Path, denoiser: Denoiser, teacher: TeacherSpec, see
         except ValueError as e:
             log.warning("teacher cache %s is corrupt or stale: %s; rebuilding it", path, e)
             path.unlink()
-    have = 0 if cached is None else cached.shape[0]
+    ranks = current()
+    have = ranks.minimum(0 if cached is None else cached.shape[0], "teacher cache check")  # the same on every rank
+    cached = None if have == 0 else cached[:have]
     noise = noise_set(info.shape, count, seed)
     labels = condition_labels(denoiser, count, seed, held_out)
     if have >= count:
         log.info("%s: %d pairs from the cache %s", what, count, path.name)
         return TeacherPairs(noise, labels, cached[:count], seed)
-    log.info("%s: generating %d pairs with %s (%d cached)", what, count - have, teacher.label(), have)
+    spans = chunk_spans(have, count, batch)
+    parts_dir = path.with_name(path.name.removesuffix(".safetensors") + ".parts")
+    done = {k for k, (a, b) in enumerate(spans) if _part_target(parts_dir, header, a, b) is not None}
+    log.info("%s: generating %d pairs with %s (%d cached, %d of %d chunks done)", what, count - have,
+             teacher.label(), have, len(done), len(spans))
     dev = torch.device("cpu") if teacher.is_reference else torch.device(device)
-    tail_labels = None if labels is None else labels[have:].to(dev)
-    tail = run_teacher(denoiser.to(dev), teacher, noise[have:].to(dev), tail_labels, batch, desc=f"{what} targets").cpu()
-    target = tail if cached is None else torch.cat([cached, tail.to(cached.dtype)])
-    header["count"] = str(count)
-    atomic_write(path, lambda p: save_file({"target": target.contiguous()}, str(p), metadata=header))
+    denoiser = denoiser.to(dev)
+    mine = [k for k in ranks.owned(len(spans)) if k not in done]
+    for k in mine:
+        a, b = spans[k]
+        cond = None if labels is None else labels[a:b].to(dev)
+        part = run_teacher(denoiser, teacher, noise[a:b].to(dev), cond, b - a, desc=f"{what} chunk {k + 1}/{len(spans)}").cpu()
+        meta = {**header, "count": str(b - a), "start": str(a)}
+        atomic_write(parts_dir / f"{a}-{b}.safetensors",
+                     lambda p, t=part, m=meta: save_file({"target": t.contiguous()}, str(p), metadata=m))
+    ranks.barrier("teacher generation")
+    if ranks.is_main:
+        tail = [_part_target(parts_dir, header, a, b) for a, b in spans]
+        if any(t is None for t in tail):
+            raise S4SError(f"teacher chunks in {parts_dir} vanished while this run was writing them; "
+                           "is another learn run using this workspace? rerun")
+        target = torch.cat(([] if cached is None else [cached]) + [t.to(tail[0].dtype) for t in tail])
+        header["count"] = str(count)
+        atomic_write(path, lambda p: save_file({"target": target.contiguous()}, str(p), metadata=header))
+        shutil.rmtree(parts_dir, ignore_errors=True)
+    ranks.barrier("teacher generation")
+    if not ranks.is_main:
+        header["count"] = str(count)
+        target = _read(path, header)
     return TeacherPairs(noise, labels, target, seed)
+
+
+def chunk_spans(have: int, count: int, size: int) -> list[tuple[int, int]]:
+    """Samples have..count-1 in chunks that end on multiples of `size` (fixed for any number of ranks)."""
+    edges = [have, *range((have // size + 1) * size, count, size), count]
+    return list(itertools.pairwise(edges))
+
+
+def _part_target(parts_dir: Path, header: dict[str, str], a: int, b: int) -> torch.Tensor | None:
+    """A finished chunk's targets for samples a..b-1, or None if it is absent or unusable."""
+    path = parts_dir / f"{a}-{b}.safetensors"
+    if not path.is_file():
+        return None
+    try:
+        target = _read(path, {**header, "start": str(a)})
+    except ValueError:
+        return None
+    return target if target.shape[0] == b - a else None

@@ -28,8 +28,9 @@ from ..fileio import atomic_write
 from ..progress import progress
 from ..sampler import Sampler
 from ..solvers import SolverTable
-from .config import TrainConfig
+from .config import SHARDS_DEFAULT, TrainConfig
 from .distances import Distance
+from .distributed import current
 from .relax import RelaxedNoise
 from .student import S4SStudent
 from .teacher_cache import TeacherPairs
@@ -62,16 +63,24 @@ def peak_memory(device: torch.device) -> dict:
 @torch.no_grad()
 def validation_score(denoiser: Denoiser, solver: S4SStudent | SolverTable, pairs: TeacherPairs, distance: Distance,
                      device: torch.device, dtype: torch.dtype, batch: int = 64) -> dict[str, float]:
-    """Mean distance and RMSE of a solver to the teacher on `pairs`, from their true noise."""
+    """Mean distance and RMSE of a solver to the teacher on `pairs`, from their true noise.
+
+    Batch k runs on rank k mod world (learn/distributed.py); the per-sample values are merged and
+    summed in sample order, so the result does not depend on the number of ranks."""
+    ranks = current()
     sampler = Sampler(denoiser, solver).to(device)
-    dist, sq, n = 0.0, 0.0, len(pairs)
-    for idx in torch.arange(n).split(batch):
+    n = len(pairs)
+    dist, sq = torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)
+    chunks = torch.arange(n).split(batch)
+    for k in ranks.owned(len(chunks)):
+        idx = chunks[k]
         cond = None if pairs.labels is None else pairs.labels[idx].to(device)
         out = sampler(pairs.noise[idx].to(device, dtype), cond)
         y = pairs.target[idx].to(device, dtype)
-        dist += float(distance(out, y).double().sum())
-        sq += float((out.double() - y.double()).pow(2).flatten(1).mean(1).sum())
-    return {"distance": dist / n, "rmse": math.sqrt(sq / n)}
+        dist[idx] = distance(out, y).double().cpu()
+        sq[idx] = (out.double() - y.double()).pow(2).flatten(1).mean(1).cpu()
+    merged = ranks.merge(torch.stack([dist, sq]), "validation")
+    return {"distance": float(merged[0].sum()) / n, "rmse": math.sqrt(float(merged[1].sum()) / n)}
 
 
 class _TooManyRollbacks(Exception):
@@ -154,30 +163,65 @@ class Trainer:
         label = f"NFE {self.student.config.nfe} epoch {self.epoch + 1}/{len(self.plan)} ({phase})"
         for b, idx in enumerate(progress(batches, label)):
             self._set_lr((self.epoch + b / len(batches)) / len(self.plan))
-            z = self.relax.get(idx).to(self.device).requires_grad_(True)  # current z' (a moved one is judged below)
-            y = self.train.target[idx].to(self.device, self.dtype)
-            cond = self._cond(self.train, idx)
-            per = self.distance(self.sampler(z, cond), y)
-            loss = per.mean()
             for o in opts:
                 o.zero_grad(set_to_none=True)
-            loss.backward()
-            grads = [p.grad for p in active if p.grad is not None]
-            finite = math.isfinite(float(loss.detach())) and all(bool(torch.isfinite(g).all()) for g in grads)
+            per, grads, zgrad = self._batch_gradients(idx, active)
+            finite = bool(torch.isfinite(per).all()) and all(bool(torch.isfinite(g).all()) for g in grads if g is not None)
             keep = self.relax.settle(idx, per) if self.relax.radius > 0 else None
             if not finite:
                 self._rollback(f"non-finite loss or gradient in epoch {self.epoch + 1}")
                 continue
+            for p, g in zip(active, grads):
+                p.grad = g
             torch.nn.utils.clip_grad_norm_(active, self.cfg.grad_clip)
             for o in opts:
                 o.step()
             if keep is not None:
-                self.relax.move(idx[keep], z.grad[keep])
-            total += float(per.detach().double().sum())
+                self.relax.move(idx[keep], zgrad[keep])
+            total += float(per.sum())
             count += idx.numel()
         for p in active:
             p.requires_grad_(False)
         return total / max(count, 1)
+
+    def _batch_gradients(self, idx: torch.Tensor, active: list[torch.nn.Parameter]
+                         ) -> tuple[torch.Tensor, list[torch.Tensor | None], torch.Tensor]:
+        """Per-sample losses [B] (float64), the gradient of their mean for each active parameter (None where
+        it gets none), and d(mean)/dz' [B, ...], the same on every rank.
+
+        The batch is cut into `cfg.shards` parts (fewer when it is smaller); part k is computed on rank
+        k mod world, the parts are merged exactly and their gradients summed in part order, so the result
+        is bit-identical for any number of ranks (learn/distributed.py)."""
+        ranks = current()
+        shards = self.cfg.shards or SHARDS_DEFAULT[self.device.type]
+        parts = [p for p in idx.tensor_split(min(shards, idx.numel())) if p.numel()]
+        sizes = [p.numel() for p in active]
+        pos = torch.cumsum(torch.tensor([0, *[p.numel() for p in parts]]), 0).tolist()
+        per = torch.zeros(idx.numel(), dtype=torch.float64)
+        zgrad = torch.zeros((idx.numel(), *self.relax.z.shape[1:]), dtype=self.relax.z.dtype)
+        grads = torch.zeros(len(parts), sum(sizes), dtype=torch.float64)
+        has = torch.zeros(len(active), dtype=torch.float64)
+        for k in ranks.owned(len(parts)):
+            part = parts[k]
+            z = self.relax.get(part).to(self.device).requires_grad_(True)  # current z' (a moved one is judged in settle)
+            y = self.train.target[part].to(self.device, self.dtype)
+            out = self.distance(self.sampler(z, self._cond(self.train, part)), y)
+            for p in active:
+                p.grad = None
+            (out.sum() / idx.numel()).backward()
+            per[pos[k]:pos[k + 1]] = out.detach().double().cpu()
+            zgrad[pos[k]:pos[k + 1]] = z.grad.detach().cpu().to(zgrad.dtype)
+            grads[k] = torch.cat([(torch.zeros(n, dtype=torch.float64) if p.grad is None else p.grad.detach().double().cpu().flatten())
+                                  for p, n in zip(active, sizes)])
+            has += torch.tensor([0.0 if p.grad is None else 1.0 for p in active], dtype=torch.float64)
+        per, zgrad = ranks.merge(per, "training"), ranks.merge(zgrad, "training")
+        grads, has = ranks.merge(grads, "training"), ranks.merge(has, "training")
+        total = grads[0].clone()
+        for row in grads[1:]:  # a fixed order: part 0, 1, 2, ...
+            total += row
+        out_grads = [None if h == 0 else g.reshape(p.shape).to(p.device, p.dtype)
+                     for p, g, h in zip(active, total.split(sizes), has.tolist())]
+        return per, out_grads, zgrad
 
     # --- state -------------------------------------------------------------------------------
 
@@ -193,7 +237,9 @@ class Trainer:
         }
 
     def save(self) -> None:
-        atomic_write(self.state_path, lambda p: torch.save(self._state(), p))
+        """Write the state atomically (rank 0 only: every rank holds the same state)."""
+        if current().is_main:
+            atomic_write(self.state_path, lambda p: torch.save(self._state(), p))
 
     def load(self) -> bool:
         """Restore a saved run for the same settings; False if there is none."""
@@ -203,22 +249,46 @@ class Trainer:
             s = torch.load(self.state_path, map_location="cpu", weights_only=True)
         except Exception as e:  # any unreadable file: torch raises many types here
             raise S4SError(f"cannot resume from {self.state_path} ({type(e).__name__}); rerun without --resume to start over") from None
-        if s.get("fingerprint") != json.dumps(self.fingerprint, sort_keys=True):
+        if not isinstance(s, dict) or not isinstance(s.get("fingerprint"), str):
+            raise S4SError(f"{self.state_path} is not a training state saved by `s4s-export learn`; "
+                           "rerun without --resume to start over")
+        if s["fingerprint"] != json.dumps(self.fingerprint, sort_keys=True):
             raise S4SError(f"the run saved in {self.state_path} used other settings (model, teacher, distance or "
                            "training options); rerun with the same options, or without --resume to start over")
-        self.student.load_state_dict(s["student"])
-        self.best = s["best"]
-        self.best_val, self.best_epoch = s["best_val"], s["best_epoch"]
-        self.base_val, self.init_val = s["base_val"], s["init_val"]
-        self.epoch, self.done, self.rollbacks, self.lr_scale = s["epoch"], s["done"], s["rollbacks"], s["lr_scale"]
-        self.history = json.loads(s["history"])
-        self.opt_coeffs, self.opt_times = self._optimizers()
-        self.opt_coeffs.load_state_dict(s["opt_coeffs"])
-        if self.opt_times is not None and s["opt_times"] is not None:
-            self.opt_times.load_state_dict(s["opt_times"])
-        self.relax.load_state_dict(s["relax"])
-        self.gen.set_state(s["rng"])
+        try:
+            self._restore(s)
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
+            what = f"missing {e}" if isinstance(e, KeyError) else str(e).strip().splitlines()[0][:120]
+            raise S4SError(f"{self.state_path} is damaged ({type(e).__name__}: {what}); "
+                           "rerun without --resume to start over") from None
         return True
+
+    def _restore(self, s: dict) -> None:
+        student = self._snapshot()
+        self.student.load_state_dict(s["student"])
+        try:
+            best = {k: v.clone() for k, v in s["best"].items()}
+            if best.keys() != student.keys() or any(best[k].shape != student[k].shape for k in best):
+                raise ValueError("the best solver's parameters do not match the student")
+            self.best_val, self.best_epoch = float(s["best_val"]), int(s["best_epoch"])
+            self.base_val, self.init_val = float(s["base_val"]), float(s["init_val"])
+            self.epoch, self.done, self.rollbacks = int(s["epoch"]), bool(s["done"]), int(s["rollbacks"])
+            self.lr_scale = float(s["lr_scale"])
+            history = json.loads(s["history"])
+            if not isinstance(history, list):
+                raise TypeError("history is not a list")
+            self.opt_coeffs, self.opt_times = self._optimizers()
+            self.opt_coeffs.load_state_dict(s["opt_coeffs"])
+            if self.opt_times is not None and s["opt_times"] is not None:
+                self.opt_times.load_state_dict(s["opt_times"])
+            self.relax.load_state_dict(s["relax"])
+            if self.relax.z.shape != self.relax.center.shape:
+                raise ValueError("the relaxed noise does not match the training pairs")
+            self.gen.set_state(s["rng"])
+        except Exception:
+            self.student.load_state_dict(student)
+            raise
+        self.best, self.history = best, history
 
     # --- the run -----------------------------------------------------------------------------
 
@@ -238,6 +308,7 @@ class Trainer:
         try:
             while self.epoch < len(self.plan) and not self.done:
                 phase = self.plan[self.epoch]
+                t_epoch = time.perf_counter()
                 train_loss = self._train_epoch(phase)
                 val = self.validate(self.student)["distance"]
                 self.epoch += 1
@@ -246,7 +317,8 @@ class Trainer:
                 elif val < self.best_val:
                     self.best_val, self.best_epoch, self.best = val, self.epoch, self._snapshot()
                 record = {"epoch": self.epoch, "phase": phase, "train_loss": train_loss, "val": val,
-                          "best_val": self.best_val, "relax_accept_rate": self.relax.accepted / max(self.relax.proposed, 1)}
+                          "best_val": self.best_val, "relax_accept_rate": self.relax.accepted / max(self.relax.proposed, 1),
+                          "epoch_s": time.perf_counter() - t_epoch}
                 self.history.append(record)
                 log.info("NFE %d epoch %d/%d (%s): train %.5g, validation %.5g, best %.5g", nfe, self.epoch,
                          len(self.plan), phase, train_loss, val, self.best_val)

@@ -5,12 +5,16 @@
     solvers/nfe{N}.json  learned solver files
     teacher/             cached teacher pairs (learn/teacher_cache.py)
     runs/nfe{N}.pt       resumable training state; runs/nfe{N}.json the last run's report
+    learn.lock           held by a running `learn` (its pid); see `Workspace.lock`
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -24,6 +28,25 @@ if TYPE_CHECKING:
 
 DEFAULT_WORKSPACE = Path("s4s-workspace")
 MODEL_FILE = "model.json"
+LOCK_FILE = "learn.lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def _lock_holder(path: Path) -> int | None:
+    """The pid written in a lock file, or None if it holds none (a crash between creating and writing it)."""
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class Workspace:
@@ -62,6 +85,36 @@ class Workspace:
                 return ws
         atomic_write_text(path, json.dumps(record, indent=1) + "\n")
         return ws
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold `learn.lock` (this pid) while writing here; S4SError naming the holder if a live process has it.
+
+        A lock left by a process that no longer exists is taken over. The pid is checked on this host, so a
+        workspace shared between hosts needs its learn runs started from one host."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / LOCK_FILE
+        for _ in range(3):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                pid = _lock_holder(path)
+                if pid is not None and pid != os.getpid() and _pid_alive(pid):
+                    raise S4SError(f"workspace {self.root} is in use by another learn run (pid {pid}, {path}); "
+                                   "wait for it to finish, or pass --workdir with another folder") from None
+                path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{os.getpid()}\n")
+            break
+        else:
+            raise S4SError(f"cannot take the lock {path}: other processes keep replacing it; "
+                           "pass --workdir with another folder")
+        try:
+            yield
+        finally:
+            if _lock_holder(path) == os.getpid():
+                path.unlink(missing_ok=True)
 
     @property
     def model_record(self) -> dict:

@@ -8,6 +8,7 @@ import sys
 
 import typer
 
+from ..errors import S4SError
 from ..learn.config import TRAIN_SEED_STRIDE
 from ..limits import SEED_MAX, SOLVER_NFE_MAX
 from ..outputs import check_output_folder
@@ -76,6 +77,8 @@ def learn_cmd(
     workdir: str = typer.Option(None, "--workdir", help="Workspace folder (default ./s4s-workspace)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last saved epoch."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Ranks on this host (torch.distributed; Gloo on cpu, NCCL on cuda); for several hosts use torchrun (docs/learning.md)."),
+    shards: int = typer.Option(None, "--shards", min=1, help="Parts each batch is computed in, part k on rank k mod ranks, so results do not depend on the number of ranks (default: 2 on cpu, 8 on cuda); more ranks than parts idle in training."),
 ) -> None:
     """Learn a few-step solver per NFE (S4S-Alt by default) and write it into the workspace."""
     ref = model_and_prompts(model, checkpoint, random_weights, config, prompts, embeddings, "learn")  # before torch loads
@@ -84,13 +87,22 @@ def learn_cmd(
                        "learn from fewer teacher pairs")
     if json_out:
         quiet()
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from ..learn.launch import launch
+
+        if "learn" not in sys.argv:
+            raise S4SError("--nproc starts `s4s-export learn` processes and needs that command line; "
+                           "from Python, start the ranks with torchrun")
+        launch(nproc, sys.argv[sys.argv.index("learn") + 1:])
+        return
     from ..learn.config import TrainConfig
     from ..learn.pipeline import LearnRequest, learn
 
     _log_to_stderr()
     cfg = TrainConfig(method=method, base=base, parameterisation=param, order_cap=order_cap, pc=pc, offsets=offsets, distance=distance,
                       samples=samples, batch=batch, epochs=epochs, alternations=alternations, val_samples=val_samples,
-                      lr=lr, time_lr=time_lr, lr_schedule=lr_schedule, radius_c=radius, seed=seed, checkpointing=checkpointing)
+                      lr=lr, time_lr=time_lr, lr_schedule=lr_schedule, radius_c=radius, seed=seed, checkpointing=checkpointing,
+                      shards=shards)
     sched = None if schedule is None else parse_schedule(schedule)
     req = LearnRequest(model=ref, nfes=tuple(parse_ints(nfe, most=SOLVER_NFE_MAX)), config=cfg,
                        schedule=tuple(sched) if isinstance(sched, list) else sched,
@@ -98,6 +110,8 @@ def learn_cmd(
                        resume=resume, threads=threads, prompts=prompts, embeddings=embeddings,
                        guidance_scale=guidance_scale)
     rows = learn(req)
+    if not rows:  # a rank other than 0 of a distributed run: rank 0 reports
+        return
     if json_out:
         print_json({"model": model, "results": rows})
         return

@@ -62,3 +62,36 @@ def test_stale_header_is_rebuilt(gmm, tmp_path, counting, caplog):
     with caplog.at_level(logging.WARNING, logger="s4s_export.learn"):
         teacher_pairs(tmp_path, gmm, FAST, seed=0, count=3)
     assert counting == [3, 3] and "format" in caplog.text
+
+
+def test_interrupted_generation_resumes_finished_chunks(tmp_path, gmm, monkeypatch):
+    from s4s_export.learn.teacher_cache import chunk_spans
+
+    assert chunk_spans(0, 10, 4) == [(0, 4), (4, 8), (8, 10)] and chunk_spans(5, 9, 4) == [(5, 8), (8, 9)]
+    whole = teacher_pairs(tmp_path / "whole", gmm, FAST, seed=3, count=10, batch=4)
+    calls = []
+
+    def flaky(denoiser, teacher, noise, cond=None, batch=64, desc=""):
+        calls.append(noise.shape[0])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return teacher_mod.run_teacher(denoiser, teacher, noise, cond, batch, desc)
+
+    monkeypatch.setattr(teacher_cache, "run_teacher", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        teacher_pairs(tmp_path / "cut", gmm, FAST, seed=3, count=10, batch=4)
+    assert len(list((tmp_path / "cut").glob("*.parts/*.safetensors"))) == 2
+    calls.clear()
+    again = teacher_pairs(tmp_path / "cut", gmm, FAST, seed=3, count=10, batch=4)
+    assert calls == [2]  # only the unfinished chunk
+    assert torch.equal(again.target, whole.target) and not list((tmp_path / "cut").glob("*.parts"))
+    (cut,), (ref,) = (list((tmp_path / d).glob("*.safetensors")) for d in ("cut", "whole"))
+    (a, ma), (b, mb) = (_contents(p) for p in (cut, ref))  # safetensors orders header keys at random
+    assert a.numpy().tobytes() == b.numpy().tobytes() and ma == mb
+
+
+def _contents(path):
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return f.get_tensor("target"), f.metadata()

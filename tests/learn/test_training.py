@@ -104,3 +104,30 @@ def test_nan_from_the_model_triggers_rollback(gmm, tmp_path, caplog):
     assert trainer.lr_scale < 1.0
     assert all(torch.isfinite(p).all() for p in result.student.parameters())
     assert result.best_val <= result.init_val and result.best_val == result.best_val  # finite, never worse than iteration 0
+
+
+@pytest.mark.parametrize("damage,match", [
+    (lambda s: [1, 2], "not a training state"),
+    (lambda s: {k: v for k, v in s.items() if k != "relax"}, r"is damaged \(KeyError: missing 'relax'\)"),
+    (lambda s: {**s, "student": {"coeffs": torch.zeros(3)}}, r"is damaged \(RuntimeError"),
+    (lambda s: {**s, "history": "{}"}, r"is damaged \(TypeError: history is not a list"),
+])
+def test_damaged_state_is_refused_in_one_line(tmp_path, damage, match):
+    from s4s_export.errors import S4SError
+
+    learn(request(tmp_path, alternations=1))
+    state_path = tmp_path / "runs" / "nfe4.pt"
+    state = torch.load(state_path, weights_only=True)
+    torch.save(damage(state), state_path)
+    with pytest.raises(S4SError, match=match) as e:
+        learn(request(tmp_path, alternations=1, resume=True))
+    assert "\n" not in str(e.value) and "rerun without --resume" in str(e.value)
+
+
+def test_second_run_into_a_busy_workspace_is_refused(tmp_path):
+    from s4s_export.errors import S4SError
+
+    (tmp_path / "learn.lock").write_text("1\n")  # pid 1 always exists
+    with pytest.raises(S4SError, match=r"in use by another learn run \(pid 1,"):
+        learn(request(tmp_path))
+    assert not (tmp_path / "model.json").exists()  # nothing written

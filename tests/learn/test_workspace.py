@@ -40,3 +40,28 @@ def test_damaged_model_record(tmp_path):
     (tmp_path / "model.json").write_text("{not json")
     with pytest.raises(S4SError, match="not a valid workspace model record"):
         Workspace.open(tmp_path)
+
+
+def test_lock_names_a_live_holder_and_takes_over_a_dead_ones(tmp_path):
+    import subprocess
+    import sys
+
+    ws = Workspace(tmp_path / "ws")
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        ws.root.mkdir()
+        (ws.root / "learn.lock").write_text(f"{holder.pid}\n")
+        with pytest.raises(S4SError, match=rf"in use by another learn run \(pid {holder.pid}"), ws.lock():
+            pass
+        assert (ws.root / "learn.lock").read_text() == f"{holder.pid}\n"  # not ours: left alone
+    finally:
+        holder.kill()
+        holder.wait()
+    with ws.lock():  # the holder is gone: a stale lock is taken over
+        assert (ws.root / "learn.lock").read_text().split() == [str(__import__("os").getpid())]
+        other = Workspace(ws.root)
+        (ws.root / "learn.lock").write_text("1\n")  # pid 1 is alive: a second run is refused
+        with pytest.raises(S4SError, match=r"pid 1\b"), other.lock():
+            pass
+        (ws.root / "learn.lock").unlink()
+    assert not (ws.root / "learn.lock").exists()
