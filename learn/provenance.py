@@ -8,8 +8,8 @@ from ..noise import VALIDATION_SEED
 from ..solverfile import library_versions
 from ..solvers import SolverTable
 from ..teacher import TeacherSpec
-from .config import TrainConfig
 from .base_select import BaseSelection
+from .config import TrainConfig
 from .student import InitReport
 from .trainer import TrainResult
 

@@ -9,8 +9,17 @@ import numbers
 
 import numpy as np
 
-from ..contract import (DEFAULT_GUIDANCE, GUIDANCE, GUIDANCE_KEY, LABELS, NEGATIVE_POOLED_EMBEDS,
-                        NEGATIVE_PROMPT_EMBEDS, NOISE, TEXT_INPUTS, TIME_IDS)
+from ..contract import (
+    DEFAULT_GUIDANCE,
+    GUIDANCE,
+    GUIDANCE_KEY,
+    LABELS,
+    NEGATIVE_POOLED_EMBEDS,
+    NEGATIVE_PROMPT_EMBEDS,
+    NOISE,
+    TEXT_INPUTS,
+    TIME_IDS,
+)
 from ..errors import S4SError
 from ..limits import GUIDANCE_MAX, check_fits
 from .noise import fresh_seed, seeded_noise

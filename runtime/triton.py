@@ -22,8 +22,19 @@ from pathlib import Path
 from types import ModuleType
 
 from ..cachedir import cache_root
-from ..contract import (ENGINE_KEY, GUIDANCE, IMAGES, INPUT_IDS, NEGATIVE_PROMPT_EMBEDS, NOISE, PROMPT_EMBEDS,
-                        TEXT_ENCODER_KEY, external_data_path, read_sidecar, sidecar_path)
+from ..contract import (
+    ENGINE_KEY,
+    GUIDANCE,
+    IMAGES,
+    INPUT_IDS,
+    NEGATIVE_PROMPT_EMBEDS,
+    NOISE,
+    PROMPT_EMBEDS,
+    TEXT_ENCODER_KEY,
+    external_data_path,
+    read_sidecar,
+    sidecar_path,
+)
 from ..errors import S4SError
 from ..fileio import atomic_write, atomic_write_text
 from .spec import GraphSpec, TensorSpec

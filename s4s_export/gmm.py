@@ -20,7 +20,6 @@ from .errors import S4SError
 from .paths import DIGITS_GMM
 
 
-
 class GaussianMixture(Denoiser):
     """A diagonal Gaussian mixture with its exact denoiser, computed in float64.
 

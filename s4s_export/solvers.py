@@ -359,7 +359,10 @@ def trace_table_in_space(recursion: Callable[[Denoise, np.ndarray, Sequence[floa
     for D = 0, where x_m = (sigma_m / sigma_0) x_T (tests/test_solvers.py checks this on finite grids).
     """
     s0 = float(sigmas[0])
-    at = lambda evals: [*map(float, evals), float(sigmas[-1])]
+
+    def at(evals: Sequence[float]) -> list[float]:
+        return [*map(float, evals), float(sigmas[-1])]
+
     if math.isinf(s0):
         def from_zero(d: Denoise, x: np.ndarray, s: Sequence[float]) -> np.ndarray:
             return recursion(d, x * 0.0, s)
@@ -385,7 +388,7 @@ def make_solver(name: str, nfe: int, schedule: str | Sequence[float] = "edm",
     """
     solver = get_solver(name)
     steps = solver.steps(nfe)
-    run = lambda d, x, s: solver.run(d, x, s)
+    run = solver.run
     if space == "ve" or isinstance(schedule, str):
         sigmas = make_schedule(schedule, steps, sigma_min, sigma_max)
     else:

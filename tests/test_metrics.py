@@ -13,8 +13,7 @@ from scipy import linalg
 from s4s_export import metrics
 from s4s_export.errors import S4SError
 from s4s_export.evaluate import evaluate
-from s4s_export.metrics import rmse
-from s4s_export.metrics import MetricSet, parse_metrics
+from s4s_export.metrics import MetricSet, parse_metrics, rmse
 
 
 def test_parse_metrics():

@@ -9,8 +9,8 @@ import pytest
 
 from s4s_export.commands.common import model_ref
 from s4s_export.errors import S4SError
-from s4s_export.models import MODELS, ModelSpec
 from s4s_export.modelref import REF_KINDS, ModelRef, RefKind, check_model, load_model, register_ref_kind
+from s4s_export.models import MODELS, ModelSpec
 
 
 @pytest.mark.parametrize("text,kind,target", [

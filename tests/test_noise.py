@@ -11,8 +11,16 @@ import pytest
 import torch
 
 from s4s_export.errors import S4SError
-from s4s_export.noise import (LABEL_DOMAIN, NOISE_DOMAIN, class_labels, label_set, noise_set, normal_noise, philox4x64,
-                              uniform)
+from s4s_export.noise import (
+    LABEL_DOMAIN,
+    NOISE_DOMAIN,
+    class_labels,
+    label_set,
+    noise_set,
+    normal_noise,
+    philox4x64,
+    uniform,
+)
 from s4s_export.runtime import seeded_labels, seeded_noise
 
 # Random123 1.09 examples/kat_vectors: philox4x64 10 <counter 4 words> <key 2 words> <output 4 words>.

@@ -10,8 +10,17 @@ import typer
 from ..errors import S4SError
 from ..outputs import check_output_file, check_output_folder
 from ..progress import quiet
-from .common import (CheckpointOpt, ModelConfigOpt, ModelOpt, RandomWeightsOpt, console, graph_nfe, guidance_number,
-                     model_ref, print_json)
+from .common import (
+    CheckpointOpt,
+    ModelConfigOpt,
+    ModelOpt,
+    RandomWeightsOpt,
+    console,
+    graph_nfe,
+    guidance_number,
+    model_ref,
+    print_json,
+)
 
 
 def build_cmd(

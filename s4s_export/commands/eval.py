@@ -8,8 +8,22 @@ from ..limits import SOLVER_NFE_MAX
 from ..outputs import check_output_file
 from ..progress import quiet
 from ..schedules import parse_schedule
-from .common import (CheckpointOpt, EmbeddingsOpt, GuidanceOpt, ModelConfigOpt, ModelOpt, PromptsOpt, RandomWeightsOpt,
-                     check_model_memory, console, model_and_prompts, parse_ints, parse_names, print_json, print_table)
+from .common import (
+    CheckpointOpt,
+    EmbeddingsOpt,
+    GuidanceOpt,
+    ModelConfigOpt,
+    ModelOpt,
+    PromptsOpt,
+    RandomWeightsOpt,
+    check_model_memory,
+    console,
+    model_and_prompts,
+    parse_ints,
+    parse_names,
+    print_json,
+    print_table,
+)
 
 
 def eval_cmd(

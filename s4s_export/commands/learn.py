@@ -16,9 +16,23 @@ from ..progress import quiet
 from ..schedules import parse_schedule
 from ..teacher import TeacherSpec
 from ..workspace import DEFAULT_WORKSPACE
-from .common import (CheckpointOpt, EmbeddingsOpt, GuidanceOpt, ModelConfigOpt, ModelOpt, PromptsOpt, RandomWeightsOpt,
-                     check_model_memory, console, model_and_prompts, nonnegative_number, parse_ints, positive_number,
-                     print_json, print_table)
+from .common import (
+    CheckpointOpt,
+    EmbeddingsOpt,
+    GuidanceOpt,
+    ModelConfigOpt,
+    ModelOpt,
+    PromptsOpt,
+    RandomWeightsOpt,
+    check_model_memory,
+    console,
+    model_and_prompts,
+    nonnegative_number,
+    parse_ints,
+    positive_number,
+    print_json,
+    print_table,
+)
 
 
 class _StderrHandler(logging.StreamHandler):

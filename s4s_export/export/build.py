@@ -12,8 +12,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..conditioning import set_guidance
-from ..contract import (GUIDANCE, GUIDANCE_KEY, IMAGE_FORMATS, IMAGES, LABELS, NUM_CLASSES_KEY, ONNX_KEY,
-                        PROMPT_EMBEDS, SIDECAR_FORMAT, SIDECAR_VERSION, TEXT_ENCODER_KEY, io_description, sidecar_path)
+from ..contract import (
+    GUIDANCE,
+    GUIDANCE_KEY,
+    IMAGE_FORMATS,
+    IMAGES,
+    LABELS,
+    NUM_CLASSES_KEY,
+    ONNX_KEY,
+    PROMPT_EMBEDS,
+    SIDECAR_FORMAT,
+    SIDECAR_VERSION,
+    TEXT_ENCODER_KEY,
+    io_description,
+    sidecar_path,
+)
 from ..denoiser import Denoiser
 from ..errors import S4SError, choice_error
 from ..fileio import atomic_write_text
@@ -25,15 +38,24 @@ from ..solverfile import library_versions
 from ..solvers import SolverTable
 from ..workspace import Workspace
 from .graph import OUTPUTS, SamplerGraph, sampler_graph
-from .latent_graph import (DEFAULT_TEXT_LENGTH, LatentSamplerGraph, latent_sampler_graph,
-                           needs_latent_graph)
+from .latent_graph import DEFAULT_TEXT_LENGTH, LatentSamplerGraph, latent_sampler_graph, needs_latent_graph
 from .onnx_export import OPSET, OPSET_BF16, compact, export_model, set_metadata
 from .onnx_files import move_onnx, save_onnx
 from .precision import PRECISIONS
 from .text_encoder import build_text_encoder
 from .trt_ops import TRT_LIST_VERSION, check_trt_ops, uses_float64
-from .verify import (DEVIATION_SAMPLES, Check, Verification, check_inputs, checker, compare_runtime, graph_stats,
-                     latent_verification_inputs, precision_deviation, verification_inputs)
+from .verify import (
+    DEVIATION_SAMPLES,
+    Check,
+    Verification,
+    check_inputs,
+    checker,
+    compare_runtime,
+    graph_stats,
+    latent_verification_inputs,
+    precision_deviation,
+    verification_inputs,
+)
 
 DEFAULT_BATCH = (1, 64)  # dynamic batch 1..64: covers interactive use and Triton's dynamic batching
 EXPORT_LIBRARIES = ("onnx", "onnxscript", "onnx_ir", "onnxruntime")  # wrote and verified the graph

@@ -13,8 +13,18 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..contract import (GUIDANCE, IMAGES, LABELS, LATENTS, NEGATIVE_POOLED_EMBEDS, NEGATIVE_PROMPT_EMBEDS, NOISE,
-                        POOLED_EMBEDS, PROMPT_EMBEDS, TIME_IDS)
+from ..contract import (
+    GUIDANCE,
+    IMAGES,
+    LABELS,
+    LATENTS,
+    NEGATIVE_POOLED_EMBEDS,
+    NEGATIVE_PROMPT_EMBEDS,
+    NOISE,
+    POOLED_EMBEDS,
+    PROMPT_EMBEDS,
+    TIME_IDS,
+)
 from ..denoiser import Denoiser
 from ..errors import S4SError, choice_error
 from ..families.guidance import ClassCond, Guided, TextCond

@@ -23,10 +23,10 @@ from ..errors import S4SError
 from ..noise import VALIDATION_SEED, label_set, noise_set
 from ..runtime import OrtRunner
 from .graph import SamplerGraph
+from .inspect import graph_facts
 from .latent_graph import LatentSamplerGraph
 
 Inputs = tuple[torch.Tensor, ...] | dict[str, torch.Tensor]  # a SamplerGraph's positional inputs or graph names
-from .inspect import graph_facts
 
 # ORT vs PyTorch limits (max relative error). fp32 is the acceptance limit. Half-precision graphs
 # run different kernels: ORT computes fp16 convolutions through float32 casts, PyTorch in fp16.

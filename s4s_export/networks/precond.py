@@ -9,7 +9,6 @@ float16 on CUDA devices (EDM's rule; on CPU it stays float32).
 from __future__ import annotations
 
 import abc
-
 import math
 from collections.abc import Callable
 

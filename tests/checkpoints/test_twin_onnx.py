@@ -16,8 +16,7 @@ pytest.importorskip("onnxruntime")
 from s4s_export.export.graph import sampler_graph  # noqa: E402
 from s4s_export.export.onnx_export import compact, export_model  # noqa: E402
 from s4s_export.export.onnx_files import save_onnx  # noqa: E402
-from s4s_export.export.verify import (check_inputs, cpu_runner, ort_outputs, relative_error,  # noqa: E402
-                                      torch_outputs)
+from s4s_export.export.verify import check_inputs, cpu_runner, ort_outputs, relative_error, torch_outputs  # noqa: E402
 from s4s_export.modelref import ModelRef, load_model  # noqa: E402
 from s4s_export.solvers import make_solver  # noqa: E402
 

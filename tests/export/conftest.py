@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from export_nets import NUM_CLASSES, tiny_net
+
 from s4s_export import models
 from s4s_export.export.build import BuildRequest, build_onnx
 

@@ -10,8 +10,18 @@ import numpy as np
 import pytest
 import torch
 
-from s4s_export.contract import (GUIDANCE, IMAGES, LABELS, LATENTS, NEGATIVE_POOLED_EMBEDS, NEGATIVE_PROMPT_EMBEDS,
-                                 NOISE, POOLED_EMBEDS, PROMPT_EMBEDS, TIME_IDS)
+from s4s_export.contract import (
+    GUIDANCE,
+    IMAGES,
+    LABELS,
+    LATENTS,
+    NEGATIVE_POOLED_EMBEDS,
+    NEGATIVE_PROMPT_EMBEDS,
+    NOISE,
+    POOLED_EMBEDS,
+    PROMPT_EMBEDS,
+    TIME_IDS,
+)
 from s4s_export.errors import S4SError
 from s4s_export.export.build import BuildRequest, Resolved, build_onnx
 from s4s_export.export.verify import cpu_runner, relative_error

@@ -4,10 +4,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto
+from test_export_fp32 import BATCH
 
 from s4s_export.export import inspect_onnx
-
-from test_export_fp32 import BATCH
 
 
 def test_uint8_output_equals_float_output_after_quantisation(built):

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from export_nets import NUM_CLASSES, tiny_net
 
 from s4s_export.errors import S4SError
 from s4s_export.export.graph import sampler_graph, to_images
@@ -10,8 +11,6 @@ from s4s_export.export.precision import Float32Norm, HalfNetwork, with_precision
 from s4s_export.networks.layers import Conv2d, GroupNorm
 from s4s_export.sampler import Sampler
 from s4s_export.solvers import make_solver
-
-from export_nets import NUM_CLASSES, tiny_net
 
 
 def test_uint8_is_edm_conversion_of_clamped_float():

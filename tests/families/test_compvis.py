@@ -87,7 +87,9 @@ def test_class_conditional_checkpoint_loads_strictly_and_is_the_compvis_formula(
     x = torch.randn(2, 3, 8, 8, generator=g) * 3
     sigma = torch.tensor([0.7, 14.0])
     null = torch.full_like(labels, 10)
-    eps_u = lambda x_t, t: eps(x_t, t, null)
+    def eps_u(x_t, t):
+        return eps(x_t, t, null)
+
     d_u = compvis_denoiser(eps_u, x, sigma)
     d_c = compvis_denoiser(lambda x_t, t: eps(x_t, t, labels), x, sigma)
     expected = d_u + 2.0 * (d_c - d_u)  # guidance 2.0 (the default for class models): eps_u + 2 (eps_c - eps_u)

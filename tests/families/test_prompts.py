@@ -43,8 +43,13 @@ pytest.importorskip("diffusers", reason="the diffusers extra is not installed")
 pytest.importorskip("transformers", reason="the diffusers extra (transformers) is not installed")
 
 from s4s_export.families.guidance import TextCond  # noqa: E402
-from s4s_export.families.prompted import (PromptConditioned, PromptEmbeddings, load_embeddings,  # noqa: E402
-                                          prompt_labels, save_embeddings)
+from s4s_export.families.prompted import (  # noqa: E402
+    PromptConditioned,
+    PromptEmbeddings,
+    load_embeddings,
+    prompt_labels,
+    save_embeddings,
+)
 
 
 @pytest.fixture(scope="module")

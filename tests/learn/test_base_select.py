@@ -3,6 +3,8 @@
 import json
 
 import pytest
+
+from s4s_export.errors import S4SError
 from s4s_export.learn.base_select import (
     AUTO,
     BaseRequest,
@@ -13,8 +15,6 @@ from s4s_export.learn.base_select import (
 from s4s_export.learn.config import TrainConfig
 from s4s_export.learn.pipeline import LearnRequest, learn
 from s4s_export.learn.student import StudentConfig
-
-from s4s_export.errors import S4SError
 from s4s_export.schedules import SCHEDULES
 from s4s_export.solverfile import load_solver_file
 from s4s_export.solvers import SOLVERS, SolverTable

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import torch
+
 from s4s_export.learn.config import TrainConfig
 from s4s_export.learn.correction import CorrectionStudent, make_student
 from s4s_export.learn.pipeline import LearnRequest, learn
 from s4s_export.learn.student import S4SStudent, StudentConfig, init_from_base
-
 from s4s_export.sampler import Sampler
 from s4s_export.solverfile import load_solver_file
 from s4s_export.solvers import make_solver

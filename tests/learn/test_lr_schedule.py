@@ -1,10 +1,10 @@
 """`--lr-schedule`: constant rates, or a per-step cosine decay to 10% (learn/trainer.py)."""
 
 import pytest
-from s4s_export.learn.config import TrainConfig
-from s4s_export.learn.pipeline import LearnRequest, learn
 
 from s4s_export.errors import S4SError
+from s4s_export.learn.config import TrainConfig
+from s4s_export.learn.pipeline import LearnRequest, learn
 from s4s_export.solverfile import load_solver_file
 from s4s_export.teacher import TeacherSpec
 

@@ -7,8 +7,16 @@ import math
 import pytest
 import torch
 
-from s4s_export.networks.layers import (Conv2d, FourierEmbedding, GroupNorm, Linear, PositionalEmbedding, UNetBlock,
-                                        attention_weights, weight_init)
+from s4s_export.networks.layers import (
+    Conv2d,
+    FourierEmbedding,
+    GroupNorm,
+    Linear,
+    PositionalEmbedding,
+    UNetBlock,
+    attention_weights,
+    weight_init,
+)
 from s4s_export.networks.songunet import swap_halves
 
 

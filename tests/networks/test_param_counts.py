@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from s4s_export.networks import build_network
-from s4s_export.presets import CIFAR10 as CIFAR, DDPMPP, FFHQ as FACES, NCSNPP, PRESETS
+from s4s_export.presets import CIFAR10 as CIFAR
+from s4s_export.presets import DDPMPP, NCSNPP, PRESETS
+from s4s_export.presets import FFHQ as FACES
 
 ADM = PRESETS["imagenet64"].network.init_kwargs  # the architecture kwargs live in the preset table
 

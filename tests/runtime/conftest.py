@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from runtime_helpers import NUM_CLASSES, export_tiny
 from tensorrt_double import TensorRTDouble
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from runtime_helpers import CHW, NUM_CLASSES, export_tiny
 
 from s4s_export.errors import S4SError
 from s4s_export.runtime import Sampler
-
-from runtime_helpers import CHW, NUM_CLASSES, export_tiny
 
 GOOD = np.zeros((2, *CHW), np.float32)
 NAN = GOOD.copy()

@@ -16,12 +16,11 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
+from runtime_helpers import CHW, NUM_CLASSES, export_tiny
 
 from s4s_export.cachedir import cache_root
 from s4s_export.noise import label_set, noise_set
 from s4s_export.runtime import Sampler, seeded_labels, seeded_noise
-
-from runtime_helpers import CHW, NUM_CLASSES, export_tiny
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADERS = Path(os.environ.get("S4S_ORT_INCLUDE_DIR", cache_root() / "onnxruntime-headers" / "0.4.9" / "include"))

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from runtime_helpers import CHW, NUM_CLASSES, decode_png
 
 from s4s_export.noise import label_set, noise_set
 from s4s_export.runtime import Sampler, make_grid, to_uint8
-
-from runtime_helpers import CHW, NUM_CLASSES, decode_png
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

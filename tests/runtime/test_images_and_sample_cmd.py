@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from runtime_helpers import NUM_CLASSES, decode_png
 from typer.testing import CliRunner
 
 from s4s_export.cli import app
 from s4s_export.errors import S4SError
 from s4s_export.runtime import Sampler, make_grid, png_bytes, to_uint8
 from s4s_export.runtime.images import enlarge
-
-from runtime_helpers import NUM_CLASSES, decode_png
 
 
 def test_to_uint8_maps_range_and_layout():

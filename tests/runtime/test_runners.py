@@ -11,12 +11,11 @@ import threading
 
 import numpy as np
 import pytest
+from runtime_helpers import CHW
 
 from s4s_export.contract import sidecar_path
 from s4s_export.errors import S4SError
 from s4s_export.runtime import OrtRunner, Runner, Sampler, TrtBuildConfig, TrtRunner, build_engine
-
-from runtime_helpers import CHW
 
 NOISE = np.random.default_rng(1).standard_normal((2, *CHW), dtype=np.float32)
 

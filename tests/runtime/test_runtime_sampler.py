@@ -7,12 +7,11 @@ import threading
 import numpy as np
 import onnxruntime as ort
 import pytest
+from runtime_helpers import CHW, NUM_CLASSES
 
 from s4s_export.errors import S4SError
 from s4s_export.runtime import Sampler, seeded_noise
 from s4s_export.runtime.inputs import plan_batches
-
-from runtime_helpers import CHW, NUM_CLASSES
 
 
 def bare(path, feeds):

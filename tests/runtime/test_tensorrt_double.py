@@ -15,15 +15,13 @@ import threading
 import numpy as np
 import onnx
 import pytest
-
-from s4s_export.errors import S4SError
-from s4s_export.runtime import Sampler, build_engine
-from s4s_export.runtime import tensorrt_build
-from s4s_export.contract import sidecar_path
-from s4s_export.runtime.tensorrt_build import engine_cache_path
-
 from runtime_helpers import CHW, NUM_CLASSES
 from tensorrt_double import ContextSharedAcrossThreads
+
+from s4s_export.contract import sidecar_path
+from s4s_export.errors import S4SError
+from s4s_export.runtime import Sampler, build_engine, tensorrt_build
+from s4s_export.runtime.tensorrt_build import engine_cache_path
 
 NOISE = np.random.default_rng(0).standard_normal((7, *CHW), dtype=np.float32)
 LABELS = np.arange(7) % (NUM_CLASSES + 1)

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from s4s_export.errors import S4SError
 from s4s_export.cachedir import cache_root
+from s4s_export.errors import S4SError
 from s4s_export.runtime import Sampler, build_engine
 from s4s_export.runtime.cuda import GpuInfo
 from s4s_export.runtime.onnxruntime_runner import PROVIDERS, provider_options
