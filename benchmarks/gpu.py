@@ -206,7 +206,8 @@ def learning(cfg: dict, device: torch.device) -> dict:
                                   config=config, device=device.type, workdir=tmp))
         total = time.perf_counter() - t0
     row = rows[0]
-    out = {"nfe": row["nfe"], "method": row["method"], "distance": row["distance"], "config": config.resolved().to_dict(),
+    out = {"nfe": row["nfe"], "method": row["method"], "distance": row["distance"],
+           "config": config.resolved().to_dict(),
            "wall_s_with_teacher": round(total, 1), "trainer_wall_s": round(row["wall_s"], 1),
            "trainer_peak_memory": row["peak_memory"], "base_val": row["base_val"], "learned_val": row["learned_val"],
            "ratio": row["ratio"]}
@@ -259,8 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.backends.cudnn.benchmark = True
     skip = {s for s in args.skip.split(",") if s}
-    results = Results(out, {"machine": machine(torch.get_num_threads()), "command": " ".join(["benchmarks/gpu.py", *sys.argv[1:]]),
-                            "device": str(device), "model": f"{cfg['model']} (random weights)" if not args.smoke else cfg["model"],
+    results = Results(out, {"machine": machine(torch.get_num_threads()),
+                            "command": " ".join(["benchmarks/gpu.py", *sys.argv[1:]]), "device": str(device),
+                            "model": f"{cfg['model']} (random weights)" if not args.smoke else cfg["model"],
                             "config": {k: v for k, v in cfg.items() if k != "learn"}, "sections": {}})
     denoiser, table = load(cfg, device)
     results.doc["parameters"] = sum(p.numel() for p in denoiser.parameters())

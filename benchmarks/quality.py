@@ -46,7 +46,8 @@ def measure(model: str, workdir: str | None, nfes: list[int], samples: int, metr
                 tables.append((f"{sf.info.get('method', 'solver file')} (learned)", "learned", sf.solver))
     for schedule in SCHEDULES:
         for name in CLASSICAL:
-            tables += [(name, schedule, s.table) for s in resolve_solvers([name], nfes, denoiser=denoiser, schedule=schedule)]
+            tables += [(name, schedule, s.table)
+                       for s in resolve_solvers([name], nfes, denoiser=denoiser, schedule=schedule)]
     held = held_out_set(denoiser, spec.teacher, samples)
     metric_set = MetricSet.create(metrics, denoiser)
     rows = [{"solver": label, "schedule": sched, "nfe": t.nfe, "metrics": score(denoiser, t, held, 64, metric_set)}
@@ -61,14 +62,16 @@ def markdown(result: dict, command: str) -> str:
 
     nfes = result["nfes"]
     out = [f"Model `{result['model']['name']}` (weights {result['model']['weights_sha256'][:12]}), target: "
-           f"{result['teacher']}, {result['samples']} held-out samples. Machine: {describe_machine(result['machine'])}.",
+           f"{result['teacher']}, {result['samples']} held-out samples. "
+           f"Machine: {describe_machine(result['machine'])}.",
            f"Command: `{command}`", ""]
     keys = list(dict.fromkeys(k for r in result["rows"] for k in r["metrics"]))
     for key in keys:
         values: dict[tuple[str, str], dict[int, float]] = {}
         for r in result["rows"]:
             values.setdefault((r["solver"], r["schedule"]), {})[r["nfe"]] = r["metrics"][key]
-        best = {n: min((v[n], f"{s} {sc}") for (s, sc), v in values.items() if sc != "learned" and n in v) for n in nfes}
+        best = {n: min((v[n], f"{s} {sc}") for (s, sc), v in values.items() if sc != "learned" and n in v)
+                for n in nfes}
         out += [f"**{key.replace('_', ' ')}** (lower is better)", "",
                 "| solver | schedule | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
                 "|---|---|" + "---|" * len(nfes)]

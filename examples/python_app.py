@@ -41,7 +41,8 @@ def main() -> int:
         return 2
     info = sampler.info
     print(f"{args.model}: NFE {info.get('nfe', '?')}, solver {info.get('solver', '?')}, images {list(images.shape)} "
-          f"{images.dtype}; {1e3 * seconds / args.n:.2f} ms/image; wrote {args.out}; torch loaded: {'torch' in sys.modules}")
+          f"{images.dtype}; {1e3 * seconds / args.n:.2f} ms/image; wrote {args.out}; "
+          f"torch loaded: {'torch' in sys.modules}")
     return 0
 
 

@@ -76,8 +76,8 @@ class CorrectionStudent(S4SStudent):
     def describe(self) -> dict:
         out = super().describe()
         out["parameterisation"] = "correction"
-        out["coefficients_note"] = ("coefficients[i][j]: the correction added to the base solver's own weight on D_{i-j} "
-                                    "in step i, on the current grid (learn/correction.py)")
+        out["coefficients_note"] = ("coefficients[i][j]: the correction added to the base solver's own weight on "
+                                    "D_{i-j} in step i, on the current grid (learn/correction.py)")
         return out
 
 

@@ -54,7 +54,8 @@ def make_distance(name: str, shape: tuple[int, ...], device: torch.device | str 
     if name == "pseudo-huber":
         return pseudo_huber(dim)
     if name == "l2":
-        return Distance("l2", lambda a, b: (a - b).flatten(1).pow(2).mean(1), {"name": "l2", "formula": "mean((a-b)^2)"})
+        return Distance("l2", lambda a, b: (a - b).flatten(1).pow(2).mean(1),
+                        {"name": "l2", "formula": "mean((a-b)^2)"})
     if name == "l1":
         return Distance("l1", lambda a, b: (a - b).flatten(1).abs().mean(1), {"name": "l1", "formula": "mean(|a-b|)"})
     from ..lpips import LPIPS

@@ -108,7 +108,8 @@ def learn(req: LearnRequest, on_epoch: Callable[[dict], None] | None = None) -> 
         raise S4SError(f"rank {ranks.rank}: {e}") from None
 
 
-def _learn(req: LearnRequest, cfg: TrainConfig, device: torch.device, on_epoch: Callable[[dict], None] | None) -> list[dict]:
+def _learn(req: LearnRequest, cfg: TrainConfig, device: torch.device,
+           on_epoch: Callable[[dict], None] | None) -> list[dict]:
     ranks = current()
     if cfg.checkpointing is None:
         cfg = replace(cfg, checkpointing=device.type == "cuda")
@@ -151,8 +152,8 @@ def _learn(req: LearnRequest, cfg: TrainConfig, device: torch.device, on_epoch: 
     log.info("model %s (%s), teacher %s, distance %s, device %s", ref.text, identity["weights_sha256"][:12],
              teacher.label(), distance.name, device)
     t0 = time.perf_counter()
-    train = teacher_pairs(ws.teacher_dir, denoiser, teacher, cfg.train_noise_seed, cfg.samples, req.teacher_batch, device,
-                          "training", condition=condition)
+    train = teacher_pairs(ws.teacher_dir, denoiser, teacher, cfg.train_noise_seed, cfg.samples, req.teacher_batch,
+                          device, "training", condition=condition)
     val = teacher_pairs(ws.teacher_dir, denoiser, teacher, VALIDATION_SEED, cfg.val_samples, req.teacher_batch, device,
                         "validation", held_out=True, condition=condition)
     teacher_s = time.perf_counter() - t0
@@ -165,10 +166,12 @@ def _learn(req: LearnRequest, cfg: TrainConfig, device: torch.device, on_epoch: 
         path, doc = write_solver(run, learned, teacher_s)
         result = learned.result
         v = doc["validation"]
-        rows.append({"nfe": nfe, "method": cfg.method, "base": doc["base"]["solver"], "base_schedule": doc["base"]["schedule"],
+        rows.append({"nfe": nfe, "method": cfg.method, "base": doc["base"]["solver"],
+                     "base_schedule": doc["base"]["schedule"],
                      "distance": distance.name, "base_val": result.base_val, "learned_val": result.best_val,
                      "ratio": v["ratio_to_base"], "best_classical": v["best_classical"],
-                     "best_classical_val": v["best_classical_distance"], "ratio_to_best_classical": v["ratio_to_best_classical"],
+                     "best_classical_val": v["best_classical_distance"],
+                     "ratio_to_best_classical": v["ratio_to_best_classical"],
                      "rmse_ratio_to_best_classical": v["rmse_ratio_to_best_classical"],
                      "best_epoch": result.best_epoch, "rollbacks": result.rollbacks, "wall_s": result.wall_s,
                      "teacher_s": teacher_s, "peak_memory": result.peak_memory, "solver_file": str(path)})

@@ -51,7 +51,8 @@ def provenance_document(run: LearnedSolver) -> dict:
     return {
         "method": cfg.method,
         "nfe": base.nfe,
-        "base": {**run.init.to_dict(), "schedule": run.base_schedule if isinstance(run.base_schedule, str) else "explicit",
+        "base": {**run.init.to_dict(),
+                 "schedule": run.base_schedule if isinstance(run.base_schedule, str) else "explicit",
                  "sigmas": base.sigmas.tolist(), "selection": run.selection.to_dict()},
         "order_cap": cfg.order_cap,
         "predictor_corrector": cfg.pc,
@@ -64,7 +65,8 @@ def provenance_document(run: LearnedSolver) -> dict:
                        "formula": "c_r * m^(-5/2) * sqrt(dim)", "first_step_fraction": cfg.relax_step},
         "training": {k: v for k, v in cfg.to_dict().items() if k not in _RECORDED_ELSEWHERE},
         "seeds": {"seed": cfg.seed, "train_noise_seed": cfg.train_noise_seed, "train_samples": run.train_samples,
-                  "validation_noise_seed": VALIDATION_SEED, "validation_samples": run.val_samples, "shuffle_seed": cfg.seed},
+                  "validation_noise_seed": VALIDATION_SEED, "validation_samples": run.val_samples,
+                  "shuffle_seed": cfg.seed},
         "validation": {"distance": run.distance["name"], "samples": run.val_samples, "base": run.base_score["distance"],
                        "learned": run.learned_score["distance"], "base_rmse": run.base_score["rmse"],
                        "learned_rmse": run.learned_score["rmse"], "iteration0": run.result.init_val,
@@ -82,7 +84,8 @@ def _ratios(learned: dict, base: dict, selection: BaseSelection) -> dict:
 
     best, best_rmse = selection.best_classical, selection.best_classical_rmse
     return {"best_classical": f"{best.solver}:{best.schedule}", "best_classical_distance": best.distance,
-            "best_classical_rmse_solver": f"{best_rmse.solver}:{best_rmse.schedule}", "best_classical_rmse": best_rmse.rmse,
+            "best_classical_rmse_solver": f"{best_rmse.solver}:{best_rmse.schedule}",
+            "best_classical_rmse": best_rmse.rmse,
             "ratio_to_base": ratio(learned["distance"], base["distance"]),
             "ratio_to_best_classical": ratio(learned["distance"], best.distance),
             "rmse_ratio_to_base": ratio(learned["rmse"], base["rmse"]),

@@ -48,7 +48,8 @@ class StudentConfig:
         if self.order_cap < 1:
             raise S4SError(f"--order-cap must be at least 1, got {self.order_cap}")
         if self.time_offsets and not self.learn_times:
-            raise S4SError("decoupled evaluation offsets are learned in the time phase: use them with --method s4s-alt or joint")
+            raise S4SError("decoupled evaluation offsets are learned in the time phase: use them with --method s4s-alt "
+                           "or joint")
 
     def predictor_slots(self) -> list[int]:
         """Number of weights at step i: min(i+1, K)."""
@@ -170,8 +171,10 @@ class S4SStudent(nn.Module):
         with torch.no_grad():
             grid = self.grid()
             out = {
-                "coefficients": [self.coeffs[self._pred_starts[i] : self._pred_starts[i + 1]].tolist() for i in range(self.config.nfe)],
-                "coefficients_note": "coefficients[i][j] weighs D_{i-j} in step i (x_{i+1} = r_i x_i + (1-r_i) sum_j c_ij D_{i-j})",
+                "coefficients": [self.coeffs[self._pred_starts[i] : self._pred_starts[i + 1]].tolist()
+                                 for i in range(self.config.nfe)],
+                "coefficients_note": "coefficients[i][j] weighs D_{i-j} in step i (x_{i+1} = r_i x_i + (1-r_i) sum_j "
+                                     "c_ij D_{i-j})",
                 "grid_sigmas": grid.tolist(),
             }
             if self.config.pc:

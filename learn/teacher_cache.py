@@ -57,8 +57,9 @@ def cache_path(cache_dir: Path, identity: str, teacher: TeacherSpec, seed: int, 
 
 
 def _header(identity: str, teacher: TeacherSpec, seed: int, shape: tuple[int, ...], count: int) -> dict[str, str]:
-    return {"format": FORMAT, "version": str(VERSION), "model_sha256": identity, "teacher": json.dumps(teacher.to_dict()),
-            "seed": str(seed), "shape": json.dumps(list(shape)), "count": str(count)}
+    return {"format": FORMAT, "version": str(VERSION), "model_sha256": identity,
+            "teacher": json.dumps(teacher.to_dict()), "seed": str(seed), "shape": json.dumps(list(shape)),
+            "count": str(count)}
 
 
 def _read(path: Path, expect: dict[str, str]) -> torch.Tensor:
@@ -69,7 +70,8 @@ def _read(path: Path, expect: dict[str, str]) -> torch.Tensor:
         target = load_file(str(path))["target"]
     except (SafetensorError, OSError, KeyError, ValueError) as e:
         raise ValueError(f"unreadable ({type(e).__name__}: {e})") from None
-    for key in ("format", "version", "model_sha256", "teacher", "seed", "shape", *(("start",) if "start" in expect else ())):
+    for key in ("format", "version", "model_sha256", "teacher", "seed", "shape",
+                *(("start",) if "start" in expect else ())):
         if meta.get(key) != expect[key]:
             raise ValueError(f"header field {key!r} is {meta.get(key)!r}, expected {expect[key]!r}")
     shape = tuple(json.loads(expect["shape"]))
@@ -118,7 +120,8 @@ def teacher_pairs(cache_dir: Path, denoiser: Denoiser, teacher: TeacherSpec, see
     for k in mine:
         a, b = spans[k]
         cond = None if labels is None else labels[a:b].to(dev)
-        part = run_teacher(denoiser, teacher, noise[a:b].to(dev), cond, b - a, desc=f"{what} chunk {k + 1}/{len(spans)}").cpu()
+        part = run_teacher(denoiser, teacher, noise[a:b].to(dev), cond, b - a,
+                           desc=f"{what} chunk {k + 1}/{len(spans)}").cpu()
         meta = {**header, "count": str(b - a), "start": str(a)}
         atomic_write(parts_dir / f"{a}-{b}.safetensors",
                      lambda p, t=part, m=meta: save_file({"target": t.contiguous()}, str(p), metadata=m))

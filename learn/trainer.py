@@ -57,7 +57,8 @@ def peak_memory(device: torch.device) -> dict:
     """Peak memory: CUDA allocator peak on cuda; the process's max RSS on cpu (includes Python and torch)."""
     if device.type == "cuda":
         return {"bytes": int(torch.cuda.max_memory_allocated(device)), "what": "torch.cuda.max_memory_allocated"}
-    return {"bytes": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "what": "process max RSS (getrusage)"}
+    return {"bytes": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024,
+            "what": "process max RSS (getrusage)"}
 
 
 @torch.no_grad()
@@ -138,8 +139,10 @@ class Trainer:
         self.student.load_state_dict(self.best)
         self.lr_scale *= 0.5
         self.opt_coeffs, self.opt_times = self._optimizers()
-        log.warning("NFE %d: %s; rolled back to the best solver (epoch %d), learning rates x%g (rollback %d of at most %d)",
-                    self.student.config.nfe, why, self.best_epoch, self.lr_scale, self.rollbacks, self.cfg.max_rollbacks)
+        log.warning("NFE %d: %s; rolled back to the best solver (epoch %d), "
+                    "learning rates x%g (rollback %d of at most %d)",
+                    self.student.config.nfe, why, self.best_epoch, self.lr_scale, self.rollbacks,
+                    self.cfg.max_rollbacks)
         if self.rollbacks >= self.cfg.max_rollbacks:
             raise _TooManyRollbacks
 
@@ -154,7 +157,8 @@ class Trainer:
         coeffs, times = phase in ("coeffs", "joint"), phase in ("times", "joint")
         for p in self.student.parameters():
             p.requires_grad_(False)
-        active = (self.student.coefficient_parameters() if coeffs else []) + (self.student.time_parameters() if times else [])
+        active = ((self.student.coefficient_parameters() if coeffs else [])
+                  + (self.student.time_parameters() if times else []))
         for p in active:
             p.requires_grad_(True)
         opts = [o for o, on in ((self.opt_coeffs, coeffs), (self.opt_times, times)) if on and o is not None]
@@ -166,7 +170,8 @@ class Trainer:
             for o in opts:
                 o.zero_grad(set_to_none=True)
             per, grads, zgrad = self._batch_gradients(idx, active)
-            finite = bool(torch.isfinite(per).all()) and all(bool(torch.isfinite(g).all()) for g in grads if g is not None)
+            finite = (bool(torch.isfinite(per).all())
+                      and all(bool(torch.isfinite(g).all()) for g in grads if g is not None))
             keep = self.relax.settle(idx, per) if self.relax.radius > 0 else None
             if not finite:
                 self._rollback(f"non-finite loss or gradient in epoch {self.epoch + 1}")
@@ -203,7 +208,8 @@ class Trainer:
         has = torch.zeros(len(active), dtype=torch.float64)
         for k in ranks.owned(len(parts)):
             part = parts[k]
-            z = self.relax.get(part).to(self.device).requires_grad_(True)  # current z' (a moved one is judged in settle)
+            # current z' (a moved one is judged in settle)
+            z = self.relax.get(part).to(self.device).requires_grad_(True)
             y = self.train.target[part].to(self.device, self.dtype)
             out = self.distance(self.sampler(z, self._cond(self.train, part)), y)
             for p in active:
@@ -211,7 +217,8 @@ class Trainer:
             (out.sum() / idx.numel()).backward()
             per[pos[k]:pos[k + 1]] = out.detach().double().cpu()
             zgrad[pos[k]:pos[k + 1]] = z.grad.detach().cpu().to(zgrad.dtype)
-            grads[k] = torch.cat([(torch.zeros(n, dtype=torch.float64) if p.grad is None else p.grad.detach().double().cpu().flatten())
+            grads[k] = torch.cat([(torch.zeros(n, dtype=torch.float64) if p.grad is None
+                                   else p.grad.detach().double().cpu().flatten())
                                   for p, n in zip(active, sizes)])
             has += torch.tensor([0.0 if p.grad is None else 1.0 for p in active], dtype=torch.float64)
         per, zgrad = ranks.merge(per, "training"), ranks.merge(zgrad, "training")
@@ -229,7 +236,8 @@ class Trainer:
         return {
             "fingerprint": json.dumps(self.fingerprint, sort_keys=True),
             "epoch": self.epoch, "done": self.done, "student": self._snapshot(), "best": self.best,
-            "best_val": self.best_val, "best_epoch": self.best_epoch, "base_val": self.base_val, "init_val": self.init_val,
+            "best_val": self.best_val, "best_epoch": self.best_epoch, "base_val": self.base_val,
+            "init_val": self.init_val,
             "lr_scale": self.lr_scale, "rollbacks": self.rollbacks, "history": json.dumps(self.history),
             "opt_coeffs": self.opt_coeffs.state_dict(),
             "opt_times": None if self.opt_times is None else self.opt_times.state_dict(),
@@ -248,7 +256,8 @@ class Trainer:
         try:
             s = torch.load(self.state_path, map_location="cpu", weights_only=True)
         except Exception as e:  # any unreadable file: torch raises many types here
-            raise S4SError(f"cannot resume from {self.state_path} ({type(e).__name__}); rerun without --resume to start over") from None
+            raise S4SError(f"cannot resume from {self.state_path} ({type(e).__name__}); rerun without --resume to "
+                           "start over") from None
         if not isinstance(s, dict) or not isinstance(s.get("fingerprint"), str):
             raise S4SError(f"{self.state_path} is not a training state saved by `s4s-export learn`; "
                            "rerun without --resume to start over")
@@ -303,7 +312,8 @@ class Trainer:
             self.base_val = self.validate(self.base)["distance"]
             self.best_val = self.init_val = self.validate(self.student)["distance"]
             self.best = self._snapshot()
-            log.info("NFE %d: base %s validation %.5g; iteration 0 %.5g", nfe, self.base.name, self.base_val, self.init_val)
+            log.info("NFE %d: base %s validation %.5g; iteration 0 %.5g", nfe, self.base.name, self.base_val,
+                     self.init_val)
             self.save()
         try:
             while self.epoch < len(self.plan) and not self.done:
@@ -317,7 +327,8 @@ class Trainer:
                 elif val < self.best_val:
                     self.best_val, self.best_epoch, self.best = val, self.epoch, self._snapshot()
                 record = {"epoch": self.epoch, "phase": phase, "train_loss": train_loss, "val": val,
-                          "best_val": self.best_val, "relax_accept_rate": self.relax.accepted / max(self.relax.proposed, 1),
+                          "best_val": self.best_val,
+                          "relax_accept_rate": self.relax.accepted / max(self.relax.proposed, 1),
                           "epoch_s": time.perf_counter() - t_epoch}
                 self.history.append(record)
                 log.info("NFE %d epoch %d/%d (%s): train %.5g, validation %.5g, best %.5g", nfe, self.epoch,
@@ -326,7 +337,8 @@ class Trainer:
                 if self.on_epoch is not None:
                     self.on_epoch(record)
         except _TooManyRollbacks:
-            log.warning("NFE %d: stopping after %d rollbacks; keeping the best solver (epoch %d)", nfe, self.rollbacks, self.best_epoch)
+            log.warning("NFE %d: stopping after %d rollbacks; keeping the best solver (epoch %d)", nfe, self.rollbacks,
+                        self.best_epoch)
         self.done = True
         self.save()
         self.student.load_state_dict(self.best)

@@ -76,7 +76,8 @@ def _check_noise(noise, chw: tuple[int, ...], n: int | None, dtype: np.dtype) ->
     try:
         x = np.asarray(noise)
     except (ValueError, TypeError) as e:
-        raise S4SError(f"noise must be an array of shape [B, {', '.join(map(str, chw))}]; could not convert it ({e})") from None
+        raise S4SError(f"noise must be an array of shape [B, {', '.join(map(str, chw))}]; "
+                       f"could not convert it ({e})") from None
     if x.dtype.kind != "f":
         raise S4SError(f"noise must be a floating-point array (float32); got dtype {x.dtype}")
     if x.ndim != 4 or x.shape[1:] != chw:
@@ -86,7 +87,8 @@ def _check_noise(noise, chw: tuple[int, ...], n: int | None, dtype: np.dtype) ->
     if n is not None and x.shape[0] != n:
         raise S4SError(f"n={n} disagrees with the noise batch size {x.shape[0]}; drop n or pass matching noise")
     if not np.isfinite(x).all():
-        raise S4SError(f"noise contains {int((~np.isfinite(x)).sum())} non-finite values (NaN or inf); pass finite noise")
+        raise S4SError(f"noise contains {int((~np.isfinite(x)).sum())} non-finite values (NaN or inf); "
+                       "pass finite noise")
     return np.ascontiguousarray(x, dtype=dtype)
 
 

@@ -54,7 +54,8 @@ def default_providers() -> list[str]:
 def _spec(arg) -> TensorSpec:
     if arg.type not in _DTYPES:
         raise S4SError(f"graph tensor {arg.name} has unsupported type {arg.type}")
-    return TensorSpec(arg.name, np.dtype(_DTYPES[arg.type]), tuple(d if isinstance(d, int) else None for d in arg.shape))
+    return TensorSpec(arg.name, np.dtype(_DTYPES[arg.type]),
+                      tuple(d if isinstance(d, int) else None for d in arg.shape))
 
 
 def provider_name(name: str) -> str:
@@ -106,7 +107,8 @@ class OrtRunner(Runner):
         available = ort.get_available_providers()
         missing = [n for n, f in zip(names, full, strict=True) if f not in available]
         if missing:
-            raise S4SError(f"this onnxruntime ({ort.__version__}) lacks {', '.join(missing)}: it has {', '.join(available)}; "
+            raise S4SError(f"this onnxruntime ({ort.__version__}) lacks {', '.join(missing)}: "
+                           f"it has {', '.join(available)}; "
                            "CUDA and TensorRT need `pip install onnxruntime-gpu` and an NVIDIA GPU")
         options = ort.SessionOptions()
         if threads is not None:
@@ -122,7 +124,8 @@ class OrtRunner(Runner):
         self.session = self._started(ort, path, options, chosen, full, automatic)
         meta = parse_metadata(self.session.get_modelmeta().custom_metadata_map)
         self.spec: GraphSpec = check_graph(path, [_spec(a) for a in self.session.get_inputs()],
-                                           [_spec(a) for a in self.session.get_outputs()], {**meta, **read_sidecar(path)})
+                                           [_spec(a) for a in self.session.get_outputs()],
+                                           {**meta, **read_sidecar(path)})
         if max_batch is not None:
             self.spec.limit_batch(max_batch)
         self.providers = self.session.get_providers()

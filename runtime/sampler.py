@@ -34,8 +34,9 @@ class Sampler:
         """Load `model.onnx` (onnxruntime) or `model.plan` / `.engine` (TensorRT).
 
         providers: onnxruntime execution providers in order of preference, short names `cpu`, `cuda`,
-            `tensorrt` (a list, or one comma-separated string); each must start (S4SError otherwise). Default: cuda then cpu when this onnxruntime has
-            CUDA (falling back to cpu with a warning if CUDA does not start), else cpu.
+            `tensorrt` (a list, or one comma-separated string); each must start (S4SError otherwise).
+            Default: cuda then cpu when this onnxruntime has CUDA (falling back to cpu with a warning if CUDA
+            does not start), else cpu.
         max_batch: largest batch per run (larger requests are split; never below a fixed or minimum batch);
             also the TensorRT provider's profile max.
         threads: onnxruntime intra-op threads, 1 to the machine's CPU count (default: onnxruntime's choice).

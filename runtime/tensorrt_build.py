@@ -54,7 +54,8 @@ _LOGGERS_LOCK = threading.Lock()
 
 
 def trt_logger(trt: ModuleType) -> trt.Logger:
-    """The process's one TensorRT logger (WARNING and up): TensorRT warns when builders and runtimes get different ones."""
+    """The process's one TensorRT logger (WARNING and up): TensorRT warns when builders and runtimes get
+    different ones."""
     with _LOGGERS_LOCK:
         if trt not in _LOGGERS:
             _LOGGERS[trt] = trt.Logger(trt.Logger.WARNING)

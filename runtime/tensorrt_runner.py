@@ -64,7 +64,8 @@ class TrtRunner(Runner):
         engine: trt.ICudaEngine = runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
             raise S4SError(f"TensorRT {trt.__version__} could not load {path} (see its log above): engines only run "
-                           "with the TensorRT version and GPU they were built for; rebuild it with `s4s-export build --trt`")
+                           "with the TensorRT version and GPU they were built for; "
+                           "rebuild it with `s4s-export build --trt`")
         self._runtime, self._engine = runtime, engine
         inputs, outputs = [], []
         for i in range(engine.num_io_tensors):

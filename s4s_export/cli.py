@@ -124,7 +124,8 @@ def classify(e: Exception) -> tuple[str, int]:
     if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in TORCH_EXTRA:
         # learn, build, eval, bench on a serving install
         return (f"error: this command needs {e.name}, which the serving install leaves out: pip install "
-                "'s4s-export[torch]' (on a machine without a GPU install a CPU build of torch first, see the README)"), 2
+                "'s4s-export[torch]' (on a machine without a GPU install a CPU build of torch first, see the "
+                "README)"), 2
     if isinstance(e, MemoryError):
         return ("error: out of memory; ask for fewer samples or a smaller batch "
                 f"(rerun with {DEBUG_FLAG} for the traceback)"), 2
@@ -148,3 +149,7 @@ def main() -> None:
     except KeyboardInterrupt:
         code = _say("interrupted", 130)
     sys.exit(code)
+
+
+if __name__ == "__main__":  # `python -m s4s_export.cli` (e.g. under torchrun), like `python -m s4s_export`
+    main()

@@ -186,7 +186,8 @@ CPP_HEADER = "runtime/cpp/src/contract.h"  # written by scripts/write_contract_h
 def cpp_header() -> str:
     """The C++ runtime's copy of the contract (CPP_HEADER): the same names as constants."""
     strings = [("kNoise", NOISE), ("kClassLabels", LABELS), ("kGuidanceScale", GUIDANCE), ("kImages", IMAGES),
-               ("kNoiseDtype", NOISE_DTYPE), ("kClassLabelsDtype", LABELS_DTYPE), ("kGuidanceScaleDtype", GUIDANCE_DTYPE),
+               ("kNoiseDtype", NOISE_DTYPE), ("kClassLabelsDtype", LABELS_DTYPE),
+               ("kGuidanceScaleDtype", GUIDANCE_DTYPE),
                ("kImagesFloatDtype", IMAGE_FORMATS["float"][0]), ("kImagesUint8Dtype", IMAGE_FORMATS["uint8"][0]),
                ("kNumClassesKey", NUM_CLASSES_KEY), ("kModelKey", MODEL_KEY), ("kGuidanceKey", GUIDANCE_KEY),
                ("kSidecarSuffix", SIDECAR_SUFFIX), ("kPromptEmbeds", PROMPT_EMBEDS),
@@ -198,6 +199,7 @@ def cpp_header() -> str:
              "#pragma once", "", "namespace s4s::contract {", ""]
     lines += [f'inline constexpr char {name}[] = "{value}";' for name, value in strings]
     lines += [f"inline constexpr float kDefaultGuidance = {DEFAULT_GUIDANCE!r}f;"]
-    lines += ["// text inputs of text-conditioned graphs, in graph order", "inline constexpr const char* kTextInputs[] = {"
-              + ", ".join(f'"{n}"' for n in TEXT_INPUTS) + "};", "", "}  // namespace s4s::contract"]
+    lines += ["// text inputs of text-conditioned graphs, in graph order",
+              "inline constexpr const char* kTextInputs[] = {" + ", ".join(f'"{n}"' for n in TEXT_INPUTS) + "};",
+              "", "}  // namespace s4s::contract"]
     return "\n".join(lines) + "\n"

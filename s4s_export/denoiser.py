@@ -72,7 +72,8 @@ class Denoiser(nn.Module, abc.ABC):
         Solver tables in that space call this (docs/solvers.md): for flow models it stays finite at sigma = inf.
         """
         if self.info.space != "ve":
-            raise NotImplementedError(f"{type(self).__name__} must implement forward_scaled for space {self.info.space!r}")
+            raise NotImplementedError(f"{type(self).__name__} must implement forward_scaled for space "
+                                      f"{self.info.space!r}")
         return self(x_in, sigma, cond)
 
     def identity(self) -> str:

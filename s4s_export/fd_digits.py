@@ -98,7 +98,8 @@ def classifier_features(net: DigitsClassifier, images: torch.Tensor) -> np.ndarr
     return torch.cat(feats).double().numpy()
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6) -> float:
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
+                     eps: float = 1e-6) -> float:
     """||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)), as FID computes it (pytorch-fid / clean-fid):
     scipy's sqrtm; on a singular product an eps offset on both diagonals; the real part."""
     import warnings

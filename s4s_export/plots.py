@@ -100,7 +100,8 @@ def grid_nfe(nfes: Sequence[int]) -> int:
 
 
 def sample_grid(rows: list[tuple[str, torch.Tensor]], path: str | Path) -> Path:
-    """A PNG with one row of samples per entry (float NCHW in [-1, 1]), each row's name on its left; returns its path."""
+    """A PNG with one row of samples per entry (float NCHW in [-1, 1]), each row's name on its left; returns its
+    path."""
     images = np.concatenate([to_uint8(x.float().cpu().numpy()) for _, x in rows])
     scale = max(1, -(-GRID_MIN_PIXELS // images.shape[1]))
     images = images.repeat(scale, axis=1).repeat(scale, axis=2)

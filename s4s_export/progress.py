@@ -40,7 +40,8 @@ def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterato
         yield from items
         return
     total = total if total is not None else (len(items) if hasattr(items, "__len__") else None)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn())
     with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task(escape(desc), total=total)
         for item in items:

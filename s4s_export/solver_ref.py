@@ -66,7 +66,8 @@ def resolve_solvers(texts: Sequence[str], nfes: Sequence[int], *, denoiser: Deno
             for text in texts for nfe in (nfes if is_classical(text) else [None])]
 
 
-def _from_file(denoiser: Denoiser, path: Path, nfe: int | None, provenance: dict, label: str | None = None) -> ResolvedSolver:
+def _from_file(denoiser: Denoiser, path: Path, nfe: int | None, provenance: dict,
+               label: str | None = None) -> ResolvedSolver:
     sf = load_solver_file(path, expect_identity=denoiser.identity_dict())
     if nfe is not None and sf.solver.nfe != nfe:
         raise S4SError(f"solver file {path} is for NFE {sf.solver.nfe}, not --nfe {nfe}; pass --nfe {sf.solver.nfe}")

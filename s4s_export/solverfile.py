@@ -44,7 +44,8 @@ class SolverFile:
 def library_versions() -> dict:
     import torch
 
-    return {"s4s_export": __version__, "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()}
+    return {"s4s_export": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
 
 
 def save_solver_file(path: str | Path, solver_file: SolverFile) -> Path:
@@ -62,7 +63,8 @@ def load_solver_file(path: str | Path, expect_identity: dict | None = None) -> S
     Every malformed file is a one-line S4SError naming the file, the problem and the fix."""
     path = Path(path)
     if not path.is_file():
-        raise S4SError(f"solver file {path} does not exist; learn one with `s4s-export learn` or name a classical solver")
+        raise S4SError(f"solver file {path} does not exist; learn one with `s4s-export learn` or name a classical "
+                       "solver")
     doc = _read_json(path)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
@@ -97,7 +99,8 @@ def _read_json(path: Path) -> object:
         raise S4SError(f"{path} is not a solver file: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
                        f"{e.start}); pass the JSON file `s4s-export learn` wrote") from None
     except OSError as e:
-        raise S4SError(f"cannot read solver file {path} ({e.strerror or e}); check the path and its permissions") from None
+        raise S4SError(f"cannot read solver file {path} ({e.strerror or e}); check the path and its "
+                       "permissions") from None
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
@@ -212,5 +215,6 @@ def check_model(sf: SolverFile, identity: dict, path: str | Path = "solver file"
     if (m.get("weights_sha256") != identity["weights_sha256"] or list(m.get("shape", [])) != list(identity["shape"])
             or m.get("name") != identity["name"]):
         raise S4SError(f"{path} was learned for model {m.get('name')!r} (weights {str(m.get('weights_sha256'))[:12]}, "
-                       f"shape {m.get('shape')}), not for {identity['name']!r} (weights {identity['weights_sha256'][:12]}, "
-                       f"shape {identity['shape']}); learn a solver for it with `s4s-export learn --model {identity['name']}`")
+                       f"shape {m.get('shape')}), not for {identity['name']!r} (weights "
+                       f"{identity['weights_sha256'][:12]}, shape {identity['shape']}); learn a solver for it with "
+                       f"`s4s-export learn --model {identity['name']}`")

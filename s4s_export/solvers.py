@@ -91,8 +91,8 @@ class SolverTable:
 
     @classmethod
     def from_dict(cls, d: dict) -> SolverTable:
-        return cls(np.array(d["table"]), np.array(d["eval_sigmas"]), np.array(d["sigmas"]), d["name"], d.get("meta", {}),
-                   d.get("space", "ve"), d.get("start_scale"))
+        return cls(np.array(d["table"]), np.array(d["eval_sigmas"]), np.array(d["sigmas"]), d["name"],
+                   d.get("meta", {}), d.get("space", "ve"), d.get("start_scale"))
 
 
 # --- recursions (k-diffusion style: one signature, any vector type) ---------------------------
@@ -394,7 +394,8 @@ def make_solver(name: str, nfe: int, schedule: str | Sequence[float] = "edm",
     else:
         sigmas = validate_sigmas(schedule, "explicit sigmas", zero_end=True, inf_start=space == "flow")
         if sigmas.size != steps + 1:
-            raise S4SError(f"explicit sigmas have {sigmas.size} entries; this solver needs {steps + 1} for {steps} steps")
+            raise S4SError(f"explicit sigmas have {sigmas.size} entries; "
+                           f"this solver needs {steps + 1} for {steps} steps")
     table, evals = trace_table(run, nfe, sigmas) if space == "ve" else trace_table_in_space(run, nfe, sigmas, space)
     sched = schedule if isinstance(schedule, str) else "explicit"
     # "order" is the convergence order; the recursion's options keep their own names (e.g. predictor_order).

@@ -44,7 +44,8 @@ class TeacherSpec:
         try:
             return cls(parts[0], int(parts[1]), parts[2] if len(parts) > 2 else "logsnr")
         except (IndexError, ValueError):
-            raise S4SError(f"bad teacher {text!r}; use 'reference' or SOLVER:NFE[:SCHEDULE], e.g. unipc3:20:logsnr") from None
+            raise S4SError(f"bad teacher {text!r}; use 'reference' or SOLVER:NFE[:SCHEDULE], e.g. "
+                           "unipc3:20:logsnr") from None
 
 
 DEFAULT_NET_TEACHER = TeacherSpec("unipc3", 20, "logsnr")  # the LD3/GAS protocol (docs/learning.md)
@@ -65,7 +66,8 @@ def run_teacher(denoiser: Denoiser, teacher: TeacherSpec, noise: torch.Tensor, c
         def run(x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
             return reference_solution(denoiser, x.double(), info.sigma_max, info.sigma_min, c)
     else:
-        run = Sampler(denoiser, make_solver(teacher.solver, teacher.nfe, teacher.schedule, info.sigma_min, info.sigma_max))
+        run = Sampler(denoiser, make_solver(teacher.solver, teacher.nfe, teacher.schedule, info.sigma_min,
+                                            info.sigma_max))
     outs = []
     with torch.no_grad():
         for i in progress(range(0, noise.shape[0], batch), desc):

@@ -69,7 +69,8 @@ class Workspace:
         """Record the model in a new workspace, or check that an existing one is for the same model."""
         ref = as_model_ref(ref)
         ws = cls(DEFAULT_WORKSPACE if root is None else root)
-        record = {"name": ref.text, "checkpoint": None if ref.checkpoint is None else str(Path(ref.checkpoint).resolve()),
+        record = {"name": ref.text,
+                  "checkpoint": None if ref.checkpoint is None else str(Path(ref.checkpoint).resolve()),
                   "random_weights": bool(ref.random_weights), "identity": identity}
         if ref.config is not None:
             record["config"] = str(Path(ref.config).resolve())

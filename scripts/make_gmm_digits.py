@@ -21,5 +21,6 @@ variances = torch.stack([x[y == k].var(0) for k in range(10)]).clamp_min(VAR_FLO
 weights = torch.stack([(y == k).double().mean() for k in range(10)])
 out = Path(__file__).resolve().parents[1] / "s4s_export" / "assets" / "gmm_digits.safetensors"
 save_file({"means": means, "variances": variances, "weights": weights, "classes": torch.arange(10)}, str(out),
-          metadata={"shape": json.dumps([1, 8, 8]), "source": "sklearn.datasets.load_digits, per-class mean and variance"})
+          metadata={"shape": json.dumps([1, 8, 8]),
+                    "source": "sklearn.datasets.load_digits, per-class mean and variance"})
 print(f"wrote {out} ({out.stat().st_size} bytes)")

@@ -69,7 +69,8 @@ def main() -> None:
             opt.step()
         sched.step()
         net.eval()
-        print(f"epoch {epoch + 1}: loss {float(loss):.4f}  held-out accuracy {accuracy(net, x[test_idx], y[test_idx]):.4f}", flush=True)
+        print(f"epoch {epoch + 1}: loss {float(loss):.4f}  "
+              f"held-out accuracy {accuracy(net, x[test_idx], y[test_idx]):.4f}", flush=True)
     acc = accuracy(net, x[test_idx], y[test_idx])
     record = {"held_out_accuracy": acc, "held_out_samples": len(test_idx), "train_samples": len(train_idx),
               "train_accuracy": accuracy(net, x[train_idx], y[train_idx]), "epochs": args.epochs, "batch": args.batch,
@@ -77,7 +78,8 @@ def main() -> None:
               "seed": args.seed, "wall_s": round(time.time() - t0, 1), "torch": torch.__version__,
               "dataset": "sklearn.datasets.load_digits -> s4s_export.fd_digits.digits_16x16, split held_out_split"}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(args.out), metadata={"training": json.dumps(record)})
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(args.out),
+              metadata={"training": json.dumps(record)})
     print(json.dumps(record, indent=1))
     print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KB)")
 

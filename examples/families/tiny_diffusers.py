@@ -41,7 +41,8 @@ def tiny_clip(hidden: int = 8, max_length: int = 16) -> tuple[CLIPTokenizer, CLI
         tokenizer = CLIPTokenizer(str(Path(d) / "vocab.json"), str(Path(d) / "merges.txt"), model_max_length=max_length)
     torch.manual_seed(2)
     encoder = CLIPTextModel(CLIPTextConfig(vocab_size=514, hidden_size=hidden, intermediate_size=2 * hidden,
-                                           num_attention_heads=2, num_hidden_layers=2, max_position_embeddings=max_length,
+                                           num_attention_heads=2, num_hidden_layers=2,
+                                           max_position_embeddings=max_length,
                                            bos_token_id=512, eos_token_id=513, pad_token_id=513))
     return tokenizer, encoder.eval()
 
@@ -101,7 +102,8 @@ def save_tiny_pixel_unet(folder: str | Path) -> Path:
     unet = diffusers.UNet2DModel(block_out_channels=(8, 16), norm_num_groups=4, layers_per_block=1, sample_size=16,
                                  in_channels=3, out_channels=3, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
                                  up_block_types=("AttnUpBlock2D", "UpBlock2D"))
-    diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler()).save_pretrained(folder, safe_serialization=True)
+    diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler()).save_pretrained(folder,
+                                                                                           safe_serialization=True)
     return Path(folder)
 
 

@@ -40,7 +40,8 @@ def infer(url: str, model: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
     try:
         import tritonclient.http as http
     except ModuleNotFoundError:
-        raise S4SError("sending needs Triton's client: pip install 'tritonclient[http]' (or use --save-request)") from None
+        raise S4SError("sending needs Triton's client: pip install 'tritonclient[http]' "
+                       "(or use --save-request)") from None
     requests = []
     for name, array in inputs.items():
         request = http.InferInput(name, list(array.shape), _TRITON_TYPES[array.dtype])

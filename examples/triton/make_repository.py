@@ -27,7 +27,8 @@ def main() -> int:
     parser.add_argument("--name")
     args = parser.parse_args()
     try:
-        repo = write_triton_repository(args.onnx, args.repository, args.engine, name=args.name, max_batch=args.max_batch)
+        repo = write_triton_repository(args.onnx, args.repository, args.engine, name=args.name,
+                                       max_batch=args.max_batch)
     except S4SError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

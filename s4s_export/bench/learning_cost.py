@@ -37,7 +37,8 @@ def learning_cost(req: BenchRequest, ws: Workspace | None, why_not: str = "") ->
                            f"`s4s-export learn --model {model} --nfe {req.nfe} --workdir {ws.root}`, {hint}"}
     run = json.loads(record.read_text())
     solver_doc = json.loads(Path(run["solver_file"]).read_text()) if Path(run["solver_file"]).is_file() else {}
-    return {"source": str(record), "device": run.get("device"), "wall_s": run["wall_s"], "peak_memory": run["peak_memory"],
+    return {"source": str(record), "device": run.get("device"), "wall_s": run["wall_s"],
+            "peak_memory": run["peak_memory"],
             "what": "trainer time (training and validation; teacher generation excluded), from the run record",
             "method": solver_doc.get("method"), "training": solver_doc.get("training"),
             "validation": run.get("validation")}

@@ -15,8 +15,8 @@ def markdown(report: dict) -> str:
              "",
              "| backend | batch | ms | call ms | overhead | images/s | vs eager |", "|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
-        lines.append(f"| {r['backend']} | {r['batch']} | {r['sampler_ms']:.2f} | {r['call_ms']:.2f} | {r['overhead']:.3f} | "
-                     f"{r['images_per_s']:.1f} | {vs_eager(r)} |")
+        lines.append(f"| {r['backend']} | {r['batch']} | {r['sampler_ms']:.2f} | {r['call_ms']:.2f} | "
+                     f"{r['overhead']:.3f} | {r['images_per_s']:.1f} | {vs_eager(r)} |")
     lines.append("")
     for name, why in report["skipped"].items():
         lines.append(f"- {name}: skipped: {why}")

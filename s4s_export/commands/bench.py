@@ -31,17 +31,24 @@ def bench_cmd(
     nfe: int = typer.Option(5, "--nfe", min=1, callback=graph_nfe, help="Denoiser evaluations per sample."),
     batch: str = typer.Option("1,16,64", "--batch", help="Comma-separated batch sizes."),
     solver: str = typer.Option(None, "--solver", help="Classical solver name or solver file (default: the workspace's "
-                                                        "learned solver for --nfe, else dpmpp3m; the cost does not depend on it)."),
-    backend: str = typer.Option("pytorch,onnxruntime,tensorrt", "--backend", help="Backends to time (missing ones are skipped with the reason)."),
-    threads: int = typer.Option(1, "--threads", min=1, max=os.cpu_count() or 1, help="CPU threads for PyTorch and ONNX Runtime (fixed for comparable numbers)."),
+                                                        "learned solver for --nfe, else dpmpp3m; the cost does not "
+                                                        "depend on it)."),
+    backend: str = typer.Option("pytorch,onnxruntime,tensorrt", "--backend",
+                                help="Backends to time (missing ones are skipped with the reason)."),
+    threads: int = typer.Option(1, "--threads", min=1, max=os.cpu_count() or 1,
+                                help="CPU threads for PyTorch and ONNX Runtime (fixed for comparable numbers)."),
     repeats: int = typer.Option(10, "--repeats", min=1, help="Timed rounds per measurement (the median is reported)."),
     warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed calls before timing."),
-    workdir: str = typer.Option(None, "--workdir", help="Workspace whose learned solver and run record to use (default ./s4s-workspace)."),
-    learn_samples: int = typer.Option(0, "--learn-samples", min=0, help="Time a short `learn` run (S4S-Alt, 1 alternation) with N teacher pairs instead of reading the run record."),
+    workdir: str = typer.Option(None, "--workdir",
+                                help="Workspace whose learned solver and run record to use (default ./s4s-workspace)."),
+    learn_samples: int = typer.Option(0, "--learn-samples", min=0,
+                                      help="Time a short `learn` run (S4S-Alt, 1 alternation) with N teacher pairs "
+                                           "instead of reading the run record."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
     markdown_out: bool = typer.Option(False, "--markdown", help="Print the latency table as Markdown."),
 ) -> None:
-    """Time the PyTorch eager host loop (`pytorch`), the baked graph on ONNX Runtime and TensorRT (where present), side by side."""
+    """Time the PyTorch eager host loop (`pytorch`), the baked graph on ONNX Runtime and TensorRT (where present),
+    side by side."""
     ref = model_ref(model, checkpoint, random_weights, config)  # before torch loads: bad input is reported at once
     batches = tuple(parse_ints(batch, "--batch"))
     check_model_memory(ref, max(batches), "--batch", 16, "time smaller batches")
@@ -71,8 +78,8 @@ def bench_cmd(
     for name, why in report["skipped"].items():
         console.print(f"{name}: skipped: {why}", highlight=False, soft_wrap=True)
     console.print(describe_learning(report["learning"]), highlight=False, soft_wrap=True)
-    console.print(f"ms: one sampler run; overhead = ms / (NFE x call ms) on the same backend; vs eager: ms / pytorch ms; machine: "
-                  f"{describe_machine(report['machine'])}", highlight=False, soft_wrap=True)
+    console.print("ms: one sampler run; overhead = ms / (NFE x call ms) on the same backend; vs eager: ms / pytorch "
+                  f"ms; machine: {describe_machine(report['machine'])}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -24,7 +24,8 @@ from .common import (
 
 
 def build_cmd(
-    nfe: int = typer.Option(None, "--nfe", min=1, callback=graph_nfe, help="Evaluations (default 5; a solver file has its own)."),
+    nfe: int = typer.Option(None, "--nfe", min=1, callback=graph_nfe,
+                            help="Evaluations (default 5; a solver file has its own)."),
     model: ModelOpt = None,
     solver: str = typer.Option(None, "--solver", help="Solver file (.json) or classical name (dpmpp3m, unipc, ...); "
                                                       "default: the workspace's learned solver for --nfe."),
@@ -38,8 +39,9 @@ def build_cmd(
     checkpoint: CheckpointOpt = None,
     random_weights: RandomWeightsOpt = False,
     config: ModelConfigOpt = None,
-    guidance_scale: float = typer.Option(1.0, "--guidance-scale", callback=guidance_number, help="Default guidance scale baked into the metadata "
-                                                                      "of class-conditional graphs (fed at run time)."),
+    guidance_scale: float = typer.Option(1.0, "--guidance-scale", callback=guidance_number,
+                                         help="Default guidance scale baked into the metadata "
+                                              "of class-conditional graphs (fed at run time)."),
     decode: bool = typer.Option(True, "--decode/--no-decode",
                                 help="Latent models: decode to images inside the graph (--no-decode: latents out)."),
     text_encoder: bool = typer.Option(False, "--text-encoder",

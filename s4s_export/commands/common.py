@@ -56,7 +56,8 @@ UNKNOWN_SAMPLE_ELEMENTS = 4 * 64 * 64  # a model whose resolution is not known b
 
 
 def check_model_memory(ref: ModelRef, count: int, what: str, copies: int, fix: str) -> int:
-    """`count` samples of the model's shape, `copies` float32 tensors each, must fit this machine (limits.check_fits)."""
+    """`count` samples of the model's shape, `copies` float32 tensors each, must fit this machine
+    (limits.check_fits)."""
     dims = [int(d) for d in re.findall(r"\d+", check_model(ref).resolution)]
     elements = math.prod(dims) if dims else UNKNOWN_SAMPLE_ELEMENTS
     return check_fits(count, 4 * copies * elements, what, f"{copies} float32 tensors per sample", fix)
@@ -93,8 +94,9 @@ def nonnegative_number(ctx: typer.Context, param: typer.CallbackParam, value: fl
 def graph_nfe(ctx: typer.Context, param: typer.CallbackParam, value: int | None) -> int | None:
     """Option callback: the NFE of a baked graph, at most limits.GRAPH_NFE_MAX."""
     if value is not None and value > GRAPH_NFE_MAX:
-        raise S4SError(f"--nfe {value} is too large for one graph: at most {GRAPH_NFE_MAX} (the graph unrolls one network "
-                       "call per evaluation and exports at about 1.5 s each on CPU); learn a few-step solver instead")
+        raise S4SError(f"--nfe {value} is too large for one graph: at most {GRAPH_NFE_MAX} (the graph unrolls one "
+                       "network call per evaluation and exports at about 1.5 s each on CPU); learn a few-step solver "
+                       "instead")
     return value
 
 

@@ -34,17 +34,24 @@ def eval_cmd(
     prompts: PromptsOpt = None,
     embeddings: EmbeddingsOpt = None,
     guidance_scale: GuidanceOpt = None,
-    solver: str = typer.Option("dpmpp3m,unipc,ipndm", "--solver", help="Comma-separated classical solver names and/or solver-file paths (a file is evaluated once, at its own NFE)."),
+    solver: str = typer.Option("dpmpp3m,unipc,ipndm", "--solver",
+                               help="Comma-separated classical solver names and/or solver-file paths (a file is "
+                                    "evaluated once, at its own NFE)."),
     nfe: str = typer.Option("5", "--nfe", help="Comma-separated NFEs, e.g. 3,4,5,6,8,10."),
     schedule: str = typer.Option(None, "--schedule", help="edm, logsnr, time-uniform, time-quadratic, or sigmas."),
     samples: int = typer.Option(64, "--samples", min=1, help="Held-out noise samples."),
     batch: int = typer.Option(64, "--batch", min=1, help="Batch size for sampling."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
-    metric: str = typer.Option("rmse", "--metric", help="Comma-separated: rmse, lpips, fid, fd-digits (those that cannot run here are skipped with the reason)."),
-    plot: str = typer.Option(None, "--plot", help="PNG path: quality vs NFE per solver, plus <name>-samples.png, a sample grid at NFE 5 (or the smallest NFE)."),
+    metric: str = typer.Option("rmse", "--metric",
+                               help="Comma-separated: rmse, lpips, fid, fd-digits (those that cannot run here are "
+                                    "skipped with the reason)."),
+    plot: str = typer.Option(None, "--plot",
+                             help="PNG path: quality vs NFE per solver, plus <name>-samples.png, "
+                                  "a sample grid at NFE 5 (or the smallest NFE)."),
 ) -> None:
     """Measure solvers on the model's held-out noise (error vs. teacher, or vs. the exact reference)."""
-    ref = model_and_prompts(model, checkpoint, random_weights, config, prompts, embeddings, "eval")  # before torch loads
+    ref = model_and_prompts(model, checkpoint, random_weights, config, prompts, embeddings,
+                            "eval")  # before torch loads
     nfes = parse_ints(nfe, most=SOLVER_NFE_MAX)
     check_model_memory(ref, samples, "--samples", 4, "evaluate on fewer held-out samples")
     if plot is not None:
@@ -63,9 +70,11 @@ def eval_cmd(
     if json_out:
         print_json(report)
         return
-    rows = [[r["solver"], r["nfe"], r["schedule"], *(f"{v:.4g}" for v in r["metrics"].values())] for r in report["results"]]
+    rows = [[r["solver"], r["nfe"], r["schedule"], *(f"{v:.4g}" for v in r["metrics"].values())]
+            for r in report["results"]]
     metric_names = list(report["results"][0]["metrics"]) if report["results"] else []
-    print_table(f"{report['model']['name']}: {report['samples']} held-out samples", ["solver", "nfe", "schedule", *metric_names], rows)
+    print_table(f"{report['model']['name']}: {report['samples']} held-out samples",
+                ["solver", "nfe", "schedule", *metric_names], rows)
     for name, why in report["skipped_metrics"].items():
         console.print(f"{name}: skipped: {why}", highlight=False, soft_wrap=True)
     if "plots" in report:

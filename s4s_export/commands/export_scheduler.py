@@ -40,22 +40,25 @@ def scheduler_folder_report(folder: Path) -> str:
     try:
         doc = json.loads(path.read_text())
     except (OSError, ValueError):
-        raise S4SError(f"{folder} has no readable scheduler_config.json; write one with `s4s-export export-scheduler`") from None
+        raise S4SError(f"{folder} has no readable scheduler_config.json; write one with `s4s-export "
+                       "export-scheduler`") from None
     if doc.get("_class_name") != "S4SScheduler" or not isinstance(doc.get("solver"), dict):
-        raise S4SError(f"{path} is not an S4SScheduler config (class {doc.get('_class_name')!r}); inspect takes a solver "
-                       "file, an .onnx graph or a folder written by `s4s-export export-scheduler`")
+        raise S4SError(f"{path} is not an S4SScheduler config (class {doc.get('_class_name')!r}); inspect takes a "
+                       "solver file, an .onnx graph or a folder written by `s4s-export export-scheduler`")
     solver, provenance = doc["solver"], doc.get("provenance") or {}
     model = (provenance.get("model") or {}).get("name")
     kind = doc.get("model_scheduler", {}).get("_class_name", "?")
     head = (f"{folder}: S4SScheduler, solver {solver.get('name')} (NFE {solver.get('nfe')}, space "
             f"{solver.get('space', 've')}), method {provenance.get('method', '-')}, for {model or '-'} ({kind} config)")
-    return head + "\n\n" + usage(folder, int(solver.get("nfe", 0)), model if model and model.startswith(PREFIX) else None)
+    return head + "\n\n" + usage(folder, int(solver.get("nfe", 0)),
+                                 model if model and model.startswith(PREFIX) else None)
 
 
 def export_scheduler(
     solver_path: Path = typer.Argument(..., help="A solver file (.json) learned for a diffusers model."),
     out: Path = typer.Option(..., "--out", help="Folder to write scheduler_config.json into."),
-    for_model: str = typer.Option(None, "--for", help="diffusers:PATH of the model (default: the solver file's model)."),
+    for_model: str = typer.Option(None, "--for",
+                                  help="diffusers:PATH of the model (default: the solver file's model)."),
 ) -> None:
     """Write a diffusers scheduler folder (S4SScheduler) that runs a solver file inside diffusers pipelines."""
     check_output_folder(out, "--out")

@@ -29,7 +29,8 @@ def _solver_report(path: Path, json_out: bool) -> None:
     lines = [
         ("solver", f"{s.name} (NFE {s.nfe})"),
         ("method", info.get("method", "-")),
-        ("model", f"{model.get('name', '-')} weights {str(model.get('weights_sha256', '-'))[:16]} shape {model.get('shape', '-')}"),
+        ("model", f"{model.get('name', '-')} weights {str(model.get('weights_sha256', '-'))[:16]} shape "
+                  f"{model.get('shape', '-')}"),
     ]
     base = info.get("base") or {}
     if base:
@@ -43,7 +44,8 @@ def _solver_report(path: Path, json_out: bool) -> None:
         lines.append(("distance", ", ".join(f"{k}={_fmt(v)}" for k, v in info["distance"].items())))
     if "relaxation" in info:
         r = info["relaxation"]
-        lines.append(("relaxation", f"radius {_fmt(r.get('radius'))} (c_r {r.get('radius_constant')}, m {r.get('num_coefficients')})"))
+        lines.append(("relaxation", f"radius {_fmt(r.get('radius'))} (c_r {r.get('radius_constant')}, m "
+                                    f"{r.get('num_coefficients')})"))
     if "seeds" in info:
         lines.append(("seeds", ", ".join(f"{k}={v}" for k, v in info["seeds"].items())))
     if "training" in info:
@@ -53,7 +55,8 @@ def _solver_report(path: Path, json_out: bool) -> None:
     _print_fields(path, lines)
     val = info.get("validation")
     if val:
-        print_table(f"validation ({val.get('distance')}, {val.get('samples')} held-out samples)", ["solver", "distance", "rmse"],
+        print_table(f"validation ({val.get('distance')}, {val.get('samples')} held-out samples)",
+                    ["solver", "distance", "rmse"],
                     [["base", _fmt(val.get("base")), _fmt(val.get("base_rmse"))],
                      ["learned", _fmt(val.get("learned")), _fmt(val.get("learned_rmse"))]]
                     + ([[f"best classical ({val['best_classical']}; rmse: {val['best_classical_rmse_solver']})",
@@ -79,7 +82,8 @@ def inspect_cmd(
 
         if not (path / "scheduler_config.json").is_file():
             raise S4SError(f"{path} is a folder without scheduler_config.json; pass a solver file (.json), a graph "
-                           "(.onnx), its sidecar (.json), or a scheduler folder written by `s4s-export export-scheduler`")
+                           "(.onnx), its sidecar (.json), or a scheduler folder written by `s4s-export "
+                           "export-scheduler`")
 
         console.print(scheduler_folder_report(path), highlight=False, markup=False)
         return

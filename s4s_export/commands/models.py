@@ -21,7 +21,8 @@ def describe_model(ref: ModelRef) -> dict:
     decoder = getattr(denoiser, "decoder", None)
     net = getattr(denoiser, "net", None)
     return {"reference": ref.text, "family": type(denoiser).__name__,
-            "network": getattr(net, "kind", None) or type(getattr(net, "net", net)).__name__ if net is not None else None,
+            "network": (getattr(net, "kind", None) or type(getattr(net, "net", net)).__name__
+                        if net is not None else None),
             "description": info.description or spec.description, "shape": list(info.shape),
             "latent": info.latent, "decodes_to": list(info.decodes_to) if info.decodes_to else None,
             "decoder": getattr(decoder, "kind", None) if decoder is not None else None,

@@ -46,14 +46,18 @@ def parse_labels(text: str | None, n: int, num_classes: int | None) -> np.ndarra
 def sample_cmd(
     path: Path = typer.Argument(..., help="Baked sampler: model.onnx, or a TensorRT engine model.plan."),
     n: int = typer.Option(64, "--n", min=1, help="Number of images."),
-    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Noise seed (numpy; sample i depends only on seed and i)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX,
+                             help="Noise seed (numpy; sample i depends only on seed and i)."),
     labels: str = typer.Option(None, "--labels", help="Class labels for conditional models: 0,1,2 (cycled) or all."),
-    guidance_scale: float = typer.Option(None, "--guidance-scale", callback=guidance_number, help="Guidance scale (1 = none; default: the graph's)."),
+    guidance_scale: float = typer.Option(None, "--guidance-scale", callback=guidance_number,
+                                         help="Guidance scale (1 = none; default: the graph's)."),
     out: Path = typer.Option(Path("grid.png"), "--out", help="PNG grid to write."),
     singles: Path = typer.Option(None, "--singles", help="Also write each image as DIR/00000.png, ..."),
     ncol: int = typer.Option(None, "--ncol", min=1, help="Images per grid row (default: near-square)."),
-    providers: str = typer.Option(None, "--providers", help="onnxruntime providers for .onnx, e.g. cuda,cpu or tensorrt."),
-    max_batch: int = typer.Option(None, "--max-batch", min=1, help="Largest batch per run (larger requests are split)."),
+    providers: str = typer.Option(None, "--providers",
+                                  help="onnxruntime providers for .onnx, e.g. cuda,cpu or tensorrt."),
+    max_batch: int = typer.Option(None, "--max-batch", min=1,
+                                  help="Largest batch per run (larger requests are split)."),
     prompt: str = typer.Option(None, "--prompt", help="Text-conditioned graphs built with --text-encoder: the prompt."),
     negative_prompt: str = typer.Option(None, "--negative-prompt",
                                         help="With --prompt: the negative prompt (default: the empty prompt)."),
@@ -91,7 +95,8 @@ def sample_cmd(
     for size in progress(plan_batches(n, (lo, hi or max(lo, PROGRESS_BATCH)), sampler.runner.kind), "sampling"):
         rows = {k: _rows(v, n, first, size) for k, v in embeddings.items()}
         pictures.append(to_uint8(sampler(noise=seeded_noise(sampler.image_shape, size, seed, first),
-                                         class_labels=None if class_labels is None else class_labels[first:first + size],
+                                         class_labels=(None if class_labels is None
+                                                       else class_labels[first:first + size]),
                                          guidance_scale=guidance_scale, prompt=prompt, negative_prompt=negative_prompt,
                                          **rows)))
         first += size

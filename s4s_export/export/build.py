@@ -60,8 +60,8 @@ from .verify import (
 DEFAULT_BATCH = (1, 64)  # dynamic batch 1..64: covers interactive use and Triton's dynamic batching
 EXPORT_LIBRARIES = ("onnx", "onnxscript", "onnx_ir", "onnxruntime")  # wrote and verified the graph
 # the solver file's provenance entries a sidecar repeats under provenance.learned
-LEARNED_KEYS = ("method", "order_cap", "predictor_corrector", "schedule", "teacher", "distance", "validation", "versions",
-                "conditioning")
+LEARNED_KEYS = ("method", "order_cap", "predictor_corrector", "schedule", "teacher", "distance", "validation",
+                "versions", "conditioning")
 
 
 @dataclass

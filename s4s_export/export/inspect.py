@@ -51,6 +51,7 @@ def inspect_onnx(path: str | Path) -> dict:
         **onnx_metadata(model),
         "inputs": [_tensor(v) for v in model.graph.input if v.name not in inits],
         "outputs": [_tensor(v) for v in model.graph.output],
-        "graph": {"file": str(path), **{k: facts[k] for k in ("bytes", "external_data", "nodes", "opset", "ir_version")},
+        "graph": {"file": str(path),
+                  **{k: facts[k] for k in ("bytes", "external_data", "nodes", "opset", "ir_version")},
                   "producer": f"{model.producer_name} {model.producer_version}".strip()},
     }

@@ -272,7 +272,8 @@ def _require_diffusers():
         import diffusers
         from diffusers.loaders import single_file_utils
     except ImportError:
-        raise S4SError(f"CompVis checkpoints are rebuilt with diffusers' classes; install them with {INSTALL}") from None
+        raise S4SError("CompVis checkpoints are rebuilt with diffusers' classes; install them with "
+                       f"{INSTALL}") from None
     import_diffusers()  # its notices silenced
     return diffusers, single_file_utils
 
@@ -435,7 +436,8 @@ def _eps_net_class() -> type:
 
 
 def _schedule(cfg: CompVisConfig, state: dict[str, torch.Tensor]):
-    """The VP schedule: the checkpoint's alphas_cumprod (as k-diffusion's CompVisDenoiser), checked against the config."""
+    """The VP schedule: the checkpoint's alphas_cumprod (as k-diffusion's CompVisDenoiser), checked against the
+    config."""
     import torch
 
     from .vp import VPSchedule

@@ -39,7 +39,8 @@ def _read_json(path: Path) -> dict:
     except (OSError, ValueError) as e:
         raise S4SError(f"cannot read {path}: {e}; the diffusers folder is damaged, save it again with save_pretrained")
     if not isinstance(doc, dict):
-        raise S4SError(f"{path} is not a JSON object; the diffusers folder is damaged, save it again with save_pretrained")
+        raise S4SError(f"{path} is not a JSON object; the diffusers folder is damaged, save it again with "
+                       "save_pretrained")
     return doc
 
 

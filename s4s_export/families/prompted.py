@@ -64,7 +64,8 @@ class PromptEmbeddings:
                 raise S4SError(f"{where}: {name} has {t.shape[0]} rows, prompt_embeds {e.shape[0]}; one row per prompt")
         n = self.negative_prompt_embeds
         if n is not None and n.shape != e.shape:
-            raise S4SError(f"{where}: negative_prompt_embeds {tuple(n.shape)} differs from prompt_embeds {tuple(e.shape)}")
+            raise S4SError(f"{where}: negative_prompt_embeds {tuple(n.shape)} differs from prompt_embeds "
+                           f"{tuple(e.shape)}")
         if (self.pooled_prompt_embeds is None) != (self.negative_pooled_prompt_embeds is None) and n is not None:
             raise S4SError(f"{where}: pooled_prompt_embeds and negative_pooled_prompt_embeds come together")
 
@@ -123,7 +124,8 @@ class PromptConditioned(Denoiser):
 
     def text_cond(self, cond: object) -> TextCond:
         if not isinstance(cond, torch.Tensor) or cond.dtype != torch.int64:
-            raise S4SError(f"{self.info.name} with prompts takes int64 prompt indices as cond, got {type(cond).__name__}")
+            raise S4SError(f"{self.info.name} with prompts takes int64 prompt indices as cond, got "
+                           f"{type(cond).__name__}")
         idx = cond.reshape(-1).to(self.prompt_embeds.device)
         pick = lambda t: None if t is None else t[idx]  # noqa: E731
         time_ids = None if self.add_time_ids is None else self.add_time_ids.expand(idx.shape[0], -1)

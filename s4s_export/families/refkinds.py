@@ -1,4 +1,5 @@
-"""The model reference kinds the families add to `--model`: `diffusers:PATH`, `compvis:PATH.ckpt`, `python:MODULE:FACTORY`.
+"""The model reference kinds the families add to `--model`: `diffusers:PATH`, `compvis:PATH.ckpt`,
+`python:MODULE:FACTORY`.
 
 `modelref` registers `FAMILY_KINDS` as `RefKind`s when it is imported. Each check imports its family on
 first use, so the registry imports neither torch nor diffusers.

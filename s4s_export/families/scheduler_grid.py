@@ -3,7 +3,8 @@
 After `scheduler.set_timesteps(n)` the scheduler's `sigmas` (ending with the final 0) are the grid:
 VP schedulers hold VE sigmas; FlowMatch schedulers hold t, mapped to sigma = t / (1 - t) (inf at t = 1).
 The start state in model space is z = start_scale * noise for the pipeline's unit-variance latents:
-  Euler-type (state x = x0 + sigma eps, latents * init_noise_sigma): start_scale = init_noise_sigma / sqrt(1 + sigma_0^2)
+  Euler-type (state x = x0 + sigma eps, latents * init_noise_sigma):
+                                                                    start_scale = init_noise_sigma / sqrt(1 + sigma_0^2)
   DPM-Solver and other VP-state schedulers (init_noise_sigma = 1):  start_scale = init_noise_sigma
   FlowMatch (x_t at t = 1 is the noise):                            start_scale = 1
 """

@@ -60,7 +60,8 @@ def _load_part(root: Path, name: str, library: str, cls_name: str) -> object:
 
 
 @torch.no_grad()
-def encode_prompts(root: str | Path, prompts: list[Prompt], latent_hw: tuple[int, int] | None = None) -> PromptEmbeddings:
+def encode_prompts(root: str | Path, prompts: list[Prompt],
+                   latent_hw: tuple[int, int] | None = None) -> PromptEmbeddings:
     """Embeddings of `prompts` (and their negatives) with the pipeline's own `encode_prompt`."""
     from .diffusers_folder import import_diffusers
 

@@ -72,7 +72,8 @@ class VPSchedule:
 
     @classmethod
     def from_config(cls, config: dict) -> VPSchedule:
-        """From a diffusers scheduler config (beta_schedule, beta_start, beta_end, num_train_timesteps, trained_betas)."""
+        """From a diffusers scheduler config (beta_schedule, beta_start, beta_end, num_train_timesteps,
+        trained_betas)."""
         return cls.from_alphas_cumprod(torch.cumprod(1.0 - betas_from_config(config), dim=0))
 
     @property

@@ -29,7 +29,8 @@ try:
     from diffusers.schedulers.scheduling_utils import SchedulerMixin
     from diffusers.utils import BaseOutput
 except ModuleNotFoundError as e:  # the diffusers extra
-    raise S4SError(f"S4SScheduler needs diffusers ({e.name} is not installed): pip install 's4s-export[diffusers]'") from None
+    raise S4SError(f"S4SScheduler needs diffusers ({e.name} is not installed): pip install "
+                   "'s4s-export[diffusers]'") from None
 
 from .family import Family, family_from_scheduler_config
 
@@ -184,8 +185,9 @@ class S4SScheduler(SchedulerMixin, ConfigMixin):
         model = self.config.provenance.get("model", {}) if self.config.provenance else {}
         shape = model.get("shape")
         if shape and list(sample.shape[1:]) != list(shape):
-            raise S4SError(f"this solver was learned for model {model.get('name')!r} with latents {list(shape)}, but the "
-                           f"pipeline's latents are {list(sample.shape[1:])}; learn a solver for this model and size")
+            raise S4SError(f"this solver was learned for model {model.get('name')!r} with latents {list(shape)}, "
+                           f"but the pipeline's latents are {list(sample.shape[1:])}; "
+                           "learn a solver for this model and size")
 
 
 def read_scheduler_config(config: Any) -> dict:
@@ -198,7 +200,8 @@ def read_scheduler_config(config: Any) -> dict:
                 try:
                     return json.loads(candidate.read_text())
                 except json.JSONDecodeError as e:
-                    raise S4SError(f"{candidate} is not valid JSON ({e.msg}); pass the model's scheduler_config.json") from None
+                    raise S4SError(f"{candidate} is not valid JSON ({e.msg}); pass the model's "
+                                   "scheduler_config.json") from None
         raise S4SError(f"no scheduler config at {path}; pass the model's scheduler_config.json, its folder or "
                        "pipe.scheduler")
     name = None

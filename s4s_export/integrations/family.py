@@ -82,9 +82,9 @@ class Family:
 
     def check_output(self, model_output: torch.Tensor, sample: torch.Tensor) -> None:
         if model_output.shape != sample.shape:
-            raise S4SError(f"the network output has shape {list(model_output.shape)}, the latents {list(sample.shape)}: "
-                           "S4SScheduler serves networks that predict epsilon, v, x0 or a velocity of the latents' "
-                           "shape (not a learned variance); use the model's own scheduler")
+            raise S4SError(f"the network output has shape {list(model_output.shape)}, the latents "
+                           f"{list(sample.shape)}: S4SScheduler serves networks that predict epsilon, v, x0 or a "
+                           "velocity of the latents' shape (not a learned variance); use the model's own scheduler")
 
     def check_sigmas(self, table: SolverTable, model_name: str | None) -> None:
         """A table evaluating outside the model's sigma range was learned for another model."""

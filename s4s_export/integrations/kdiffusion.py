@@ -75,7 +75,8 @@ def check_sigmas(sigmas: torch.Tensor | np.ndarray | list, solver: SolverTable) 
                        f"(NFE {solver.nfe}); pass sigmas=None or the solver's sigmas (s4s_sigmas(solver))")
 
 
-def s4s_sigmas(solver: SolverLike, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def s4s_sigmas(solver: SolverLike, device: torch.device | str = "cpu",
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The solver's step grid as k-diffusion's `sigmas` (what a ComfyUI SIGMAS input would carry)."""
     return torch.tensor(resolve_solver(solver).sigmas, device=device, dtype=dtype)
 

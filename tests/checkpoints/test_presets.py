@@ -182,6 +182,7 @@ def test_vp_pickle_with_edm_tensors_is_refused_by_an_edm_preset(tmp_path: Path) 
     preset = Preset("tiny", "tiny test net", "file:///none", NetworkSpec(CLASS_NAME, kwargs), 35)
     with torch.device("meta"):
         reference = preset.network.build().state_dict()
-    assert {k: v.shape for k, v in reference.items()} == {k: v.shape for k, v in tiny_net(vp_name, vp_kwargs).state_dict().items()}
+    assert ({k: v.shape for k, v in reference.items()}
+            == {k: v.shape for k, v in tiny_net(vp_name, vp_kwargs).state_dict().items()})
     with pytest.raises(S4SError, match="holds a VPPrecond network, not the EDMPrecond of tiny"):
         preset.load(checkpoint=ckpt)

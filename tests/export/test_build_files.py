@@ -79,8 +79,8 @@ def twin_external(tmp_path_factory):
     """A `--random-weights` twin built with the 2 GiB limit lowered to a few KiB: external data decided by size."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(onnx_files, "PROTOBUF_LIMIT", (64 << 20) + 4096)
-        return build_onnx(BuildRequest(model=ModelRef("tiny-preset", random_weights=True), solver="euler", nfe=1, batch=(1, 2),
-                                       out=str(tmp_path_factory.mktemp("twin"))))
+        return build_onnx(BuildRequest(model=ModelRef("tiny-preset", random_weights=True), solver="euler", nfe=1,
+                                       batch=(1, 2), out=str(tmp_path_factory.mktemp("twin"))))
 
 
 def test_external_data_when_the_graph_passes_the_limit(twin_external):

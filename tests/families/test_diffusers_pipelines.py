@@ -92,7 +92,8 @@ def test_dit_pipeline_matches_decoded(tmp_path):
     expected = pipe(labels, guidance_scale=4.0, generator=torch.Generator().manual_seed(0), num_inference_steps=5,
                     output_type="pt").images
     model = load_diffusers(Ref(str(tmp_path)), guidance_scale=4.0)
-    assert model.info.conditioning == "class" and model.info.num_classes == 1000 and model.info.decodes_to == (3, 16, 16)
+    assert (model.info.conditioning == "class" and model.info.num_classes == 1000
+            and model.info.decodes_to == (3, 16, 16))
     latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     z = Sampler(model, solver_for_scheduler(pipe.scheduler, "dpmpp2m"))(latents, torch.tensor(labels))  # null: 1000
     ours = (model.decoder(z) / 2 + 0.5).clamp(0, 1)

@@ -24,16 +24,6 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
                           timeout=600, cwd=cwd)
 
 
-@pytest.fixture(scope="module")
-def sd(tmp_path_factory) -> Path:
-    sys.path.insert(0, str(ROOT / "examples" / "families"))
-    try:
-        from tiny_diffusers import save_tiny_sd
-    finally:
-        sys.path.remove(str(ROOT / "examples" / "families"))
-    return save_tiny_sd(tmp_path_factory.mktemp("tiny-sd") / "sd")
-
-
 def bad_refs(sd: Path, tmp: Path) -> list[tuple[list[str], str]]:
     (tmp / "empty").mkdir()
     wrong = tmp / "wrong"

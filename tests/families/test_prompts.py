@@ -1,9 +1,9 @@
-"""Prompts as learning data: prompts files, embeddings files, prompt-indexed denoisers, encoding with the folder's CLIP."""
+"""Prompts as learning data: prompts files, embeddings files, prompt-indexed denoisers, encoding with the folder's
+CLIP."""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -50,16 +50,6 @@ from s4s_export.families.prompted import (  # noqa: E402
     prompt_labels,
     save_embeddings,
 )
-
-
-@pytest.fixture(scope="module")
-def sd(tmp_path_factory) -> Path:
-    sys.path.insert(0, str(ROOT / "examples" / "families"))
-    try:
-        from tiny_diffusers import save_tiny_sd
-    finally:
-        sys.path.remove(str(ROOT / "examples" / "families"))
-    return save_tiny_sd(tmp_path_factory.mktemp("tiny-sd") / "sd")
 
 
 def test_embeddings_file_roundtrip_and_errors(tmp_path):

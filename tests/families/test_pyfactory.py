@@ -21,8 +21,8 @@ WRAPPER = ROOT / "examples" / "kdiffusion_wrapper.py"
 
 
 def ref(target: str, **kw) -> SimpleNamespace:
-    return SimpleNamespace(target=target, checkpoint=kw.get("checkpoint"), random_weights=kw.get("random_weights", False),
-                           config=kw.get("config"))
+    return SimpleNamespace(target=target, checkpoint=kw.get("checkpoint"),
+                           random_weights=kw.get("random_weights", False), config=kw.get("config"))
 
 
 def eval_numbers(denoiser) -> list[float]:

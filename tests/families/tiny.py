@@ -1,4 +1,5 @@
-"""Tiny random diffusers models and pipelines (diffusers' own test configs; no downloads). Importing skips without diffusers."""
+"""Tiny random diffusers models and pipelines (diffusers' own test configs; no downloads). Importing skips without
+diffusers."""
 
 from __future__ import annotations
 

@@ -51,7 +51,8 @@ def scheduler_for(table, config, model_info=None, tmp_path=None):
 
 
 @pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
-@pytest.mark.parametrize("ours,theirs", [("euler", "EulerDiscreteScheduler"), ("dpmpp2m", "DPMSolverMultistepScheduler")])
+@pytest.mark.parametrize("ours,theirs", [("euler", "EulerDiscreteScheduler"),
+                                         ("dpmpp2m", "DPMSolverMultistepScheduler")])
 @pytest.mark.parametrize("guidance", [1.0, 7.5])
 def test_classical_table_equals_diffusers_scheduler(prediction, ours, theirs, guidance):
     """Independent check: our euler / dpmpp2m tables on the scheduler's grid, run by S4SScheduler in the SD

@@ -30,7 +30,8 @@ def run_cli(*args):
 def error_line(r) -> str:
     """The CLI's one error line (diffusers' own loading warnings may precede it on stderr)."""
     lines = r.stderr.strip().splitlines()
-    assert r.returncode == 2 and sum(line.startswith("error:") for line in lines) == 1 and lines[-1].startswith("error:")
+    assert (r.returncode == 2 and sum(line.startswith("error:") for line in lines) == 1
+            and lines[-1].startswith("error:"))
     return lines[-1]
 
 
@@ -51,7 +52,8 @@ def test_export_scheduler_writes_a_from_pretrained_folder(learned):
     assert r.returncode == 0, r.stderr
     assert "S4SScheduler.from_pretrained" in r.stdout and "num_inference_steps=4" in r.stdout
     back = S4SScheduler.from_pretrained(root / "scheduler")
-    assert np.array_equal(back.table.table, table.table) and back.config.model_scheduler["prediction_type"] == "v_prediction"
+    assert (np.array_equal(back.table.table, table.table)
+            and back.config.model_scheduler["prediction_type"] == "v_prediction")
     assert back.config.provenance["method"] == "s4s-alt"
     expected = S4SScheduler.from_solver_file(path, root / "sd" / "scheduler")
     assert np.array_equal(back.rows, expected.rows) and back.init_noise_sigma == expected.init_noise_sigma

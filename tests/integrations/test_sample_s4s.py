@@ -45,7 +45,8 @@ def test_equals_sampler_float64(demo, tmp_path, name, nfe):
     info = demo.info
     table = learned_like(classical("dpmpp2m", nfe, info.sigma_min, info.sigma_max)) if name == "learned" \
         else classical(name, nfe, info.sigma_min, info.sigma_max)
-    path = save_solver_file(tmp_path / "s.json", SolverFile(table, {"method": table.name, "model": demo.identity_dict()}))
+    path = save_solver_file(tmp_path / "s.json",
+                            SolverFile(table, {"method": table.name, "model": demo.identity_dict()}))
     z = noise(demo)
     expected = Sampler(demo, table)(z)
     wrapper = KDiffusionWrapper(demo)
@@ -78,7 +79,8 @@ def test_callback_gets_kdiffusion_dict(demo):
     for i in range(len(sigmas) - 1):
         denoised = demo(x, sigmas[i] * x.new_ones(x.shape[0]))
         assert set(seen[i]) == {"x", "i", "sigma", "sigma_hat", "denoised"} and seen[i]["i"] == i
-        assert float(seen[i]["sigma"]) == pytest.approx(float(sigmas[i]), rel=1e-12) and seen[i]["sigma_hat"] == seen[i]["sigma"]
+        assert (float(seen[i]["sigma"]) == pytest.approx(float(sigmas[i]), rel=1e-12)
+                and seen[i]["sigma_hat"] == seen[i]["sigma"])
         assert torch.allclose(seen[i]["x"], x, rtol=1e-10, atol=1e-10)
         assert torch.allclose(seen[i]["denoised"], denoised, rtol=1e-10, atol=1e-10)
         x = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])

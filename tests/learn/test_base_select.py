@@ -43,7 +43,8 @@ def fake_score(calls):
 
     def score(table: SolverTable) -> dict:
         calls.append(table.name)
-        d = 0.1 if table.name == "heun" else 0.3 if table.name == "ipndm as initialised" else 1.0 + rank.get(table.name, 0)
+        d = (0.1 if table.name == "heun" else 0.3 if table.name == "ipndm as initialised"
+             else 1.0 + rank.get(table.name, 0))
         d += 0.01 * float(table.sigmas[1])  # schedules differ
         return {"distance": d, "rmse": d / 2}
 
@@ -71,7 +72,8 @@ def test_auto_picks_the_best_start_and_forced_keeps_the_yardstick():
     assert auto.chosen.name == "ipndm" and auto.best_classical.solver == "heun"
     assert auto.chosen_schedule == auto.candidates[0].schedule
     forced = select_base(BaseRequest("dpmpp3m"), 5, StudentConfig(5), "logsnr", 0.002, 80.0, fake_score([]))
-    assert forced.chosen.name == "dpmpp3m" and forced.chosen_schedule == "logsnr" and forced.best_classical.solver == "heun"
+    assert (forced.chosen.name == "dpmpp3m" and forced.chosen_schedule == "logsnr"
+            and forced.best_classical.solver == "heun")
     doc = json.loads(json.dumps(forced.to_dict()))
     assert doc["request"] == "dpmpp3m" and doc["chosen"] == {"solver": "dpmpp3m", "schedule": "logsnr"}
     assert len(doc["candidates"]) == len(forced.candidates)
@@ -90,17 +92,20 @@ def test_learn_with_auto_records_candidates_and_honest_ratios(tmp_path):
     assert (info["base"]["solver"], info["base"]["schedule"]) == (top["solver"], top["schedule"])
     assert val["iteration0"] == pytest.approx(top["init_distance"], rel=1e-9)  # the start scored is the start trained
     best = min(c["distance"] for c in cands)
-    assert val["best_classical_distance"] == best and val["ratio_to_best_classical"] == pytest.approx(val["learned"] / best)
+    assert (val["best_classical_distance"] == best
+            and val["ratio_to_best_classical"] == pytest.approx(val["learned"] / best))
     assert val["ratio_to_base"] == pytest.approx(val["learned"] / val["base"])
     assert val["best_classical_rmse"] == min(c["rmse"] for c in cands)
     assert row["ratio_to_best_classical"] == val["ratio_to_best_classical"]
 
 
 def test_forced_base_with_schedule(tmp_path):
-    cfg = TrainConfig(method="s4s", base="dpmpp2m:logsnr", samples=8, batch=8, val_samples=8, distance="pseudo-huber", epochs=1)
+    cfg = TrainConfig(method="s4s", base="dpmpp2m:logsnr", samples=8, batch=8, val_samples=8, distance="pseudo-huber",
+                      epochs=1)
     (row,) = learn(LearnRequest("gmm", (3,), cfg, teacher=TeacherSpec("unipc3", 12, "logsnr"), workdir=str(tmp_path)))
     info = load_solver_file(row["solver_file"]).info
-    assert (info["base"]["solver"], info["base"]["schedule"], info["base"]["selection"]["request"]) == ("dpmpp2m", "logsnr", "dpmpp2m:logsnr")
+    assert ((info["base"]["solver"], info["base"]["schedule"], info["base"]["selection"]["request"])
+            == ("dpmpp2m", "logsnr", "dpmpp2m:logsnr"))
 
 
 def test_auto_with_an_explicit_schedule_is_refused(tmp_path):

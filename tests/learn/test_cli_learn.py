@@ -1,4 +1,5 @@
-"""`s4s-export learn`, `inspect` and `eval` with solver files, through the command line (in process, plus one real process)."""
+"""`s4s-export learn`, `inspect` and `eval` with solver files, through the command line (in process, plus one real
+process)."""
 
 import json
 import os
@@ -20,7 +21,8 @@ class Result:
         self.returncode = 2 if isinstance(r.exception, S4SError) else r.exit_code
         if r.exception is not None and not isinstance(r.exception, (S4SError, SystemExit)):
             raise r.exception
-        self.stdout, self.stderr = r.stdout, r.stderr + (f"error: {r.exception}\n" if isinstance(r.exception, S4SError) else "")
+        self.stdout, self.stderr = r.stdout, r.stderr + (f"error: {r.exception}\n" if isinstance(r.exception, S4SError)
+                                                         else "")
 
 
 def run_cli(*args: str) -> Result:
@@ -75,7 +77,8 @@ def test_eval_refuses_a_solver_file_for_another_model(workspace, tmp_path):
 
 def test_resume_of_a_finished_run_is_instant_and_keeps_the_file(workspace):
     before = (workspace / "solvers" / "nfe3.json").read_bytes()
-    r = run_cli("learn", *TINY, "--method", "s4s", "--epochs", "1", "--nfe", "3", "--workdir", str(workspace), "--resume")
+    r = run_cli("learn", *TINY, "--method", "s4s", "--epochs", "1", "--nfe", "3", "--workdir", str(workspace),
+                "--resume")
     assert r.returncode == 0, r.stderr
     assert (workspace / "solvers" / "nfe3.json").read_bytes() == before
     assert "generating" not in r.stderr  # the teacher cache is reused

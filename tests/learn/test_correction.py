@@ -24,7 +24,8 @@ def test_iteration0_is_the_base_for_every_base(gmm, name, pc):
     assert init.exact and float(start.detach()) == base.sigma_start
     noise = torch.randn(4, *gmm.info.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        torch.testing.assert_close(Sampler(gmm, student).double()(noise), Sampler(gmm, base).double()(noise), rtol=0, atol=1e-10)
+        torch.testing.assert_close(Sampler(gmm, student).double()(noise), Sampler(gmm, base).double()(noise),
+                                   rtol=0, atol=1e-10)
 
 
 def test_step_form_cannot_start_at_ipndm_but_correction_can():

@@ -23,7 +23,8 @@ def test_iteration0_equals_base(gmm, base, learn_times, pc):
     assert report.exact and report.how == "exact"
     t, e, s0 = student()
     assert np.allclose(t.detach().numpy(), table.table, rtol=0, atol=1e-12)
-    assert np.allclose(e.detach().numpy(), table.eval_sigmas, rtol=1e-13, atol=0) and float(s0.detach()) == table.sigma_start
+    assert (np.allclose(e.detach().numpy(), table.eval_sigmas, rtol=1e-13, atol=0)
+            and float(s0.detach()) == table.sigma_start)
     noise = _noise(gmm)
     with torch.no_grad():
         out_student = Sampler(gmm, student)(noise)

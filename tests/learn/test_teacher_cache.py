@@ -47,7 +47,8 @@ def test_corrupt_cache_is_reported_and_rebuilt(gmm, tmp_path, counting, caplog):
     with caplog.at_level(logging.WARNING, logger="s4s_export.learn"):
         again = teacher_pairs(tmp_path, gmm, FAST, seed=0, count=4)
     assert counting == [4, 4]
-    assert any("teacher cache" in r.message and "corrupt" in r.message and "rebuilding" in r.message for r in caplog.records)
+    assert any("teacher cache" in r.message and "corrupt" in r.message and "rebuilding" in r.message
+               for r in caplog.records)
     assert torch.equal(again.target, good.target)
     teacher_pairs(tmp_path, gmm, FAST, seed=0, count=4)  # the rebuilt file is used as is
     assert counting == [4, 4]

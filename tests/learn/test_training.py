@@ -26,7 +26,8 @@ def request(workdir, method="s4s-alt", nfes=(4,), resume=False, **cfg):
     return LearnRequest("gmm", nfes, config, teacher=FAST, workdir=str(workdir), resume=resume)
 
 
-@pytest.mark.parametrize("method,extra", [("s4s", {}), ("s4s-alt", {}), ("joint", {}), ("s4s", {"pc": False, "base": "unipc"}),
+@pytest.mark.parametrize("method,extra", [("s4s", {}), ("s4s-alt", {}), ("joint", {}),
+                                          ("s4s", {"pc": False, "base": "unipc"}),
                                           ("s4s-alt", {"offsets": False, "pc": False})])
 def test_learning_beats_the_base(tmp_path, method, extra):
     rows = learn(request(tmp_path, method, epochs=3 if method != "s4s-alt" else 1, lr=1e-2, time_lr=2e-2, **extra))
@@ -45,7 +46,8 @@ def test_learning_beats_the_base(tmp_path, method, extra):
 
 
 def test_same_seed_gives_byte_identical_solver_file(tmp_path):
-    paths = [learn(request(tmp_path / name, seed=seed))[0]["solver_file"] for name, seed in (("a", 0), ("b", 0), ("c", 1))]
+    paths = [learn(request(tmp_path / name, seed=seed))[0]["solver_file"]
+             for name, seed in (("a", 0), ("b", 0), ("c", 1))]
     a, b, c = (open(p, "rb").read() for p in paths)
     assert a == b
     assert a != c and json.loads(c)["seeds"]["train_noise_seed"] != json.loads(a)["seeds"]["train_noise_seed"]
@@ -103,7 +105,8 @@ def test_nan_from_the_model_triggers_rollback(gmm, tmp_path, caplog):
     assert result.rollbacks >= 1 and "rolled back" in caplog.text
     assert trainer.lr_scale < 1.0
     assert all(torch.isfinite(p).all() for p in result.student.parameters())
-    assert result.best_val <= result.init_val and result.best_val == result.best_val  # finite, never worse than iteration 0
+    # finite, never worse than iteration 0
+    assert result.best_val <= result.init_val and result.best_val == result.best_val
 
 
 @pytest.mark.parametrize("damage,match", [

@@ -19,7 +19,8 @@ def test_create_records_model_and_finds_solvers(tmp_path, gmm):
     assert opened.model_name == "gmm" and opened.model_record["identity"] == gmm.identity_dict()
     assert opened.model_record["checkpoint"] is None and opened.model_record["random_weights"] is False
     assert opened.load_model().identity() == gmm.identity()
-    with pytest.raises(S4SError, match=r"no learned solver for NFE 5 .*it has no solvers yet.*learn --model gmm --nfe 5"):
+    with pytest.raises(S4SError, match=r"no learned solver for NFE 5 .*it has no solvers yet"
+                                       r".*learn --model gmm --nfe 5"):
         ws.find_solver(5)
     for nfe in (4, 6):
         ws.solver_path(nfe).parent.mkdir(parents=True, exist_ok=True)

@@ -238,7 +238,8 @@ class OnnxParser:
             dtype = np.dtype(_ONNX_TYPES[t.elem_type])
             if dtype == np.int64 and is_input and self._double.int32_inputs:
                 dtype = np.dtype("int32")
-            return ITensor(value.name, tuple(d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim), dtype)
+            return ITensor(value.name, tuple(d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim),
+                           dtype)
 
         self.network.inputs = [tensor(v, True) for v in graph.input if v.name not in weights]
         self.network.outputs = [tensor(v, False) for v in graph.output]
@@ -326,7 +327,8 @@ class Builder:
         if config.cache is not None:
             config.cache.entries += 1
         io = [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype.name, "mode": mode}
-              for ts, mode in ((network.inputs, TensorIOMode.INPUT), (network.outputs, TensorIOMode.OUTPUT)) for t in ts]
+              for ts, mode in ((network.inputs, TensorIOMode.INPUT), (network.outputs, TensorIOMode.OUTPUT))
+              for t in ts]
         return IHostMemory(json.dumps({
             "test_double_plan": True, "onnx": network.onnx, "io": io, "version": double.version,
             "compute": double.compute_capability,

@@ -26,10 +26,13 @@ CASES = [
     ("n not positive", "uncond", {"n": 0}, {}, ["n must be a positive integer"]),
     ("n not an integer", "uncond", {"n": 2.5}, {}, ["n must be a positive integer"]),
     ("negative seed", "uncond", {"seed": -1}, {}, ["seed must be a non-negative integer"]),
-    ("labels for an unconditional model", "uncond", {"n": 2, "class_labels": [0, 1]}, {}, ["unconditional", "class_labels"]),
-    ("guidance for an unconditional model", "uncond", {"n": 2, "guidance_scale": 2.0}, {}, ["unconditional", "guidance_scale"]),
+    ("labels for an unconditional model", "uncond", {"n": 2, "class_labels": [0, 1]}, {},
+     ["unconditional", "class_labels"]),
+    ("guidance for an unconditional model", "uncond", {"n": 2, "guidance_scale": 2.0}, {},
+     ["unconditional", "guidance_scale"]),
     ("missing labels", "cond", {"n": 2}, {}, ["class-conditional", "pass class_labels", f"[0, {NUM_CLASSES}]"]),
-    ("labels out of range", "cond", {"n": 2, "class_labels": [0, NUM_CLASSES + 1]}, {}, ["out of range", str(NUM_CLASSES + 1)]),
+    ("labels out of range", "cond", {"n": 2, "class_labels": [0, NUM_CLASSES + 1]}, {},
+     ["out of range", str(NUM_CLASSES + 1)]),
     ("negative labels", "cond", {"n": 2, "class_labels": [-1, 0]}, {}, ["out of range", "-1"]),
     ("labels dtype", "cond", {"n": 2, "class_labels": [0.5, 1.0]}, {}, ["class_labels must be integers", "float64"]),
     ("labels length", "cond", {"n": 2, "class_labels": [0, 1, 2]}, {}, ["shape [2]", "[3]"]),
@@ -81,7 +84,8 @@ def test_bad_load(graphs, tmp_path, kind, target, kwargs, words):
     import onnxruntime
 
     providers = kwargs.get("providers")
-    if isinstance(providers, list) and "cuda" in providers and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+    if (isinstance(providers, list) and "cuda" in providers
+            and "CUDAExecutionProvider" in onnxruntime.get_available_providers()):
         pytest.skip("this onnxruntime has CUDA")
     if target == "int_noise":
         target = export_int_noise(tmp_path / "int_noise.onnx")
@@ -124,7 +128,8 @@ def test_a_requested_provider_that_does_not_start_is_an_error(graphs, cuda_liste
     with pytest.raises(S4SError) as info:
         Sampler.load(graphs["uncond"], providers=["cuda", "cpu"])
     message = str(info.value)
-    assert "onnxruntime could not start CUDAExecutionProvider" in message and "fell back to CPUExecutionProvider" in message
+    assert ("onnxruntime could not start CUDAExecutionProvider" in message
+            and "fell back to CPUExecutionProvider" in message)
     assert "providers=['cpu']" in message and "\n" not in message
 
 
@@ -133,7 +138,8 @@ def test_the_default_providers_fall_back_to_cpu_with_a_warning(graphs, cuda_list
     with caplog.at_level("WARNING", logger="s4s_export.runtime.onnxruntime_runner"):
         sampler = Sampler.load(graphs["uncond"])
         (record,) = caplog.records
-        assert "could not start CUDAExecutionProvider" in record.getMessage() and "running on CPU" in record.getMessage()
+        assert ("could not start CUDAExecutionProvider" in record.getMessage()
+                and "running on CPU" in record.getMessage())
         assert sampler.runner.providers == ["CPUExecutionProvider"] and sampler(seed=0, n=2).shape[0] == 2
         (tmp_path / "junk.onnx").write_bytes(b"not a model")
         with pytest.raises(S4SError, match="onnxruntime could not load"):  # a bad file is an error, not a fallback

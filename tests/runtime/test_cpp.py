@@ -110,7 +110,8 @@ def run_app(build: Path, tmp_path: Path, graph: Path, noise: np.ndarray, *args: 
 
 @pytest.mark.parametrize("graph,args,kwargs", [
     ("uncond", (), {}),
-    ("cond", ("--labels", "0,2,3", "--guidance", "1.75"), {"class_labels": [0, 2, 3, 0, 2, 3, 0], "guidance_scale": 1.75}),
+    ("cond", ("--labels", "0,2,3", "--guidance", "1.75"),
+     {"class_labels": [0, 2, 3, 0, 2, 3, 0], "guidance_scale": 1.75}),
 ])
 def test_example_matches_python(build, graphs, tmp_path, graph, args, kwargs):
     noise = seeded_noise(CHW, 7, seed=11)
@@ -149,7 +150,8 @@ def test_python_tensorrt_profile_matches_cpp(graphs):
               .get_inputs()]
     [(_, options)] = provider_options([PROVIDERS["tensorrt"]], graphs["cond"], inputs, (1, 16), 0)
     assert {k: v for k, v in options.items() if k.startswith("trt_profile_")} == {
-        "trt_profile_min_shapes": "noise:1x1x6x5,class_labels:1", "trt_profile_opt_shapes": "noise:4x1x6x5,class_labels:4",
+        "trt_profile_min_shapes": "noise:1x1x6x5,class_labels:1",
+        "trt_profile_opt_shapes": "noise:4x1x6x5,class_labels:4",
         "trt_profile_max_shapes": "noise:16x1x6x5,class_labels:16"}
 
 

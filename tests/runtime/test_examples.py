@@ -48,7 +48,8 @@ def test_triton_client_sends_the_runtimes_seeded_noise(graphs, tmp_path, graph, 
                             timeout=120)
     assert result.returncode == 0, result.stderr
     request = dict(np.load(out))
-    np.testing.assert_array_equal(request["noise"].view(np.uint32), noise_set(CHW, 5, 1_000_000).numpy().view(np.uint32))
+    np.testing.assert_array_equal(request["noise"].view(np.uint32),
+                                  noise_set(CHW, 5, 1_000_000).numpy().view(np.uint32))
     sampler = Sampler.load(graphs[graph])
     if graph == "cond":
         np.testing.assert_array_equal(request["class_labels"], label_set(NUM_CLASSES, 5, 1_000_000).numpy())

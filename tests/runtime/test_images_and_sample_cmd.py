@@ -53,7 +53,8 @@ def test_sample_command_writes_grid_and_singles(graphs, tmp_path):
 
 def test_sample_command_all_labels_and_errors(graphs, tmp_path):
     runner = CliRunner()
-    ok = runner.invoke(app, ["sample", str(graphs["cond"]), "--n", "4", "--labels", "all", "--out", str(tmp_path / "a.png")])
+    ok = runner.invoke(app, ["sample", str(graphs["cond"]), "--n", "4", "--labels", "all",
+                             "--out", str(tmp_path / "a.png")])
     assert ok.exit_code == 0, ok.output
     expected = to_uint8(Sampler.load(graphs["cond"])(seed=0, n=4, class_labels=np.arange(4) % NUM_CLASSES))
     np.testing.assert_array_equal(decode_png((tmp_path / "a.png").read_bytes()), enlarge(make_grid(expected)))

@@ -206,7 +206,8 @@ def test_inputs_are_cast_to_the_engines_dtypes_and_checked(double, graph):
                                reference(graph, 3), atol=1e-6)
     runner = sampler.runner
     feeds = {"noise": NOISE[:2], "class_labels": LABELS[:2], "guidance_scale": np.float32(2.0)}
-    with pytest.raises(S4SError, match=r"input class_labels has shape \[3\] \(12 bytes\); the engine expects \[2\] int32"):
+    with pytest.raises(S4SError, match=r"input class_labels has shape \[3\] \(12 bytes\); "
+                                       r"the engine expects \[2\] int32"):
         runner.infer({**feeds, "class_labels": LABELS[:3]})
     with pytest.raises(S4SError, match=r"do not match the engine's inputs"):
         runner.infer({"noise": NOISE[:2]})

@@ -59,9 +59,11 @@ def test_engine_target_check():
     check_engine_target(Path("m.plan"), KEY, H100, "10.16.1.11")
     with pytest.raises(S4SError) as info:
         check_engine_target(Path("m.plan"), KEY, H100, "11.4.0.106")
-    assert "built for TensorRT 10.16.1.11 (here: 11.4.0.106)" in str(info.value) and "s4s-export build --trt" in str(info.value)
+    assert ("built for TensorRT 10.16.1.11 (here: 11.4.0.106)" in str(info.value)
+            and "s4s-export build --trt" in str(info.value))
     a100 = GpuInfo("NVIDIA A100-SXM4-80GB", "8.0")
-    with pytest.raises(S4SError, match=r"NVIDIA H100 80GB HBM3 \(compute 9.0; here: NVIDIA A100-SXM4-80GB, compute 8.0\)"):
+    with pytest.raises(S4SError, match=r"NVIDIA H100 80GB HBM3 \(compute 9.0; "
+                                       r"here: NVIDIA A100-SXM4-80GB, compute 8.0\)"):
         check_engine_target(Path("m.plan"), KEY, a100, "10.16.1.11")
     portable = KEY | {"hardware_compat": True}
     check_engine_target(Path("m.plan"), portable, a100, "10.16.1.11")
@@ -77,7 +79,8 @@ ORT_TRT_KEYS = {"device_id", "trt_fp16_enable", "trt_bf16_enable", "trt_int8_ena
 
 
 def test_onnxruntime_provider_options(tmp_path):
-    inputs = [TensorSpec("noise", np.dtype("float32"), (None, 1, 6, 5)), TensorSpec("class_labels", np.dtype("int64"), (None,)),
+    inputs = [TensorSpec("noise", np.dtype("float32"), (None, 1, 6, 5)),
+              TensorSpec("class_labels", np.dtype("int64"), (None,)),
               TensorSpec("guidance_scale", np.dtype("float32"), ())]
     trt, cuda, cpu = provider_options([PROVIDERS["tensorrt"], PROVIDERS["cuda"], PROVIDERS["cpu"]],
                                       tmp_path / "m.onnx", inputs, (1, 16), 1)

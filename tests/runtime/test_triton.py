@@ -16,7 +16,8 @@ from s4s_export.runtime.triton import model_config_schema, validate_config
 def schema():
     module = model_config_schema()
     if module is None:
-        pytest.skip("Triton's model-config schema is absent: pip install tritonclient, or run .ci/fetch_runtime_wheels.sh")
+        pytest.skip("Triton's model-config schema is absent: pip install tritonclient, "
+                    "or run .ci/fetch_runtime_wheels.sh")
     return module
 
 
@@ -58,7 +59,8 @@ def test_scalar_guidance_disables_batching_and_engine_model(schema, graphs, tmp_
                     "guidance_scale": ([], schema.TYPE_FP32)}
     trt_config = parse(schema, repo / "cond_trt" / "config.pbtxt")
     assert trt_config.max_batch_size == 0 and not trt_config.HasField("dynamic_batching")
-    assert trt_config.platform == "tensorrt_plan" and (repo / "cond_trt" / "1" / "model.plan").read_bytes() == b"engine bytes"
+    assert (trt_config.platform == "tensorrt_plan"
+            and (repo / "cond_trt" / "1" / "model.plan").read_bytes() == b"engine bytes")
     (group,) = trt_config.instance_group
     assert group.count == 2 and group.kind == group.KIND_GPU
 

@@ -1,6 +1,7 @@
 """Every TensorRT and CUDA runtime name our code uses exists in the real TensorRT 10.x and 11.x bindings.
 
-TensorRT cannot run on our machines (docs/runtime.md "What is verified and what is not"), but its Python bindings wheels come from PyPI
+TensorRT cannot run on our machines (docs/runtime.md "What is verified and what is not"), but its Python bindings
+wheels come from PyPI
 and import on a CPU machine once three stub libraries export the 9 C symbols they link against. The
 names checked are collected from the runtime's own source, so the check cannot drift from the code:
 
@@ -53,7 +54,8 @@ def _module_of(node: ast.AST) -> str | None:
 def _trt_class(annotation: ast.AST | None) -> str | None:
     if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
         annotation = ast.parse(annotation.value, mode="eval").body
-    if isinstance(annotation, ast.Attribute) and isinstance(annotation.value, ast.Name) and annotation.value.id == "trt":
+    if (isinstance(annotation, ast.Attribute) and isinstance(annotation.value, ast.Name)
+            and annotation.value.id == "trt"):
         return annotation.attr
     return None
 
@@ -190,7 +192,8 @@ def stubs(tmp_path_factory) -> Path:
     for major in (10, 11):
         for lib in ("nvinfer", "nvonnxparser", "nvinfer_plugin"):
             name = f"lib{lib}.so.{major}"
-            subprocess.run([compiler, "-shared", "-fPIC", "-o", d / name, f"-Wl,-soname,{name}", d / "stub.c"], check=True)
+            subprocess.run([compiler, "-shared", "-fPIC", "-o", d / name, f"-Wl,-soname,{name}", d / "stub.c"],
+                           check=True)
     return d
 
 
