@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ONNX Runtime C/C++ headers for runtime/cpp (ecosystem.md §5): the npm package
+# ONNX Runtime C/C++ headers for runtime/cpp: the npm package
 # com.github.asus4.onnxruntime (MIT, ORT 1.29 headers). The library comes from the onnxruntime
 # wheel already installed in the venv, so only the headers are extracted.
 # The 150 MB tarball is cached; a rerun with headers in place does nothing.

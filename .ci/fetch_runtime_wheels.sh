@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Wheels the runtime tests inspect without installing them (PyPI only; reruns are no-ops):
-#  - TensorRT Python bindings 10.x and 11.x (only the *-bindings wheels are on PyPI, tensorrt.md §0.2)
+#  - TensorRT Python bindings 10.x and 11.x (only the *-bindings wheels are on PyPI; docs/runtime.md)
 #    and cuda-bindings: tests/runtime/test_trt_api_surface.py imports them in subprocesses, with stub
 #    libnvinfer libraries, to check every TensorRT / CUDA name our code uses;
 #  - tritonclient: its model_config_pb2.py is Triton's model-config schema (tests/runtime/test_triton.py).

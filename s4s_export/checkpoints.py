@@ -1,4 +1,4 @@
-"""Load EDM network checkpoints without ever executing code from them (models.md §1.2-1.3).
+"""Load EDM network checkpoints without ever executing code from them (docs/models.md).
 
 Formats:
 - NVlabs/edm pickles (`{'ema': EDMPrecond, ...}`). A restricted unpickler resolves only an

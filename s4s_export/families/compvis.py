@@ -5,7 +5,7 @@ unpickler (PyTorch Lightning's callback classes resolve to inert placeholders), 
 `state_dict` is used, and the YAML is parsed with `yaml.safe_load`; its `target:` class names are
 matched against the known CompVis ones and mapped to diffusers classes, never imported.
 
-Covered (docs/models.md §4; docs/models.md "CompVis LatentDiffusion checkpoints"):
+Covered (docs/models.md "CompVis LatentDiffusion checkpoints"):
 - `LatentDiffusion` with eps parameterization and the "linear" beta schedule (CompVis's
   `make_beta_schedule`: linspace(sqrt(start), sqrt(end), T)^2, i.e. diffusers' `scaled_linear`);
 - UNet `openaimodel.UNetModel`, either with `use_spatial_transformer: true` and `num_heads` (-> diffusers

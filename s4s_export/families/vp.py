@@ -4,7 +4,7 @@ Schedule (diffusers' schedulers): betas from the config -> alpha_bar = cumprod(1
 sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t), t = 0..T-1. The VE state is x = x_t / sqrt(alpha_bar)
 = x0 + sigma eps, so the network input is x_t = x / sqrt(1 + sigma^2) (model space "vp").
 A continuous sigma maps to a fractional timestep by linear interpolation in log sigma (k-diffusion's
-DiscreteSchedule.sigma_to_t, docs/models.md §3.4). With a = 1/sqrt(1 + sigma^2), s = sigma * a:
+DiscreteSchedule.sigma_to_t, docs/models.md). With a = 1/sqrt(1 + sigma^2), s = sigma * a:
   epsilon:      D = (x_t - s eps) / a
   v_prediction: D = a x_t - s v            (x0 = sqrt(alpha_bar) x_t - sqrt(1 - alpha_bar) v)
   sample:       D = x0_hat

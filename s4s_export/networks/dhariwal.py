@@ -1,4 +1,4 @@
-"""DhariwalUNet: the ADM U-Net of Dhariwal & Nichol as configured in EDM (models.md §1.5)."""
+"""DhariwalUNet: the ADM U-Net of Dhariwal & Nichol as configured in EDM (docs/models.md)."""
 
 from __future__ import annotations
 

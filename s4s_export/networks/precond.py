@@ -1,4 +1,4 @@
-"""EDM preconditioning wrappers (models.md §1.4) as `Denoiser`s.
+"""EDM preconditioning wrappers (docs/models.md) as `Denoiser`s.
 
 D(x, sigma) = c_skip * x + c_out * F(c_in * x, c_noise, labels). The wrapped network is the
 attribute `model`, so state-dict keys read `model.enc....` exactly as in EDM's pickles.

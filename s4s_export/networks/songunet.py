@@ -1,4 +1,4 @@
-"""SongUNet: the DDPM++ / NCSN++ U-Net of Song et al. as configured in EDM (models.md §1.5)."""
+"""SongUNet: the DDPM++ / NCSN++ U-Net of Song et al. as configured in EDM (docs/models.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Checkpoint test helpers: tiny EDM networks and pickles in NVlabs/edm's layout, written without EDM code.
 
-`write_edm_pickle` follows models.md §1.2-1.3: every module becomes
+`write_edm_pickle` follows the official pickle layout (docs/models.md): every module becomes
 `torch_utils.persistence._reconstruct_persistent_obj(meta)` with meta = {type, version 6,
 module_src, class_name, state}; ModuleDicts, tensors and numpy scalars pickle as torch/numpy do.
 """

@@ -69,7 +69,7 @@ def test_class_conditional_checkpoint_loads_strictly_and_is_the_compvis_formula(
     info = d.info
     assert (info.shape, info.decodes_to, info.space, info.conditioning, info.num_classes) == (
         (3, 8, 8), (3, 16, 16), "vp", "class", 10)
-    # the 0.0015..0.0195 linear schedule's range (docs/models.md §3.3): sigma in [0.0388, 83.82]
+    # the 0.0015..0.0195 linear schedule's range (docs/models.md): sigma in [0.0388, 83.82]
     assert info.sigma_min == pytest.approx(0.0388, abs=5e-5) and info.sigma_max == pytest.approx(83.82, abs=5e-3)
     assert not any(p.requires_grad for p in d.parameters()) and not d.training
     # strict: the loaded weights are the checkpoint's, untouched
@@ -112,7 +112,7 @@ def test_unconditional_attention_unet_and_vq_decoding(files):
         got = d(x, sigma)
         expected = compvis_denoiser(lambda x_t, t: d.net.unet(x_t, t).sample, x, sigma)
         assert_denoised_close(got, expected, sigma)
-        # VQ decoding snaps each latent vector to its nearest code first (docs/models.md §4)
+        # VQ decoding snaps each latent vector to its nearest code first (docs/models.md)
         z = torch.randn(2, 3, 8, 8, generator=g)
         codes = d.decoder.vae.quantize.embedding.weight
         flat = z.permute(0, 2, 3, 1).reshape(-1, 3)

@@ -33,7 +33,7 @@ class ConvNet(nn.Module):
     (dict(beta_schedule="scaled_linear", beta_start=0.0015, beta_end=0.0195), 0.0388, 83.82),
     (dict(beta_schedule="linear", beta_start=1e-4, beta_end=0.02), 0.0100, 157.4),
 ])
-def test_schedule_ranges(config, lo, hi):  # docs/models.md §3.3
+def test_schedule_ranges(config, lo, hi):  # docs/models.md
     s = VPSchedule.from_config(config)
     assert s.sigma_min == pytest.approx(lo, rel=2e-3) and s.sigma_max == pytest.approx(hi, rel=2e-3)
 

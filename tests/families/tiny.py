@@ -12,7 +12,7 @@ SD_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012
 
 
 def tiny_unet(**kw) -> diffusers.UNet2DConditionModel:
-    # tests/models/unets/test_models_unet_2d_condition.py (docs/models.md §3.2)
+    # tests/models/unets/test_models_unet_2d_condition.py (docs/models.md)
     torch.manual_seed(0)
     return diffusers.UNet2DConditionModel(
         block_out_channels=(4, 8), norm_num_groups=4, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),

@@ -1,4 +1,4 @@
-"""Tiny random diffusers pipelines (diffusers' own test configs, docs/models.md §3.2; no downloads)
+"""Tiny random diffusers pipelines (diffusers' own test configs, docs/models.md; no downloads)
 and the same models loaded as our denoisers through `diffusers:PATH`."""
 
 from __future__ import annotations
