@@ -107,7 +107,7 @@ def python_side_us(sampler, x: np.ndarray, calls: int = 5000) -> float:
             return result
 
         def _release(self):
-            pass
+            """Nothing to free: the wrapped runner is closed by its owner."""
 
     instant = Sampler(Instant(), sampler.path)
     best = float("inf")

@@ -7,6 +7,7 @@ on a closed runner is an S4SError.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from ..errors import S4SError
 from .spec import GraphSpec
 
 
-class Runner:
+class Runner(abc.ABC):
     """A loaded graph or engine: `spec` describes it, `infer(feeds)` returns the output as numpy.
 
     Subclasses set `path`, `spec` and `kind` ("graph" or "engine", for messages) and implement
@@ -55,8 +56,10 @@ class Runner:
         with contextlib.suppress(Exception):
             self.close()
 
+    @abc.abstractmethod
     def _infer(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        raise NotImplementedError
+        """Run one batch (the runner is open)."""
 
+    @abc.abstractmethod
     def _release(self) -> None:
-        raise NotImplementedError
+        """Free sessions, engines and device memory (called once, by `close`)."""

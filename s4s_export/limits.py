@@ -5,6 +5,7 @@ Sizes are bounded by what this machine can hold (its available memory); the mess
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 
@@ -19,13 +20,11 @@ LABEL_MAX = 2**63 - 1  # labels are int64 graph inputs
 
 def available_memory() -> int:
     """Bytes this process can still allocate: MemAvailable from /proc/meminfo, else free physical pages."""
-    try:
+    with contextlib.suppress(OSError):  # not Linux: fall back to free physical pages
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024
-    except OSError:
-        pass
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):

@@ -10,6 +10,7 @@ The scheduler config picks the adapter: FlowMatch* schedulers -> families/flow.p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -147,13 +148,11 @@ def import_diffusers() -> Any:
         raise S4SError(f"diffusers models need the diffusers and transformers packages: {EXTRA_HINT}") from None
     diffusers.utils.logging.set_verbosity_error()
     diffusers.utils.logging.disable_progress_bar()
-    try:
+    with contextlib.suppress(ImportError):  # transformers is needed for text encoders only
         import transformers
 
         transformers.utils.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
-    except ImportError:
-        pass
     return diffusers
 
 
