@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..contract import NOISE, TEXT_INPUTS
+from ..contract import NOISE, TEXT_INPUTS, TIME_IDS
 from ..errors import S4SError
 from .inputs import _is_int, plan_batches, prepare_inputs
 from .runner import Runner
@@ -126,22 +126,21 @@ class Sampler:
         Text-conditioned graphs take the embeddings [B, L, D] (one [L, D] row serves every image) and
         per-sample or one guidance scale; negative embeddings are needed where a scale is not 1. With a
         text encoder graph beside the sampler, `prompt` (one, or one per image) and `negative_prompt`
-        (default: the empty prompt, as diffusers' pipelines) give them instead.
+        give them (and the pooled ones) instead; no negative prompt is the empty prompt, or zeros for SDXL
+        pipelines that force zeros for it, as diffusers' pipelines.
         """
-        if prompt is not None:
-            if prompt_embeds is not None or negative_prompt_embeds is not None:
-                raise S4SError("pass either prompt or prompt_embeds, not both")
-            if self.text_encoder is None:
-                raise S4SError(f"{self.path} has no text encoder graph beside it; rebuild with `s4s-export build "
-                               f"--text-encoder`, or pass prompt_embeds")
-            prompt_embeds = self.text_encoder([prompt] if isinstance(prompt, str) else prompt)
-            negative = "" if negative_prompt is None else negative_prompt
-            negative_prompt_embeds = self.text_encoder([negative] if isinstance(negative, str) else negative)
-        elif negative_prompt is not None:
-            raise S4SError("negative_prompt goes with prompt; pass prompt too")
         given = (prompt_embeds, negative_prompt_embeds, pooled_prompt_embeds, negative_pooled_prompt_embeds,
                  add_time_ids)
         embeddings = {name: v for name, v in zip(TEXT_INPUTS, given, strict=True) if v is not None}
+        if prompt is not None:
+            if set(embeddings) - {TIME_IDS}:
+                raise S4SError("pass either prompt or prompt_embeds (and pooled embeddings), not both")
+            if self.text_encoder is None:
+                raise S4SError(f"{self.path} has no text encoder graph beside it; rebuild with `s4s-export build "
+                               f"--text-encoder`, or pass prompt_embeds")
+            embeddings |= self.text_encoder.sampler_inputs(prompt, negative_prompt)
+        elif negative_prompt is not None:
+            raise S4SError("negative_prompt goes with prompt; pass prompt too")
         feeds = prepare_inputs(self.spec, noise, seed, n, class_labels, guidance_scale, embeddings)
         sizes = plan_batches(feeds[NOISE].shape[0], self.spec.batch_range, self.runner.kind)
         if len(sizes) == 1:

@@ -1,9 +1,10 @@
 """The text encoder beside a text-conditioned sampler: prompt -> ids (tokenizers) -> embeddings (onnxruntime),
 torch-free.
 
-`build --text-encoder` writes `<stem>.text_encoder.onnx` (input_ids [B, L] int64 -> prompt_embeds [B, L, D])
-and `<stem>.tokenizer.json` (padding and truncation to L set) and names both in the sampler's description
-under `text_encoder` (s4s_export/export/text_encoder.py).
+`build --text-encoder` writes `<stem>.text_encoder.onnx` (one int64 ids input [B, L_i] per tokenizer ->
+prompt_embeds [B, L, D], plus pooled_prompt_embeds [B, P] for SDXL and SD3) and one tokenizer.json per
+tokenizer (padding and truncation to L_i set), and names them in the sampler's description under
+`text_encoder` (s4s_export/export/text_encoder.py `text_encoder_entry`).
 """
 
 from __future__ import annotations
@@ -12,26 +13,41 @@ from pathlib import Path
 
 import numpy as np
 
-from ..contract import INPUT_IDS, PROMPT_EMBEDS, TEXT_ENCODER_KEY
+from ..contract import (
+    INPUT_IDS,
+    NEGATIVE_POOLED_EMBEDS,
+    NEGATIVE_PROMPT_EMBEDS,
+    POOLED_EMBEDS,
+    PROMPT_EMBEDS,
+    TEXT_ENCODER_KEY,
+)
 from ..errors import S4SError
+
+NEGATIVE = {PROMPT_EMBEDS: NEGATIVE_PROMPT_EMBEDS, POOLED_EMBEDS: NEGATIVE_POOLED_EMBEDS}  # output -> its negative
 
 
 class TextEncoder:
-    """`encoder(["a prompt", ...]) -> prompt_embeds [B, L, D]`; `encoder.ids(prompts) -> input_ids [B, L]`."""
+    """`encoder(["a prompt", ...])` -> {prompt_embeds [B, L, D], pooled_prompt_embeds [B, P] (SDXL, SD3)};
+    `encoder.ids(prompts)` -> {input name: ids [B, L_i]}; `encoder.sampler_inputs(prompt, negative_prompt)` ->
+    the sampler's text inputs for both."""
 
-    def __init__(self, onnx_path: Path, tokenizer_path: Path, length: int, providers: list[str] | None = None):
+    def __init__(self, onnx_path: Path, tokenizers: dict[str, tuple[Path, int]], outputs: list[str],
+                 force_zeros_for_empty_prompt: bool = False, providers: list[str] | None = None):
+        """tokenizers: {graph input: (tokenizer.json, ids per prompt)}; outputs: the graph's output names."""
         try:
-            import tokenizers
+            import tokenizers as hf_tokenizers
         except ImportError:
             raise S4SError("prompts need the tokenizers package (torch-free): pip install tokenizers; or pass "
                            "prompt_embeds") from None
         from .onnxruntime_runner import import_onnxruntime
 
-        for p in (onnx_path, tokenizer_path):
+        for p in (onnx_path, *(path for path, _ in tokenizers.values())):
             if not p.is_file():
                 raise S4SError(f"{p} is missing; rebuild with `s4s-export build --text-encoder` or pass prompt_embeds")
-        self.tokenizer = tokenizers.Tokenizer.from_file(str(tokenizer_path))
-        self.length = int(length)
+        self.tokenizers = {name: (hf_tokenizers.Tokenizer.from_file(str(path)), int(length))
+                           for name, (path, length) in tokenizers.items()}
+        self.outputs = list(outputs)
+        self.force_zeros_for_empty_prompt = bool(force_zeros_for_empty_prompt)
         ort = import_onnxruntime()
         options = ort.SessionOptions()
         options.log_severity_level = 3
@@ -43,17 +59,40 @@ class TextEncoder:
         entry = info.get(TEXT_ENCODER_KEY)
         if not isinstance(entry, dict):
             return None
-        return cls(sampler_path.with_name(entry["onnx"]), sampler_path.with_name(entry["tokenizer"]), entry["length"],
-                   providers)
+        if "tokenizers" in entry:
+            tokenizers = {t["input"]: (sampler_path.with_name(t["file"]), t["length"]) for t in entry["tokenizers"]}
+            outputs = list(entry["outputs"])
+        else:  # the single-encoder form (CLIP, SD 1.x/2.x)
+            tokenizers = {INPUT_IDS: (sampler_path.with_name(entry["tokenizer"]), entry["length"])}
+            outputs = [PROMPT_EMBEDS]
+        return cls(sampler_path.with_name(entry["onnx"]), tokenizers, outputs,
+                   entry.get("force_zeros_for_empty_prompt", False), providers)
 
-    def ids(self, prompts: list[str]) -> np.ndarray:
-        ids = np.array([e.ids for e in self.tokenizer.encode_batch(list(prompts))], dtype=np.int64)
-        if ids.shape[1:] != (self.length,):
-            raise S4SError(f"the tokenizer gave {ids.shape[1]} ids per prompt, not {self.length}; rebuild with "
-                           f"`s4s-export build --text-encoder`")
-        return ids
+    def ids(self, prompts: list[str]) -> dict[str, np.ndarray]:
+        out = {}
+        for name, (tokenizer, length) in self.tokenizers.items():
+            ids = np.array([e.ids for e in tokenizer.encode_batch(list(prompts))], dtype=np.int64)
+            if ids.shape[1:] != (length,):
+                raise S4SError(f"the tokenizer for {name} gave {ids.shape[1]} ids per prompt, not {length}; rebuild "
+                               f"with `s4s-export build --text-encoder`")
+            out[name] = ids
+        return out
 
-    def __call__(self, prompts: list[str]) -> np.ndarray:
+    def __call__(self, prompts: list[str]) -> dict[str, np.ndarray]:
         if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
             raise S4SError("prompts must be a list of strings")
-        return self.session.run([PROMPT_EMBEDS], {INPUT_IDS: self.ids(prompts)})[0]
+        return dict(zip(self.outputs, self.session.run(self.outputs, self.ids(prompts)), strict=True))
+
+    def sampler_inputs(self, prompt: str | list[str], negative_prompt: str | list[str] | None = None
+                       ) -> dict[str, np.ndarray]:
+        """prompt_embeds (pooled_prompt_embeds) of `prompt` and negative_prompt_embeds (negative_pooled_prompt_embeds)
+        of `negative_prompt`, as diffusers' pipelines: no negative prompt is the empty prompt, or zeros where the
+        pipeline sets force_zeros_for_empty_prompt (SDXL)."""
+        prompts = [prompt] if isinstance(prompt, str) else prompt
+        out = self(prompts)
+        if negative_prompt is None and self.force_zeros_for_empty_prompt:
+            negative = {name: np.zeros_like(v) for name, v in out.items()}
+        else:
+            negative = self([negative_prompt or ""] if negative_prompt is None or isinstance(negative_prompt, str)
+                            else negative_prompt)
+        return {**out, **{NEGATIVE[name]: v for name, v in negative.items()}}

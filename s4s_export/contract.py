@@ -45,6 +45,9 @@ EMBEDS_DTYPE = "float32"
 INPUT_IDS = "input_ids"
 INPUT_IDS_DTYPE = "int64"
 TEXT_ENCODER_KEY = "text_encoder"
+# Pipelines with several tokenizers (SDXL: 2, SD3: 3 with T5): one ids input per tokenizer, in this order; the
+# graph also gives pooled_prompt_embeds [B, P] (export/text_encoder.py).
+INPUT_IDS_INPUTS = (INPUT_IDS, "input_ids_2", "input_ids_3")
 
 NOISE_DTYPE = "float32"
 LABELS_DTYPE = "int64"

@@ -42,7 +42,7 @@ from .latent_graph import DEFAULT_TEXT_LENGTH, LatentSamplerGraph, latent_sample
 from .onnx_export import OPSET, OPSET_BF16, compact, export_model, set_metadata
 from .onnx_files import move_onnx, save_onnx
 from .precision import PRECISIONS
-from .text_encoder import build_text_encoder
+from .text_encoder import build_text_encoder, text_encoder_files
 from .trt_ops import TRT_LIST_VERSION, check_trt_ops, uses_float64
 from .verify import (
     DEVIATION_SAMPLES,
@@ -318,7 +318,7 @@ def build_onnx(req: BuildRequest, log: Callable[[str], None] = lambda _: None,
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if req.text_encoder is not None:
-        files += [path.parent / doc[TEXT_ENCODER_KEY]["onnx"], path.parent / doc[TEXT_ENCODER_KEY]["tokenizer"]]
+        files += [path.parent / name for name in text_encoder_files(doc[TEXT_ENCODER_KEY])]
     doc_file = {**doc, ONNX_KEY: path.name, "verification": verification.to_dict()}
     atomic_write_text(sidecar, json.dumps(doc_file, indent=1) + "\n")
     return BuildResult(path, files, sidecar, doc_file, verification, seconds)

@@ -42,12 +42,13 @@ _SPATIAL_DEFAULTS = {"dilations": 1, "strides": 1, "pads": 0}  # Conv/ConvTransp
 
 
 def export_model(module: nn.Module, args: tuple[torch.Tensor, ...] | dict[str, torch.Tensor], batch: tuple[int, int],
-                 opset: int = OPSET, output_name: str = IMAGES) -> onnx.ModelProto:
+                 opset: int = OPSET, output_name: str | tuple[str, ...] = IMAGES) -> onnx.ModelProto:
     """Trace `module(*args)` or `module(**args)` (the sampler's loop unrolls) and clean it; batch (min, max),
     min == max is static.
 
     Inputs are named noise, class_labels, guidance_scale (as many as a tuple `args`) or by the dict's keys
-    (the module's parameter names); dim 0 of every non-scalar input is the batch. Node names are kept
+    (the module's parameter names); dim 0 of every non-scalar input is the batch. `output_name` names the output
+    (a tuple: the outputs of a module returning a tuple, in order). Node names are kept
     (for error messages) until `compact`.
     """
     kwargs = args if isinstance(args, dict) else dict(zip(INPUTS, args))
@@ -59,7 +60,8 @@ def export_model(module: nn.Module, args: tuple[torch.Tensor, ...] | dict[str, t
     with quiet():
         program = torch.onnx.export(module, (), None, kwargs=kwargs, dynamo=True, external_data=False,
                                     opset_version=opset, optimize=False, input_names=list(kwargs),
-                                    output_names=[output_name], dynamic_shapes=dynamic, verbose=False)
+                                    output_names=[output_name] if isinstance(output_name, str) else list(output_name),
+                                    dynamic_shapes=dynamic, verbose=False)
     model = program.model
     if lo != hi and model.graph.inputs[0].shape is not None and isinstance(model.graph.inputs[0].shape[0], int):
         raise S4SError(f"the exporter fixed the batch dimension of {model.graph.inputs[0].name} at "

@@ -1,63 +1,172 @@
-"""`build --text-encoder`: a pipeline folder's CLIP text encoder as its own small graph, and its tokenizer.
+"""`build --text-encoder`: a pipeline folder's text encoder(s) as one small graph, and its tokenizer(s).
 
-Graph: `input_ids` [B, L] int64 -> `prompt_embeds` [B, L, D] float32, the text encoder's last hidden state
-(diffusers' StableDiffusionPipeline.encode_prompt without clip_skip: SD 1.x/2.x). The tokenizer is saved as
-one tokenizer.json with CLIP's padding and truncation to L (`padding="max_length", truncation=True`), so
-the runtime tokenizes with the `tokenizers` package alone (runtime/text_encoder.py). Both files sit beside
-the sampler graph; its sidecar names them under `text_encoder` (contract.TEXT_ENCODER_KEY).
+Graph: one int64 ids input per tokenizer (contract.INPUT_IDS_INPUTS: `input_ids`, `input_ids_2`, `input_ids_3`)
+-> the sampler graph's text inputs, as diffusers' `encode_prompt` computes them (default clip_skip):
+
+- SD 1.x/2.x (StableDiffusionPipeline): `prompt_embeds` = the CLIPTextModel's last hidden state.
+- SDXL (StableDiffusionXLPipeline): `prompt_embeds` = the penultimate hidden states of CLIPTextModel and
+  CLIPTextModelWithProjection concatenated; `pooled_prompt_embeds` = the projected pooled output of the first
+  encoder with a projection (text_encoder_2).
+- SD3 (StableDiffusion3Pipeline): the two CLIPs' penultimate hidden states concatenated, padded (or cut) to
+  T5's width, then T5's last hidden state appended along the sequence (zeros when the folder has no
+  text_encoder_3); `pooled_prompt_embeds` = both CLIPs' projected pooled outputs concatenated. The sampler
+  graph's L is CLIP's 77 plus T5's max_sequence_length (diffusers' default 256: `--text-length 333`).
+
+The negative prompt goes through the same graph. Each tokenizer is saved as a tokenizer.json with its own
+padding and truncation (`padding="max_length", truncation=True`), so the runtime tokenizes with the
+`tokenizers` package alone (runtime/text_encoder.py). All files sit beside the sampler graph; its sidecar
+names them under `text_encoder` (contract.TEXT_ENCODER_KEY; `text_encoder_entry` below).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from ..contract import INPUT_IDS, PROMPT_EMBEDS, text_encoder_paths
+from ..contract import INPUT_IDS_INPUTS, POOLED_EMBEDS, PROMPT_EMBEDS, text_encoder_paths
 from ..errors import S4SError
 from .onnx_export import OPSET, compact, export_model, set_metadata
 from .onnx_files import move_onnx, save_onnx
 
-TEXT_ENCODER_CLASSES = ("CLIPTextModel",)
+CLIP, SDXL, SD3 = "clip", "sdxl", "sd3"  # how the encoders' outputs combine (module docstring)
+SLOTS = ("text_encoder", "text_encoder_2", "text_encoder_3")  # a pipeline's encoder folders; tokenizer_N beside
+ENCODER_CLASSES = {  # per kind, the transformers classes each slot may hold
+    CLIP: ({"CLIPTextModel"},),
+    SDXL: ({"CLIPTextModel", "CLIPTextModelWithProjection"}, {"CLIPTextModelWithProjection"}),
+    SD3: ({"CLIPTextModelWithProjection"}, {"CLIPTextModelWithProjection"}, {"T5EncoderModel"}),
+}
+TOKENIZER_CLASSES = {"CLIPTextModel": "CLIPTokenizerFast", "CLIPTextModelWithProjection": "CLIPTokenizerFast",
+                     "T5EncoderModel": "T5TokenizerFast"}
+REQUIRED = {CLIP: (0,), SDXL: (1,), SD3: (0, 1)}  # slots that must be present (SDXL's refiner has only the 2nd)
+T5_MAX_LENGTH = 512  # diffusers' StableDiffusion3Pipeline.check_inputs limit on max_sequence_length
 CHECK_PROMPTS = ["a photograph of an astronaut riding a horse", ""]
 LIMIT = 1e-4  # max relative error, ORT vs PyTorch (fp32)
 
 
+@dataclass
+class TextPart:
+    """One tokenizer and its encoder; `encoder` None is SD3's absent T5 (zeros)."""
+
+    slot: str
+    tokenizer: object
+    encoder: nn.Module | None
+    length: int  # ids per prompt
+
+    @property
+    def input(self) -> str:
+        return INPUT_IDS_INPUTS[SLOTS.index(self.slot)]
+
+
 class TextEncoderGraph(nn.Module):
-    """`forward(input_ids [B, L]) -> prompt_embeds [B, L, D]` (last hidden state, no attention mask, as SD)."""
+    """`forward(input_ids, input_ids_2, input_ids_3)` (those of `parts`) -> prompt_embeds [B, L, D], plus
+    pooled_prompt_embeds [B, P] for SDXL and SD3 (module docstring)."""
 
-    def __init__(self, encoder: nn.Module):
+    def __init__(self, kind: str, parts: list[TextPart], t5_zeros: tuple[int, int] | None = None):
         super().__init__()
-        self.encoder = encoder
+        self.kind, self.t5_zeros = kind, t5_zeros
+        self.slots = [p.slot for p in parts if p.encoder is not None]
+        self.encoders = nn.ModuleList([p.encoder for p in parts if p.encoder is not None])
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.encoder(input_ids).last_hidden_state
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return (PROMPT_EMBEDS,) if self.kind == CLIP else (PROMPT_EMBEDS, POOLED_EMBEDS)
+
+    def forward(self, input_ids: torch.Tensor | None = None, input_ids_2: torch.Tensor | None = None,
+                input_ids_3: torch.Tensor | None = None):
+        ids = dict(zip(SLOTS, (input_ids, input_ids_2, input_ids_3), strict=True))
+        if self.kind == CLIP:
+            return self.encoders[0](ids[SLOTS[0]]).last_hidden_state
+        clips = [(e(ids[s], output_hidden_states=True), e) for s, e in zip(self.slots, self.encoders, strict=True)
+                 if s != SLOTS[2]]
+        embeds = torch.cat([out.hidden_states[-2] for out, _ in clips], dim=-1)
+        projected = [out.text_embeds for out, e in clips if hasattr(e, "text_projection")]
+        if self.kind == SDXL:
+            return embeds, projected[0]
+        if self.t5_zeros is None:
+            t5 = self.encoders[-1](ids[SLOTS[2]]).last_hidden_state
+        else:
+            t5 = embeds.new_zeros(embeds.shape[0], *self.t5_zeros)
+        embeds = F.pad(embeds, (0, t5.shape[-1] - embeds.shape[-1]))
+        return torch.cat([embeds, t5], dim=-2), torch.cat(projected, dim=-1)
 
 
-def load_text_encoder(folder: Path):
-    """(CLIPTextModel, fast tokenizer) from a diffusers pipeline folder's text_encoder/ and tokenizer/."""
-    enc_dir, tok_dir = folder / "text_encoder", folder / "tokenizer"
+def _pipeline_index(folder: Path) -> dict:
+    path = folder / "model_index.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise S4SError(f"{path} is not valid JSON ({e}); save the pipeline again with save_pretrained") from None
+
+
+def pipeline_kind(index: dict) -> str:
+    """CLIP, SDXL or SD3, from the components a pipeline's model_index.json lists."""
+    if "text_encoder_3" in index:
+        return SD3
+    return SDXL if "text_encoder_2" in index else CLIP
+
+
+def _load_part(folder: Path, slot: str, allowed: set[str], transformers) -> tuple[nn.Module, object] | None:
+    enc_dir, tok_dir = folder / slot, folder / slot.replace("text_encoder", "tokenizer")
     if not (enc_dir / "config.json").is_file() or not tok_dir.is_dir():
-        raise S4SError(f"{folder} has no text_encoder/ (with config.json) and tokenizer/; --text-encoder needs a "
-                       f"pipeline folder that has them, or feed prompt embeddings instead")
+        return None
     config = json.loads((enc_dir / "config.json").read_text())
     arch = (config.get("architectures") or ["?"])[0]
-    if arch not in TEXT_ENCODER_CLASSES:
-        raise S4SError(f"text encoder {arch} in {enc_dir} is not supported as a graph; supported: "
-                       f"{', '.join(TEXT_ENCODER_CLASSES)} (SD 1.x/2.x); feed prompt embeddings instead")
+    if arch not in allowed:
+        raise S4SError(f"text encoder {arch} in {enc_dir} is not supported as a graph here; supported: "
+                       f"{', '.join(sorted(allowed))}; feed prompt embeddings instead")
+    if not (enc_dir / "model.safetensors").is_file() and not (enc_dir / "model.safetensors.index.json").is_file():
+        raise S4SError(f"{enc_dir} has no model.safetensors (pickled weights are never loaded); save it with "
+                       f"save_pretrained(safe_serialization=True)")
+    encoder = getattr(transformers, arch).from_pretrained(enc_dir, use_safetensors=True).eval().requires_grad_(False)
+    return encoder, getattr(transformers, TOKENIZER_CLASSES[arch]).from_pretrained(tok_dir)
+
+
+def load_text_parts(folder: Path, length: int) -> tuple[str, list[TextPart], tuple[int, int] | None]:
+    """(kind, the folder's tokenizers and encoders, SD3's T5 zeros shape when it has no T5) for a sampler graph
+    taking `length` tokens per prompt."""
+    index = _pipeline_index(folder)
+    kind = pipeline_kind(index)
     try:
         import transformers
     except ImportError:
         raise S4SError("--text-encoder needs the transformers package: pip install 's4s-export[diffusers]'") from None
-    if not (enc_dir / "model.safetensors").is_file() and not (enc_dir / "model.safetensors.index.json").is_file():
-        raise S4SError(f"{enc_dir} has no model.safetensors (pickled weights are never loaded); save it with "
-                       f"save_pretrained(safe_serialization=True)")
-    encoder = transformers.CLIPTextModel.from_pretrained(enc_dir, use_safetensors=True).eval().requires_grad_(False)
-    tokenizer = transformers.CLIPTokenizerFast.from_pretrained(tok_dir)
-    return encoder, tokenizer
+    loaded = [_load_part(folder, slot, allowed, transformers)
+              for slot, allowed in zip(SLOTS, ENCODER_CLASSES[kind], strict=False)]
+    missing = [SLOTS[i] for i in REQUIRED[kind] if loaded[i] is None]
+    if missing:
+        raise S4SError(f"{folder} has no {', '.join(missing)}/ (with config.json) and matching tokenizer folder; "
+                       f"--text-encoder needs a pipeline folder that has them, or feed prompt embeddings instead")
+    parts, t5_zeros = [], None
+    for slot, part in zip(SLOTS, loaded, strict=False):
+        if part is None:
+            continue
+        encoder, tokenizer = part
+        ids = length
+        if kind == SD3:  # diffusers: CLIP takes tokenizer.model_max_length ids, T5 the rest of the sequence
+            clip_length = int(loaded[0][1].model_max_length)
+            ids = length - clip_length if slot == SLOTS[2] else clip_length
+            if length - clip_length < 1 or length - clip_length > T5_MAX_LENGTH:
+                raise S4SError(f"SD3 prompt embeddings are {clip_length} CLIP tokens followed by T5's "
+                               f"max_sequence_length (1 to {T5_MAX_LENGTH}); --text-length {length} leaves "
+                               f"{length - clip_length}: pass --text-length {clip_length + 256} (diffusers' default)")
+        positions = getattr(encoder.config, "max_position_embeddings", None)
+        if positions is not None and ids > int(positions):
+            raise S4SError(f"{ids} tokens per prompt exceed {slot}'s {positions} positions; lower --text-length")
+        parts.append(TextPart(slot, tokenizer, encoder, ids))
+    if kind == SD3 and loaded[2] is None:  # diffusers' _get_t5_prompt_embeds without text_encoder_3: zeros
+        transformer = folder / "transformer" / "config.json"
+        if not transformer.is_file():
+            raise S4SError(f"{folder} has no text_encoder_3 and no transformer/config.json to size T5's zeros by; "
+                           f"save the whole pipeline")
+        dim = json.loads(transformer.read_text())["joint_attention_dim"]
+        t5_zeros = (length - parts[0].length, int(dim))
+    return kind, parts, t5_zeros
 
 
 def tokenizer_json(tokenizer, length: int) -> str:
@@ -68,45 +177,83 @@ def tokenizer_json(tokenizer, length: int) -> str:
     return backend.to_str()
 
 
+def token_ids(parts: list[TextPart], prompts: list[str]) -> dict[str, torch.Tensor]:
+    """{graph input: ids [B, L]} of `prompts`, tokenized as diffusers' pipelines do."""
+    return {p.input: torch.tensor(p.tokenizer(prompts, padding="max_length", max_length=p.length, truncation=True,
+                                              add_special_tokens=True).input_ids, dtype=torch.int64)
+            for p in parts}
+
+
+def text_encoder_files(entry: dict) -> list[str]:
+    """The files a sidecar's text_encoder entry names: the graph, then each tokenizer.json."""
+    return [entry["onnx"], *(t["file"] for t in entry["tokenizers"])]
+
+
 def build_text_encoder(folder: str | Path, sampler_path: Path, length: int, batch: tuple[int, int],
                        log=lambda _: None) -> dict:
-    """Export, verify (ORT CPU vs PyTorch on CHECK_PROMPTS) and write the text encoder graph and tokenizer
-    beside `sampler_path`; returns the sidecar entry (file names, length, verification)."""
+    """Export, verify (ORT CPU vs PyTorch on CHECK_PROMPTS, every output) and write the text encoder graph and
+    its tokenizers beside `sampler_path`; returns the sidecar entry (`text_encoder_entry`)."""
     from .verify import cpu_session, relative_error
 
     folder = Path(folder)
-    encoder, tokenizer = load_text_encoder(folder)
-    dim = int(encoder.config.hidden_size)
-    if length > int(encoder.config.max_position_embeddings):
-        raise S4SError(f"--text-length {length} exceeds the text encoder's {encoder.config.max_position_embeddings} "
-                       f"positions")
-    ids = torch.tensor(tokenizer(CHECK_PROMPTS, padding="max_length", max_length=length, truncation=True).input_ids,
-                       dtype=torch.int64)
-    module = TextEncoderGraph(encoder)
-    log(f"tracing the text encoder ({type(encoder).__name__}, {length} tokens -> [{length}, {dim}])")
-    proto = export_model(module, {INPUT_IDS: ids}, batch, OPSET, PROMPT_EMBEDS)
+    kind, parts, t5_zeros = load_text_parts(folder, length)
+    module = TextEncoderGraph(kind, parts, t5_zeros)
+    ids = token_ids(parts, CHECK_PROMPTS)
+    with torch.no_grad():
+        expected = module(**ids)
+    expected = [t.numpy() for t in (expected if isinstance(expected, tuple) else (expected,))]
+    shapes = {name: list(t.shape[1:]) for name, t in zip(module.outputs, expected, strict=True)}
+    log(f"tracing the text encoder ({', '.join(type(p.encoder).__name__ for p in parts if p.encoder)} -> "
+        f"{', '.join(f'{n} {s}' for n, s in shapes.items())})")
+    proto = export_model(module, ids, batch, OPSET, module.outputs)
     compact(proto)
-    set_metadata(proto, {"format": "s4s-export.text-encoder", "length": length, "dim": dim},
+    set_metadata(proto, {"format": "s4s-export.text-encoder", "kind": kind, "outputs": shapes},
                  f"{folder.name}: tokenizer ids -> prompt embeddings (s4s-export)")
-    onnx_path, tok_path = text_encoder_paths(sampler_path)
+    onnx_path, first_tokenizer = text_encoder_paths(sampler_path)
+    tok_paths = [first_tokenizer if i == 0 else first_tokenizer.with_name(
+        first_tokenizer.name.removesuffix(".tokenizer.json") + f".tokenizer_{i + 1}.json")
+        for i in (SLOTS.index(p.slot) for p in parts)]
     staging = sampler_path.parent / f".{onnx_path.name}.staging"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
         staged = save_onnx(proto, staging / onnx_path.name, None)
-        with torch.no_grad():
-            expected = module(ids).numpy()
         session = cpu_session(staged[0])
-        got = session.run([PROMPT_EMBEDS], {INPUT_IDS: ids.numpy()})[0]
-        err = relative_error(got, expected)
+        got = session.run(list(module.outputs), {k: v.numpy() for k, v in ids.items()})
+        err = max(relative_error(g, e) for g, e in zip(got, expected, strict=True))
         if not err <= LIMIT:
             raise S4SError(f"text encoder verification failed: ORT vs PyTorch max relative error {err:.2e} "
                            f"(limit {LIMIT:.0e})")
-        (staging / tok_path.name).write_text(tokenizer_json(tokenizer, length))
+        for part, path in zip(parts, tok_paths, strict=True):
+            (staging / path.name).write_text(tokenizer_json(part.tokenizer, part.length))
         move_onnx(staged, onnx_path)
-        shutil.move(staging / tok_path.name, tok_path)
+        for path in tok_paths:
+            shutil.move(staging / path.name, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return {"onnx": onnx_path.name, "tokenizer": tok_path.name, "length": length, "dim": dim,
-            "input": INPUT_IDS, "output": PROMPT_EMBEDS, "pad_id": int(tokenizer.pad_token_id),
-            "verification": f"ORT CPU vs PyTorch on {len(CHECK_PROMPTS)} prompts: max relative error {err:.2e}"}
+    verification = f"ORT CPU vs PyTorch on {len(CHECK_PROMPTS)} prompts: max relative error {err:.2e}"
+    return text_encoder_entry(kind, parts, tok_paths, onnx_path, shapes, _force_zeros(folder, kind), verification)
+
+
+def _force_zeros(folder: Path, kind: str) -> bool:
+    """SDXL pipelines' force_zeros_for_empty_prompt (default True): no negative prompt -> zero negative embeddings."""
+    return kind == SDXL and bool(_pipeline_index(folder).get("force_zeros_for_empty_prompt", True))
+
+
+def text_encoder_entry(kind: str, parts: list[TextPart], tok_paths: list[Path], onnx_path: Path,
+                       shapes: dict[str, list[int]], force_zeros: bool, verification: str) -> dict:
+    """The sidecar's `text_encoder` entry.
+
+    `tokenizers`: per graph input, its tokenizer.json and ids per prompt; `outputs`: {name: shape without
+    the batch}; `force_zeros_for_empty_prompt`: the runtime gives zero negative embeddings (not the empty
+    prompt's) when no negative prompt is given. `tokenizer`, `input`, `length`, `pad_id` repeat the first
+    tokenizer's and `output`, `dim` the prompt embeddings' (the single-encoder form).
+    """
+    first = parts[0]
+    return {"onnx": onnx_path.name, "kind": kind,
+            "tokenizers": [{"input": p.input, "file": path.name, "length": p.length,
+                            "pad_id": int(p.tokenizer.pad_token_id)} for p, path in zip(parts, tok_paths, strict=True)],
+            "outputs": shapes, "force_zeros_for_empty_prompt": force_zeros,
+            "tokenizer": tok_paths[0].name, "input": first.input, "length": first.length,
+            "pad_id": int(first.tokenizer.pad_token_id), "output": PROMPT_EMBEDS, "dim": shapes[PROMPT_EMBEDS][-1],
+            "verification": verification}

@@ -281,7 +281,8 @@ def test_prompt_through_text_encoder_graph(sd):
     with torch.no_grad():
         embeds, negative = pipe.encode_prompt(["a cat", "cat at"], "cpu", 1, True, None)
     with Sampler.load(result.onnx_path, providers=["cpu"]) as sampler:
-        np.testing.assert_allclose(sampler.text_encoder(["a cat", "cat at"]), embeds.numpy(), rtol=0, atol=1e-5)
+        np.testing.assert_allclose(sampler.text_encoder(["a cat", "cat at"])[PROMPT_EMBEDS], embeds.numpy(), rtol=0,
+                                   atol=1e-5)
         images = sampler(seed=4, n=2, prompt=["a cat", "cat at"], guidance_scale=7.5)
         expected = sampler(seed=4, n=2, prompt_embeds=embeds.numpy(), negative_prompt_embeds=negative.numpy(),
                            guidance_scale=7.5)
