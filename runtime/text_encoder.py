@@ -26,6 +26,16 @@ from ..errors import S4SError
 NEGATIVE = {PROMPT_EMBEDS: NEGATIVE_PROMPT_EMBEDS, POOLED_EMBEDS: NEGATIVE_POOLED_EMBEDS}  # output -> its negative
 
 
+def encoder_io(entry: dict) -> tuple[dict[str, tuple[str, int]], dict[str, list[int]]]:
+    """A sidecar's text_encoder entry as ({ids input: (tokenizer.json, ids per prompt)}, {output: shape without
+    the batch}), in graph order; entries without `tokenizers` are the single-encoder (CLIP) form."""
+    if "tokenizers" in entry:
+        return ({t["input"]: (t["file"], int(t["length"])) for t in entry["tokenizers"]},
+                {name: list(shape) for name, shape in entry["outputs"].items()})
+    return ({INPUT_IDS: (entry["tokenizer"], int(entry["length"]))},
+            {PROMPT_EMBEDS: [int(entry["length"]), int(entry["dim"])]})
+
+
 class TextEncoder:
     """`encoder(["a prompt", ...])` -> {prompt_embeds [B, L, D], pooled_prompt_embeds [B, P] (SDXL, SD3)};
     `encoder.ids(prompts)` -> {input name: ids [B, L_i]}; `encoder.sampler_inputs(prompt, negative_prompt)` ->
@@ -59,13 +69,9 @@ class TextEncoder:
         entry = info.get(TEXT_ENCODER_KEY)
         if not isinstance(entry, dict):
             return None
-        if "tokenizers" in entry:
-            tokenizers = {t["input"]: (sampler_path.with_name(t["file"]), t["length"]) for t in entry["tokenizers"]}
-            outputs = list(entry["outputs"])
-        else:  # the single-encoder form (CLIP, SD 1.x/2.x)
-            tokenizers = {INPUT_IDS: (sampler_path.with_name(entry["tokenizer"]), entry["length"])}
-            outputs = [PROMPT_EMBEDS]
-        return cls(sampler_path.with_name(entry["onnx"]), tokenizers, outputs,
+        inputs, outputs = encoder_io(entry)
+        tokenizers = {name: (sampler_path.with_name(file), length) for name, (file, length) in inputs.items()}
+        return cls(sampler_path.with_name(entry["onnx"]), tokenizers, list(outputs),
                    entry.get("force_zeros_for_empty_prompt", False), providers)
 
     def ids(self, prompts: list[str]) -> dict[str, np.ndarray]:

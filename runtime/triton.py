@@ -26,11 +26,9 @@ from ..contract import (
     ENGINE_KEY,
     GUIDANCE,
     IMAGES,
-    INPUT_IDS,
-    NEGATIVE_PROMPT_EMBEDS,
     NOISE,
-    PROMPT_EMBEDS,
     TEXT_ENCODER_KEY,
+    TIME_IDS,
     external_data_path,
     read_sidecar,
     sidecar_path,
@@ -39,6 +37,7 @@ from ..errors import S4SError
 from ..fileio import atomic_write, atomic_write_text
 from .spec import GraphSpec, TensorSpec
 from .tensorrt_build import onnx_sha256
+from .text_encoder import NEGATIVE, encoder_io
 
 _TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "float64": "TYPE_FP64", "int64": "TYPE_INT64",
                  "int32": "TYPE_INT32", "uint8": "TYPE_UINT8"}
@@ -107,14 +106,26 @@ def config_text(spec: GraphSpec, name: str, platform: str, max_batch: int, queue
     return "\n".join(lines) + "\n"
 
 
-NEGATIVE_INPUT_IDS = "negative_" + INPUT_IDS  # the ensemble's input for the negative (or empty) prompt's ids
+NEGATIVE_PREFIX = "negative_"  # the ensemble's ids inputs for the negative (or empty) prompt: negative_input_ids, ...
+
+
+def ensemble_inputs(spec: GraphSpec, entry: dict) -> list[str] | None:
+    """The sampler inputs an ensemble takes from its client (noise, add_time_ids, guidance_scale), or None when
+    the text encoder's outputs and their negatives do not make up the rest of the sampler's inputs."""
+    _, outputs = encoder_io(entry)
+    made = {*outputs, *(NEGATIVE[name] for name in outputs)}
+    rest = [name for name in spec.inputs if name not in made]
+    if not made <= set(spec.inputs) or not set(rest) <= {NOISE, TIME_IDS, GUIDANCE}:
+        return None
+    return rest
 
 
 def ensemble_texts(spec: GraphSpec, name: str, entry: dict, max_batch: int, queue_delay_us: int) -> dict[str, str]:
-    """config.pbtxt of `<name>_text_encoder` (input_ids [L] -> prompt_embeds [L, D], batched) and of
-    `<name>_ensemble` (input_ids, negative_input_ids, noise, guidance_scale -> images): the text encoder runs
-    once per prompt and once per negative prompt, then the sampler."""
-    length, dim = int(entry["length"]), int(entry["dim"])
+    """config.pbtxt of `<name>_text_encoder` (ids [L_i] per tokenizer -> prompt_embeds [L, D], and
+    pooled_prompt_embeds [P] for SDXL/SD3; batched) and of `<name>_ensemble` (the ids, the negative prompt's ids
+    `negative_input_ids...`, noise, add_time_ids for SDXL, guidance_scale -> images): the text encoder runs once
+    on the prompts and once on the negative prompts, then the sampler."""
+    ids, outputs = encoder_io(entry)
     encoder = f"{name}_text_encoder"
     batching = f"dynamic_batching {{\n  max_queue_delay_microseconds: {queue_delay_us}\n}}"
 
@@ -126,20 +137,23 @@ def ensemble_texts(spec: GraphSpec, name: str, entry: dict, max_batch: int, queu
         maps += [f'      output_map {{\n        key: "{k}"\n        value: "{v}"\n      }}' for k, v in outputs.items()]
         return f'    {{\n      model_name: "{model}"\n      model_version: -1\n' + "\n".join(maps) + "\n    }"
 
+    id_tensors = [tensor(n, "TYPE_INT64", [length]) for n, (_, length) in ids.items()]
     encoder_text = "\n".join([
         f'name: "{encoder}"', 'platform: "onnxruntime_onnx"', f"max_batch_size: {max_batch}",
-        "input [\n" + tensor(INPUT_IDS, "TYPE_INT64", [length]) + "\n]",
-        "output [\n" + tensor(PROMPT_EMBEDS, "TYPE_FP32", [length, dim]) + "\n]", batching]) + "\n"
-    c, h, w = spec.noise.shape[1:]
+        "input [\n" + ",\n".join(id_tensors) + "\n]",
+        "output [\n" + ",\n".join(tensor(n, "TYPE_FP32", shape) for n, shape in outputs.items()) + "\n]",
+        batching]) + "\n"
+    rest = ensemble_inputs(spec, entry)
     out = spec.output
-    steps = [step(encoder, {INPUT_IDS: INPUT_IDS}, {PROMPT_EMBEDS: PROMPT_EMBEDS}),
-             step(encoder, {INPUT_IDS: NEGATIVE_INPUT_IDS}, {PROMPT_EMBEDS: NEGATIVE_PROMPT_EMBEDS}),
-             step(name, {n: n for n in (NOISE, PROMPT_EMBEDS, NEGATIVE_PROMPT_EMBEDS, GUIDANCE)}, {IMAGES: IMAGES})]
+    steps = [step(encoder, {n: n for n in ids}, {n: n for n in outputs}),
+             step(encoder, {n: NEGATIVE_PREFIX + n for n in ids}, {n: NEGATIVE[n] for n in outputs}),
+             step(name, {n: n for n in spec.inputs}, {IMAGES: IMAGES})]
+    client = [tensor(spec.inputs[n].name, _TRITON_TYPES[spec.inputs[n].dtype.name],
+                     list(spec.inputs[n].shape[1:]) or [1]) for n in rest]
     ensemble_text = "\n".join([
         f'name: "{name}_ensemble"', 'platform: "ensemble"', f"max_batch_size: {max_batch}",
-        "input [\n" + ",\n".join([tensor(INPUT_IDS, "TYPE_INT64", [length]),
-                                   tensor(NEGATIVE_INPUT_IDS, "TYPE_INT64", [length]),
-                                   tensor(NOISE, "TYPE_FP32", [c, h, w]), tensor(GUIDANCE, "TYPE_FP32", [1])]) + "\n]",
+        "input [\n" + ",\n".join(id_tensors + [tensor(NEGATIVE_PREFIX + n, "TYPE_INT64", [length])
+                                                 for n, (_, length) in ids.items()] + client) + "\n]",
         "output [\n" + tensor(out.name, _TRITON_TYPES[out.dtype.name], list(out.shape[1:])) + "\n]",
         "ensemble_scheduling {\n  step [\n" + ",\n".join(steps) + "\n  ]\n}"]) + "\n"
     return {encoder: encoder_text, f"{name}_ensemble": ensemble_text}
@@ -179,7 +193,8 @@ def write_triton_repository(onnx_path: str | Path, repo_dir: str | Path, engine_
     queue_delay_us: how long dynamic batching waits to fill a batch.
     instances: execution instances of the TensorRT model on each GPU.
     A text-conditioned graph with a text encoder graph beside it (build --text-encoder) also gets
-    `<name>_text_encoder` and `<name>_ensemble` (input_ids, negative_input_ids, noise, guidance_scale -> images).
+    `<name>_text_encoder` and `<name>_ensemble` (input_ids..., negative_input_ids..., noise, add_time_ids for
+    SDXL, guidance_scale -> images; `ensemble_texts`).
     """
     from .onnxruntime_runner import OrtRunner
 
@@ -206,12 +221,14 @@ def write_triton_repository(onnx_path: str | Path, repo_dir: str | Path, engine_
             _copy(weights, version / weights.name)
         atomic_write_text(repo_dir / model / "config.pbtxt", text)
     entry = spec.info.get(TEXT_ENCODER_KEY)
-    if isinstance(entry, dict) and dynamic_batching(spec, max_batch) and set(spec.inputs) == {
-            NOISE, PROMPT_EMBEDS, NEGATIVE_PROMPT_EMBEDS, GUIDANCE}:
+    if isinstance(entry, dict) and dynamic_batching(spec, max_batch) and ensemble_inputs(spec, entry) is not None:
         for model, text in ensemble_texts(spec, name, entry, max_batch, queue_delay_us).items():
             validate_config(text, f"{repo_dir / model / 'config.pbtxt'}")
             if model.endswith("_text_encoder"):
-                _copy(onnx_path.with_name(entry["onnx"]), repo_dir / model / "1" / "model.onnx")
+                graph = onnx_path.with_name(entry["onnx"])
+                _copy(graph, repo_dir / model / "1" / "model.onnx")
+                if external_data_path(graph).is_file():  # T5-XXL's weights keep the name the graph refers to
+                    _copy(external_data_path(graph), repo_dir / model / "1" / external_data_path(graph).name)
             else:
                 (repo_dir / model / "1").mkdir(parents=True, exist_ok=True)  # Triton wants a version folder
             atomic_write_text(repo_dir / model / "config.pbtxt", text)

@@ -185,8 +185,9 @@ def token_ids(parts: list[TextPart], prompts: list[str]) -> dict[str, torch.Tens
 
 
 def text_encoder_files(entry: dict) -> list[str]:
-    """The files a sidecar's text_encoder entry names: the graph, then each tokenizer.json."""
-    return [entry["onnx"], *(t["file"] for t in entry["tokenizers"])]
+    """The files a sidecar's text_encoder entry names: the graph (and its external weights), each tokenizer.json."""
+    data = [entry["onnx_data"]] if "onnx_data" in entry else []
+    return [entry["onnx"], *data, *(t["file"] for t in entry["tokenizers"])]
 
 
 def build_text_encoder(folder: str | Path, sampler_path: Path, length: int, batch: tuple[int, int],
@@ -226,13 +227,14 @@ def build_text_encoder(folder: str | Path, sampler_path: Path, length: int, batc
                            f"(limit {LIMIT:.0e})")
         for part, path in zip(parts, tok_paths, strict=True):
             (staging / path.name).write_text(tokenizer_json(part.tokenizer, part.length))
-        move_onnx(staged, onnx_path)
+        written = move_onnx(staged, onnx_path)  # T5-XXL passes 2 GiB: its weights go to `<file>.data`
         for path in tok_paths:
             shutil.move(staging / path.name, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     verification = f"ORT CPU vs PyTorch on {len(CHECK_PROMPTS)} prompts: max relative error {err:.2e}"
-    return text_encoder_entry(kind, parts, tok_paths, onnx_path, shapes, _force_zeros(folder, kind), verification)
+    entry = text_encoder_entry(kind, parts, tok_paths, onnx_path, shapes, _force_zeros(folder, kind), verification)
+    return {**entry, **({"onnx_data": written[1].name} if len(written) > 1 else {})}
 
 
 def _force_zeros(folder: Path, kind: str) -> bool:
@@ -246,8 +248,9 @@ def text_encoder_entry(kind: str, parts: list[TextPart], tok_paths: list[Path], 
 
     `tokenizers`: per graph input, its tokenizer.json and ids per prompt; `outputs`: {name: shape without
     the batch}; `force_zeros_for_empty_prompt`: the runtime gives zero negative embeddings (not the empty
-    prompt's) when no negative prompt is given. `tokenizer`, `input`, `length`, `pad_id` repeat the first
-    tokenizer's and `output`, `dim` the prompt embeddings' (the single-encoder form).
+    prompt's) when no negative prompt is given; `onnx_data` (build_text_encoder adds it when written): the
+    graph's external weights. `tokenizer`, `input`, `length`, `pad_id` repeat the first tokenizer's and
+    `output`, `dim` the prompt embeddings' (the single-encoder form).
     """
     first = parts[0]
     return {"onnx": onnx_path.name, "kind": kind,
