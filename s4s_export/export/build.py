@@ -42,7 +42,7 @@ from .latent_graph import DEFAULT_TEXT_LENGTH, LatentSamplerGraph, latent_sample
 from .onnx_export import OPSET, OPSET_BF16, compact, export_model, set_metadata
 from .onnx_files import move_onnx, save_onnx
 from .precision import PRECISIONS
-from .text_encoder import build_text_encoder, text_encoder_files
+from .text_encoder import build_text_encoder, check_text_length, text_encoder_files
 from .trt_ops import TRT_LIST_VERSION, check_trt_ops, uses_float64
 from .verify import (
     DEVIATION_SAMPLES,
@@ -263,6 +263,8 @@ def build_onnx(req: BuildRequest, log: Callable[[str], None] = lambda _: None,
     latent = isinstance(module, LatentSamplerGraph)
     if req.text_encoder is not None and not (latent and module.inputs and module.inputs[0].name == PROMPT_EMBEDS):
         raise S4SError(f"--text-encoder applies to text-conditioned models; {r.model!r} takes no prompt embeddings")
+    if req.text_encoder is not None:
+        check_text_length(req.text_encoder, req.text_length)
     opset = OPSET_BF16 if req.precision == "bf16" else OPSET
     info = r.denoiser.info
     lo, hi = req.batch

@@ -149,12 +149,8 @@ def load_text_parts(folder: Path, length: int) -> tuple[str, list[TextPart], tup
         encoder, tokenizer = part
         ids = length
         if kind == SD3:  # diffusers: CLIP takes tokenizer.model_max_length ids, T5 the rest of the sequence
-            clip_length = int(loaded[0][1].model_max_length)
+            clip_length = sd3_clip_length(int(loaded[0][1].model_max_length), length)
             ids = length - clip_length if slot == SLOTS[2] else clip_length
-            if length - clip_length < 1 or length - clip_length > T5_MAX_LENGTH:
-                raise S4SError(f"SD3 prompt embeddings are {clip_length} CLIP tokens followed by T5's "
-                               f"max_sequence_length (1 to {T5_MAX_LENGTH}); --text-length {length} leaves "
-                               f"{length - clip_length}: pass --text-length {clip_length + 256} (diffusers' default)")
         positions = getattr(encoder.config, "max_position_embeddings", None)
         if positions is not None and ids > int(positions):
             raise S4SError(f"{ids} tokens per prompt exceed {slot}'s {positions} positions; lower --text-length")
@@ -167,6 +163,29 @@ def load_text_parts(folder: Path, length: int) -> tuple[str, list[TextPart], tup
         dim = json.loads(transformer.read_text())["joint_attention_dim"]
         t5_zeros = (length - parts[0].length, int(dim))
     return kind, parts, t5_zeros
+
+
+def sd3_clip_length(model_max_length: int, length: int) -> int:
+    """SD3's CLIP ids per prompt (its tokenizer's model_max_length), after checking that `length` leaves T5
+    1 to T5_MAX_LENGTH tokens."""
+    t5 = length - model_max_length
+    if not 1 <= t5 <= T5_MAX_LENGTH:
+        raise S4SError(f"SD3 prompt embeddings are {model_max_length} CLIP tokens followed by T5's "
+                       f"max_sequence_length (1 to {T5_MAX_LENGTH}); --text-length {length} leaves {t5}: pass "
+                       f"--text-length {model_max_length + 256} (diffusers' default)")
+    return model_max_length
+
+
+def check_text_length(folder: str | Path, length: int) -> None:
+    """Before the sampler is exported: SD3's `length` must leave room for T5 (from tokenizer/'s config alone)."""
+    folder = Path(folder)
+    if pipeline_kind(_pipeline_index(folder)) == SD3:
+        config = folder / "tokenizer" / "tokenizer_config.json"
+        try:
+            max_length = json.loads(config.read_text()).get("model_max_length", 77) if config.is_file() else 77
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise S4SError(f"{config} is not valid JSON ({e}); save the pipeline again") from None
+        sd3_clip_length(int(max_length), length)
 
 
 def tokenizer_json(tokenizer, length: int) -> str:

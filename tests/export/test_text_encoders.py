@@ -220,10 +220,15 @@ def test_sd3_without_t5_gives_zeros(tmp_path):
 
 
 def test_sd3_text_length_must_leave_room_for_t5(tmp_path):
-    from s4s_export.export.text_encoder import build_text_encoder
+    """Refused in one line, before the sampler's export (check_text_length) and by the text encoder build."""
+    from s4s_export.export.text_encoder import build_text_encoder, check_text_length
 
     folder = tmp_path / "sd3"
     sd3_pipeline(tmp_path / "tok", with_t5=False).save_pretrained(folder)
+    for length in (77, 77 + 513):
+        with pytest.raises(S4SError, match="--text-length 333"):
+            check_text_length(folder, length)
+    check_text_length(folder, 333)
     with pytest.raises(S4SError, match="--text-length 333"):
         build_text_encoder(folder, tmp_path / "sd3.onnx", 77, (1, 2))
     assert not list(tmp_path.glob("sd3.*"))
