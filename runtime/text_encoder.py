@@ -85,8 +85,9 @@ class TextEncoder:
         return out
 
     def __call__(self, prompts: list[str]) -> dict[str, np.ndarray]:
-        if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
-            raise S4SError("prompts must be a list of strings")
+        if isinstance(prompts, str) or not isinstance(prompts, (list, tuple)) or not prompts or not all(
+                isinstance(p, str) for p in prompts):
+            raise S4SError(f"prompts must be a non-empty list of strings; got {prompts!r}")
         return dict(zip(self.outputs, self.session.run(self.outputs, self.ids(prompts)), strict=True))
 
     def sampler_inputs(self, prompt: str | list[str], negative_prompt: str | list[str] | None = None
@@ -99,6 +100,5 @@ class TextEncoder:
         if negative_prompt is None and self.force_zeros_for_empty_prompt:
             negative = {name: np.zeros_like(v) for name, v in out.items()}
         else:
-            negative = self([negative_prompt or ""] if negative_prompt is None or isinstance(negative_prompt, str)
-                            else negative_prompt)
+            negative = self(negative_prompt if isinstance(negative_prompt, (list, tuple)) else [negative_prompt or ""])
         return {**out, **{NEGATIVE[name]: v for name, v in negative.items()}}

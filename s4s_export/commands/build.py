@@ -46,9 +46,11 @@ def build_cmd(
                                 help="Latent models: decode to images inside the graph (--no-decode: latents out)."),
     text_encoder: bool = typer.Option(False, "--text-encoder",
                                       help="Text models from a diffusers:PATH folder: also build its text encoder "
-                                           "graph and tokenizer.json (prompt -> ids -> embeddings without torch)."),
+                                           "graph(s) and tokenizer.json files (prompt -> ids -> embeddings without "
+                                           "torch): SD 1.x/2.x, SDXL, SD3."),
     text_length: int = typer.Option(77, "--text-length", min=1,
-                                    help="Text models: tokens per prompt, L of prompt_embeds [B, L, D] (CLIP: 77)."),
+                                    help="Text models: tokens per prompt, L of prompt_embeds [B, L, D] (CLIP: 77; "
+                                         "SD3: 77 + T5's max_sequence_length, 333 as diffusers)."),
     trt: bool = typer.Option(False, "--trt", help="Also build a TensorRT engine (.plan) for the batch range."),
     triton: str = typer.Option(None, "--triton", help="Also write a Triton model repository into this folder."),
     json_out: bool = typer.Option(False, "--json", help="Print the sidecar document as JSON instead of the report."),

@@ -217,6 +217,9 @@ def test_sd3_without_t5_gives_zeros(tmp_path):
     for name, value in expected.items():
         np.testing.assert_allclose(got[name], value, rtol=0, atol=EMBEDS_ATOL, err_msg=name)
     assert np.abs(got[PROMPT_EMBEDS][:, 77:]).max() == 0
+    for bad in ([], "a cat", [1]):
+        with pytest.raises(S4SError, match="non-empty list of strings"):
+            encoder(bad)
 
 
 def test_sd3_text_length_must_leave_room_for_t5(tmp_path):
