@@ -46,7 +46,7 @@ def build_cmd(
                                 help="Latent models: decode to images inside the graph (--no-decode: latents out)."),
     text_encoder: bool = typer.Option(False, "--text-encoder",
                                       help="Text models from a diffusers:PATH folder: also build its text encoder "
-                                           "graph(s) and tokenizer.json files (prompt -> ids -> embeddings without "
+                                           "graph and tokenizer.json files (prompt -> ids -> embeddings without "
                                            "torch): SD 1.x/2.x, SDXL, SD3."),
     text_length: int = typer.Option(77, "--text-length", min=1,
                                     help="Text models: tokens per prompt, L of prompt_embeds [B, L, D] (CLIP: 77; "
