@@ -51,11 +51,11 @@ LIMIT = 1e-4  # max relative error, ORT vs PyTorch (fp32)
 
 @dataclass
 class TextPart:
-    """One tokenizer and its encoder; `encoder` None is SD3's absent T5 (zeros)."""
+    """One tokenizer and its encoder (a pipeline's `tokenizer_N/` and `text_encoder_N/`)."""
 
     slot: str
     tokenizer: object
-    encoder: nn.Module | None
+    encoder: nn.Module
     length: int  # ids per prompt
 
     @property
@@ -70,8 +70,8 @@ class TextEncoderGraph(nn.Module):
     def __init__(self, kind: str, parts: list[TextPart], t5_zeros: tuple[int, int] | None = None):
         super().__init__()
         self.kind, self.t5_zeros = kind, t5_zeros
-        self.slots = [p.slot for p in parts if p.encoder is not None]
-        self.encoders = nn.ModuleList([p.encoder for p in parts if p.encoder is not None])
+        self.slots = [p.slot for p in parts]
+        self.encoders = nn.ModuleList([p.encoder for p in parts])
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -223,7 +223,7 @@ def build_text_encoder(folder: str | Path, sampler_path: Path, length: int, batc
         expected = module(**ids)
     expected = [t.numpy() for t in (expected if isinstance(expected, tuple) else (expected,))]
     shapes = {name: list(t.shape[1:]) for name, t in zip(module.outputs, expected, strict=True)}
-    log(f"tracing the text encoder ({', '.join(type(p.encoder).__name__ for p in parts if p.encoder)} -> "
+    log(f"tracing the text encoder ({', '.join(type(p.encoder).__name__ for p in parts)} -> "
         f"{', '.join(f'{n} {s}' for n, s in shapes.items())})")
     proto = export_model(module, ids, batch, OPSET, module.outputs)
     compact(proto)
