@@ -274,3 +274,21 @@ def test_triton_ensemble(model, request, tmp_path):
     assert f'key: "{POOLED_EMBEDS}"\n        value: "{NEGATIVE_POOLED_EMBEDS}"' in ensemble
     assert (f'name: "{TIME_IDS}"' in ensemble) == (model == "sdxl") and f'name: "{GUIDANCE}"' in ensemble
     assert (repo / f"{model}_text_encoder" / "1" / "model.onnx").is_file()
+
+
+def test_entry_forms():
+    """The single-encoder entry (graphs built before SDXL/SD3 support) reads as one tokenizer; external weights
+    are among the files a build lists."""
+    from s4s_export.export.text_encoder import text_encoder_files
+    from s4s_export.runtime.text_encoder import encoder_io
+
+    old = {"onnx": "sd.text_encoder.onnx", "tokenizer": "sd.tokenizer.json", "length": 77, "dim": 8}
+    assert encoder_io(old) == ({"input_ids": ("sd.tokenizer.json", 77)}, {PROMPT_EMBEDS: [77, 8]})
+    new = {"onnx": "m.text_encoder.onnx", "onnx_data": "m.text_encoder.onnx.data",
+           "tokenizers": [{"input": "input_ids", "file": "m.tokenizer.json", "length": 77},
+                          {"input": "input_ids_3", "file": "m.tokenizer_3.json", "length": 256}],
+           "outputs": {PROMPT_EMBEDS: [333, 32], POOLED_EMBEDS: [64]}}
+    assert encoder_io(new) == ({"input_ids": ("m.tokenizer.json", 77), "input_ids_3": ("m.tokenizer_3.json", 256)},
+                               {PROMPT_EMBEDS: [333, 32], POOLED_EMBEDS: [64]})
+    assert text_encoder_files(new) == ["m.text_encoder.onnx", "m.text_encoder.onnx.data", "m.tokenizer.json",
+                                       "m.tokenizer_3.json"]
