@@ -91,6 +91,7 @@ def guided(tmp_path_factory) -> Path:
 
 def test_library_tests_pass(build, graphs, guided):
     env = {**os.environ, "S4S_TEST_UNCOND": str(graphs["uncond"]), "S4S_TEST_COND": str(graphs["cond"]),
+           "S4S_TEST_PER_SAMPLE": str(graphs["cond_per_sample"]),
            "S4S_TEST_GUIDED": str(guided), "S4S_TEST_FIXED2": str(graphs["fixed2"])}
     result = subprocess.run(["ctest", "--output-on-failure"], cwd=build, capture_output=True, text=True, env=env,
                             timeout=120)
