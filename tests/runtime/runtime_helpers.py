@@ -33,7 +33,8 @@ class TinySampler(torch.nn.Module):
     def forward(self, noise, class_labels=None, guidance_scale=None):
         x = 0.5 * noise + self.conv(noise)
         if self.embed is not None:
-            x = x + guidance_scale.reshape(-1, 1, 1, 1) * self.embed(class_labels)[:, :, None, None]
+            scale = guidance_scale[:, None, None, None] if guidance_scale.ndim else guidance_scale
+            x = x + scale * self.embed(class_labels)[:, :, None, None]
         x = torch.tanh(x)
         if self.uint8:
             return ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)

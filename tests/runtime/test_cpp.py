@@ -113,6 +113,8 @@ def run_app(build: Path, tmp_path: Path, graph: Path, noise: np.ndarray, *args: 
     ("uncond", (), {}),
     ("cond", ("--labels", "0,2,3", "--guidance", "1.75"),
      {"class_labels": [0, 2, 3, 0, 2, 3, 0], "guidance_scale": 1.75}),
+    ("cond_per_sample", ("--labels", "0,2,3", "--guidance", "1.75,0,3,1,-1,2.5,4"),
+     {"class_labels": [0, 2, 3, 0, 2, 3, 0], "guidance_scale": [1.75, 0, 3, 1, -1, 2.5, 4]}),
 ])
 def test_example_matches_python(build, graphs, tmp_path, graph, args, kwargs):
     noise = seeded_noise(CHW, 7, seed=11)
@@ -184,6 +186,9 @@ def test_example_uint8_output_and_ppm(build, graphs, tmp_path):
     ("cond", ("--labels", "-1"), "class label -1 out of range"),
     ("cond", ("--labels", "1", "--guidance", "big"), "--guidance needs a number, got 'big'"),
     ("uncond", ("--guidance", "2"), "this model is unconditional: it takes no guidance_scale"),
+    ("cond", ("--labels", "1", "--guidance", "1,2"), "this graph takes one guidance_scale for the whole batch"),
+    ("cond_per_sample", ("--labels", "1", "--guidance", "1,2,3"), "guidance_scale must be one number or one per "
+                                                                  "image (2); got 3"),
     ("fixed2", ("--n", "3"), "batch 3 cannot be split into runs within the batch range [2, 2]"),
     ("fixed2", ("--n", "1"), "batch 1 is below the minimum batch 2"),
     ("uncond", ("--n", "0"), "--n must be at least 1"),
