@@ -120,7 +120,7 @@ def _check_guidance(scale, info: dict, shape: tuple = (), batch: int = 1) -> np.
     if isinstance(scale, np.ndarray) and scale.ndim == 0:
         scale = scale.item()
     per_sample = len(shape) == 1
-    if isinstance(scale, bool) or (isinstance(scale, str)) or scale is None:
+    if isinstance(scale, (bool, str)) or scale is None:
         raise S4SError(f"guidance_scale must be a number (1.0 = no guidance){' or one per image' * per_sample}; "
                        f"got {scale!r}")
     if isinstance(scale, numbers.Real):
