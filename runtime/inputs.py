@@ -113,32 +113,38 @@ def _check_labels(labels, batch: int, num_classes: int | None) -> np.ndarray:
 
 
 def _check_guidance(scale, info: dict, shape: tuple = (), batch: int = 1) -> np.ndarray:
-    """A scalar scale (graphs with guidance_scale []), or one per sample [B] (a number is repeated)."""
+    """One scale per sample [B] (graphs taking guidance_scale [B]: a number is repeated, an array needs B
+    values), or one for the batch (graphs exported before per-sample scales take guidance_scale [])."""
     if scale is None:
         scale = info.get(GUIDANCE_KEY, DEFAULT_GUIDANCE)
     if isinstance(scale, np.ndarray) and scale.ndim == 0:
         scale = scale.item()
-    if len(shape) == 1 and not isinstance(scale, numbers.Real):
+    per_sample = len(shape) == 1
+    if isinstance(scale, (bool, str)) or scale is None:
+        raise S4SError(f"guidance_scale must be a number (1.0 = no guidance){' or one per image' * per_sample}; "
+                       f"got {scale!r}")
+    if isinstance(scale, numbers.Real):
+        values = np.full(batch if per_sample else (), scale, dtype=np.float64)
+    elif not per_sample:
+        raise S4SError("this graph takes one guidance_scale for the whole batch (guidance_scale [], exported before "
+                       "per-sample scales): pass one number, or re-export it with `s4s-export build` for one scale "
+                       "per image")
+    else:
         try:
             values = np.asarray(scale, dtype=np.float64)
         except (ValueError, TypeError):
-            values = None
-        if values is None or values.shape != (batch,):
-            raise S4SError(f"guidance_scale must be a number or {batch} numbers (one per image); got {scale!r}")
-        if not np.isfinite(values).all():
-            raise S4SError(f"guidance_scale must be finite; got {values.tolist()}")
-        if np.abs(values).max() > GUIDANCE_MAX:
-            raise S4SError(f"guidance_scale must be within [-{GUIDANCE_MAX:g}, {GUIDANCE_MAX:g}] (larger scales "
-                           f"overflow float32 images); got {values.tolist()}")
-        return values.astype(np.float32)
-    if not isinstance(scale, numbers.Real) or isinstance(scale, bool):
-        raise S4SError(f"guidance_scale must be a number (1.0 = no guidance); got {scale!r}")
-    if not np.isfinite(scale):
-        raise S4SError(f"guidance_scale must be finite; got {scale}")
-    if abs(scale) > GUIDANCE_MAX:
+            raise S4SError(f"guidance_scale must be a number or {batch} numbers (one per image); got {scale!r}") \
+                from None
+        if values.shape != (batch,):
+            raise S4SError(f"guidance_scale must be a number or {batch} numbers (one per image); got an array of "
+                           f"shape {list(values.shape)}")
+    if not np.isfinite(values).all():
+        raise S4SError(f"guidance_scale must be finite; got {values.tolist()}")
+    if np.abs(values).max(initial=0.0) > GUIDANCE_MAX:
+        shown = f"{float(values.reshape(-1)[np.abs(values.reshape(-1)).argmax()]):g}"
         raise S4SError(f"guidance_scale must be within [-{GUIDANCE_MAX:g}, {GUIDANCE_MAX:g}] (larger scales overflow "
-                       f"float32 images); got {scale:g}")
-    return np.full(batch, scale, dtype=np.float32) if len(shape) == 1 else np.asarray(scale, dtype=np.float32)
+                       f"float32 images); got {shown}")
+    return values.astype(np.float32)
 
 
 def _check_text(spec: GraphSpec, given: dict, batch: int, guided: bool) -> dict[str, np.ndarray]:

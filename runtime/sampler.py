@@ -123,8 +123,11 @@ class Sampler:
                  negative_prompt: str | list[str] | None = None) -> np.ndarray:
         """Images for `noise` [B,C,H,W], or for `n` (default 1) seeded noise images (`seeded_noise`).
 
-        Text-conditioned graphs take the embeddings [B, L, D] (one [L, D] row serves every image) and
-        per-sample or one guidance scale; negative embeddings are needed where a scale is not 1. With a
+        Conditional graphs take `guidance_scale` as one number or one per image (graphs exported before
+        per-sample scales take one number only); default: the graph's recorded scale, else 1.
+
+        Text-conditioned graphs take the embeddings [B, L, D] (one [L, D] row serves every image);
+        negative embeddings are needed where a scale is not 1. With a
         text encoder graph beside the sampler, `prompt` (one, or one per image) and `negative_prompt`
         give them (and the pooled ones) instead; no negative prompt is the empty prompt, or zeros for SDXL
         pipelines that force zeros for it, as diffusers' pipelines.

@@ -3,11 +3,12 @@
     repo/<name>/config.pbtxt + repo/<name>/1/model.onnx          platform onnxruntime_onnx
     repo/<name>_trt/config.pbtxt + repo/<name>_trt/1/model.plan  platform tensorrt_plan (with an engine)
 
-Dynamic batching needs every input to carry the batch dimension. A pixel class-conditional graph
-(export/graph.py) has a scalar `guidance_scale` input, so it gets NO dynamic batching: it is written, like
-a graph with a fixed batch, with `max_batch_size: 0` (full shapes, batch dimension -1; each request runs
-alone, as sent). Latent and text-conditioned graphs (export/latent_graph.py) take guidance_scale per
-sample [B] and are batched; a [B] input is declared as dims [1] reshaped to [] (Triton's form for it).
+Dynamic batching needs every input to carry the batch dimension. Every graph `s4s-export build` writes
+now does (class-conditional and text graphs take guidance_scale per sample, [B]), so all dynamic-batch
+graphs are batched; a [B] input is declared as dims [1] reshaped to [] (Triton's form for it: clients send
+it as [B, 1], `triton_request`). A class-conditional graph exported before per-sample scales has a scalar
+`guidance_scale` and gets NO dynamic batching: it is written, like a graph with a fixed batch, with
+`max_batch_size: 0` (full shapes, batch dimension -1; each request runs alone, as sent).
 An engine must come from build_engine for this very graph (its sidecar's onnx_sha256 is checked), and
 with dynamic batching its profile must start at batch 1 (Triton forms batches from 1 up). Each
 config.pbtxt is parsed with Triton's own schema (`model_config_pb2` of the tritonclient package) when that
@@ -20,6 +21,8 @@ import importlib.util
 import shutil
 from pathlib import Path
 from types import ModuleType
+
+import numpy as np
 
 from ..cachedir import cache_root
 from ..contract import (
@@ -78,6 +81,14 @@ def validate_config(text: str, where: str = "config.pbtxt") -> bool:
 def dynamic_batching(spec: GraphSpec, max_batch: int) -> bool:
     """Whether Triton may batch requests: a dynamic batch dimension on every input (no scalar guidance_scale)."""
     return max_batch > 0 and spec.noise.shape[0] is None and all(t.shape for t in spec.inputs.values())
+
+
+def triton_request(spec: GraphSpec, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A sampler's feeds (runtime/inputs.py prepare_inputs) as a client sends them to the model
+    `write_triton_repository` wrote: with dynamic batching a [B] input goes as [B, 1] (its dims [1])."""
+    if not dynamic_batching(spec, 1):
+        return dict(feeds)
+    return {name: value.reshape(-1, 1) if value.ndim == 1 else value for name, value in feeds.items()}
 
 
 def config_text(spec: GraphSpec, name: str, platform: str, max_batch: int, queue_delay_us: int,

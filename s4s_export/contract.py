@@ -3,9 +3,10 @@
 One home for the names the exporter writes and every runtime reads (Python, C++ through the generated
 runtime/cpp/src/contract.h, Triton), see docs/export.md and docs/runtime.md:
 
-- inputs `noise` [B,C,H,W] float32, plus `class_labels` [B] int64 and `guidance_scale` [] float32 for
-  class-conditional models; one output `images`, float32 NCHW in [-1, 1] or uint8 NHWC in [0, 255].
-  Only the batch dimension may be dynamic.
+- inputs `noise` [B,C,H,W] float32, plus `class_labels` [B] int64 and `guidance_scale` [B] float32 (one
+  scale per sample) for class-conditional models; one output `images`, float32 NCHW in [-1, 1] or uint8
+  NHWC in [0, 255]. Only the batch dimension may be dynamic. Graphs exported before per-sample scales take
+  `guidance_scale` [] (one for the batch); the runtimes read the graph's shape and feed either form.
 - the description: a JSON sidecar beside the model file (`model.onnx` -> `model.json`; an engine
   `model.plan` -> `model.plan.json`) whose top-level keys are also the ONNX graph's metadata_props
   (each value JSON-encoded). The sidecar wins where both have a key.
@@ -48,6 +49,9 @@ TEXT_ENCODER_KEY = "text_encoder"
 # Pipelines with several tokenizers (SDXL: 2, SD3: 3 with T5): one ids input per tokenizer, in this order; the
 # graph also gives pooled_prompt_embeds [B, P] (export/text_encoder.py).
 INPUT_IDS_INPUTS = (INPUT_IDS, "input_ids_2", "input_ids_3")
+TEXT_ENCODER_FILE_KEY = "onnx"  # the text encoder entry: its graph's file name (beside the sampler), ...
+TEXT_LENGTH_KEY = "length"  # ... ids per prompt (L), ...
+TEXT_DIM_KEY = "dim"  # ... and embedding width (D)
 
 NOISE_DTYPE = "float32"
 LABELS_DTYPE = "int64"
@@ -81,7 +85,7 @@ def io_description(chw: tuple[int, int, int], batch: tuple[int, int], num_classe
     if num_classes:
         inputs += [{"name": LABELS, "dtype": LABELS_DTYPE, "shape": [b], "range": [0, num_classes],
                     "null_label": num_classes},
-                   {"name": GUIDANCE, "dtype": GUIDANCE_DTYPE, "shape": [], "default": guidance_scale}]
+                   {"name": GUIDANCE, "dtype": GUIDANCE_DTYPE, "shape": [b], "default": guidance_scale}]
     dtype, layout, value_range = IMAGE_FORMATS[output]
     shape = [b, h, w, c] if layout == "NHWC" else [b, c, h, w]
     return inputs, [{"name": IMAGES, "dtype": dtype, "shape": shape, "layout": layout, "range": value_range}]
@@ -196,7 +200,9 @@ def cpp_header() -> str:
                ("kSidecarSuffix", SIDECAR_SUFFIX), ("kPromptEmbeds", PROMPT_EMBEDS),
                ("kNegativePromptEmbeds", NEGATIVE_PROMPT_EMBEDS), ("kPooledEmbeds", POOLED_EMBEDS),
                ("kNegativePooledEmbeds", NEGATIVE_POOLED_EMBEDS), ("kTimeIds", TIME_IDS), ("kLatents", LATENTS),
-               ("kEmbedsDtype", EMBEDS_DTYPE)]
+               ("kEmbedsDtype", EMBEDS_DTYPE), ("kInputIds", INPUT_IDS), ("kInputIdsDtype", INPUT_IDS_DTYPE),
+               ("kTextEncoderKey", TEXT_ENCODER_KEY), ("kTextEncoderFileKey", TEXT_ENCODER_FILE_KEY),
+               ("kTextLengthKey", TEXT_LENGTH_KEY), ("kTextDimKey", TEXT_DIM_KEY)]
     lines = ["// Generated from s4s_export/contract.py by scripts/write_contract_header.py: do not edit.",
              "// tests/runtime/test_contract_header.py checks that it is current and that runtime/cpp uses it.",
              "#pragma once", "", "namespace s4s::contract {", ""]

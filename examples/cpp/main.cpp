@@ -1,16 +1,19 @@
 // s4s_sample: images from a baked sampler, written as a PPM grid.
 //
-//   s4s_sample MODEL [--n N] [--seed S] [--noise FILE] [--labels 0,1,2] [--guidance G]
-//              [--embeds FILE] [--negative-embeds FILE]
+//   s4s_sample MODEL [--n N] [--seed S] [--noise FILE] [--labels 0,1,2] [--guidance G | G1,G2,...]
+//              [--embeds FILE] [--negative-embeds FILE] [--ids FILE] [--negative-ids FILE]
 //              [--out grid.ppm] [--raw FILE] [--threads T] [--providers cpu,cuda,tensorrt]
 //
 // --noise reads N*C*H*W little-endian float32 (N from the file size) instead of generating noise.
 // Generated noise is s4s::seeded_noise (s4s/noise.h): --seed S gives the same noise bits as the Python
 // runtime's `Sampler.load(MODEL)(seed=S, n=N)` and `s4s-export sample --seed S`.
 // --raw writes the sampler's output tensor as raw bytes (float32 or uint8) for comparisons.
-// Without --guidance, conditional graphs use their recorded default guidance scale (else 1.0), as in Python.
+// Without --guidance, conditional graphs use their recorded default guidance scale (else 1.0), as in Python;
+// --guidance takes one scale for all images or one per image (comma-separated, graphs taking [B] scales).
 // Text-conditioned graphs: --embeds / --negative-embeds read prompt_embeds / negative_prompt_embeds as
-// little-endian float32, one [L, D] row for every image or N rows (embeddings in, images out).
+// little-endian float32, one [L, D] row for every image or N rows (embeddings in, images out). With a text
+// encoder graph beside the model, --ids / --negative-ids read token ids instead: little-endian int64, L per
+// prompt (one prompt or N), as the tokenizer.json beside the model gives them (tokenizing is not done here).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -18,7 +21,6 @@
 #include <iostream>
 #include <locale>
 #include <map>
-#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -47,16 +49,19 @@ T number(const std::string& flag, const std::string& value) {
   return out;
 }
 
-std::vector<float> read_noise(const std::string& path, int64_t noise_size) {
+// A raw little-endian file of N * `size` values of type T.
+template <typename T>
+std::vector<T> read_raw(const std::string& path, int64_t size, const char* type) {
   std::ifstream file(path, std::ios::binary | std::ios::ate);
   if (!file) throw s4s::Error("cannot read " + path);
   const auto bytes = static_cast<int64_t>(file.tellg());
-  if (bytes == 0 || bytes % (noise_size * 4) != 0)
-    throw s4s::Error(path + " must hold N * " + std::to_string(noise_size) + " float32 values");
-  std::vector<float> noise(bytes / 4);
+  const int64_t item = static_cast<int64_t>(sizeof(T));
+  if (bytes == 0 || bytes % (size * item) != 0)
+    throw s4s::Error(path + " must hold N * " + std::to_string(size) + " " + type + " values");
+  std::vector<T> values(bytes / item);
   file.seekg(0);
-  file.read(reinterpret_cast<char*>(noise.data()), bytes);
-  return noise;
+  file.read(reinterpret_cast<char*>(values.data()), bytes);
+  return values;
 }
 
 // uint8 NHWC pixels of image i, whatever the output format.
@@ -105,16 +110,17 @@ void write_ppm_grid(const std::string& path, const s4s::Images& images) {
 
 int main(int argc, char** argv) {
   if (argc < 2 || std::string(argv[1]) == "--help") {
-    std::cerr << "usage: s4s_sample MODEL [--n N] [--seed S] [--noise FILE] [--labels 0,1,2] [--guidance G]\n"
-                 "                  [--embeds FILE] [--negative-embeds FILE]\n"
+    std::cerr << "usage: s4s_sample MODEL [--n N] [--seed S] [--noise FILE] [--labels 0,1,2] [--guidance G|G1,G2,...]\n"
+                 "                  [--embeds FILE] [--negative-embeds FILE] [--ids FILE] [--negative-ids FILE]\n"
                  "                  [--out grid.ppm] [--raw FILE] [--threads T] [--providers cpu,cuda,tensorrt]\n";
     return 2;
   }
   try {
-    std::string model = argv[1], noise_path, out = "grid.ppm", raw, labels_text, embeds_path, negative_path;
+    std::string model = argv[1], noise_path, out = "grid.ppm", raw, labels_text, embeds_path, negative_path, ids_path,
+                negative_ids_path;
     int64_t n = 16;
     uint64_t seed = 0;
-    std::optional<float> guidance;  // unset: the graph's default
+    std::vector<float> guidance;  // empty: the graph's default
     s4s::Options options;
     for (int i = 2; i < argc; i += 2) {
       const std::string flag = argv[i];
@@ -129,7 +135,13 @@ int main(int argc, char** argv) {
       else if (flag == "--labels") labels_text = value;
       else if (flag == "--embeds") embeds_path = value;
       else if (flag == "--negative-embeds") negative_path = value;
-      else if (flag == "--guidance") guidance = number<float>(flag, value);
+      else if (flag == "--ids") ids_path = value;
+      else if (flag == "--negative-ids") negative_ids_path = value;
+      else if (flag == "--guidance") {
+        guidance.clear();
+        for (const auto& g : split(value)) guidance.push_back(number<float>(flag, g));
+        if (guidance.empty()) throw s4s::Error("--guidance needs a number, got '" + value + "'");
+      }
       else if (flag == "--out") out = value;
       else if (flag == "--raw") raw = value;
       else if (flag == "--threads") options.threads = number<int>(flag, value);
@@ -140,7 +152,7 @@ int main(int argc, char** argv) {
     auto sampler = s4s::Sampler::load(model, options);
     std::vector<float> noise;
     if (!noise_path.empty()) {
-      noise = read_noise(noise_path, sampler->noise_size());
+      noise = read_raw<float>(noise_path, sampler->noise_size(), "float32");
       n = static_cast<int64_t>(noise.size()) / sampler->noise_size();
     } else {
       noise = s4s::seeded_noise(sampler->noise_size(), n, seed);
@@ -153,15 +165,25 @@ int main(int argc, char** argv) {
       labels.resize(n);
     }
     s4s::Images images;
-    if (sampler->text()) {
-      if (embeds_path.empty()) throw s4s::Error("this model is text-conditioned: pass --embeds FILE (float32)");
-      std::map<std::string, std::vector<float>> embeddings{{"prompt_embeds", read_noise(embeds_path, 1)}};
-      if (!negative_path.empty()) embeddings["negative_prompt_embeds"] = read_noise(negative_path, 1);
-      images = sampler->run_text(noise.data(), n, embeddings,
-                                 guidance ? std::vector<float>{*guidance} : std::vector<float>{});
-    } else {
+    if (sampler->text() && !ids_path.empty()) {
       if (!embeds_path.empty() || !negative_path.empty())
-        throw s4s::Error("this model is not text-conditioned: drop --embeds and --negative-embeds");
+        throw s4s::Error("pass either --ids or --embeds, not both");
+      if (!sampler->has_text_encoder())
+        throw s4s::Error(model + " has no text encoder graph beside it: pass --embeds, or rebuild with "
+                         "`s4s-export build --text-encoder`");
+      const int64_t length = sampler->text_length();
+      images = sampler->run_ids(noise.data(), n, read_raw<int64_t>(ids_path, length, "int64"),
+                                negative_ids_path.empty() ? std::vector<int64_t>{}
+                                                          : read_raw<int64_t>(negative_ids_path, length, "int64"),
+                                guidance);
+    } else if (sampler->text()) {
+      if (embeds_path.empty()) throw s4s::Error("this model is text-conditioned: pass --embeds FILE (float32) or --ids FILE");
+      std::map<std::string, std::vector<float>> embeddings{{"prompt_embeds", read_raw<float>(embeds_path, 1, "float32")}};
+      if (!negative_path.empty()) embeddings["negative_prompt_embeds"] = read_raw<float>(negative_path, 1, "float32");
+      images = sampler->run_text(noise.data(), n, embeddings, guidance);
+    } else {
+      if (!embeds_path.empty() || !negative_path.empty() || !ids_path.empty() || !negative_ids_path.empty())
+        throw s4s::Error("this model is not text-conditioned: drop --embeds, --negative-embeds, --ids and --negative-ids");
       images = sampler->run(noise.data(), n, labels.empty() ? nullptr : labels.data(), guidance);
     }
     if (!raw.empty()) {

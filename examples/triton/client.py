@@ -7,7 +7,8 @@ The request holds what the Python runtime feeds ONNX Runtime for `Sampler.load(G
 from `seeded_noise` (docs/runtime.md "Noise"), so --seed S gives the same noise bits as `s4s-export sample`, the
 C++ runtime and `s4s-export eval`; a class-conditional model without --labels gets `seeded_labels`. GRAPH is the
 .onnx the repository was written from (it gives the input shapes and label range). Needs `tritonclient[http]`
-to send; --save-request writes the inputs as .npz instead.
+to send; --save-request writes the inputs as .npz instead (the runtime's shapes; a batched model gets its
+[B] inputs, class_labels and guidance_scale, as [B, 1]: `triton_request`).
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ import numpy as np
 from s4s_export.errors import S4SError
 from s4s_export.runtime import Sampler, make_grid, seeded_labels, to_uint8, write_png
 from s4s_export.runtime.inputs import prepare_inputs
+from s4s_export.runtime.triton import triton_request
 
 _TRITON_TYPES = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64"}
 
 
 def request_inputs(graph: str, n: int, seed: int, labels: list[int] | None = None,
                    guidance_scale: float | None = None) -> dict[str, np.ndarray]:
-    """The checked inputs for n images from `seed`: noise [n,C,H,W] (+ class_labels [n], guidance_scale [])."""
+    """The checked inputs for n images from `seed`: noise [n,C,H,W] (+ class_labels [n], guidance_scale [n],
+    or [] for graphs exported before per-sample scales)."""
     spec = Sampler.load(graph).spec
     if spec.conditional and labels is None:
         if not spec.num_classes:
@@ -69,7 +72,8 @@ def main() -> int:
             np.savez(args.save_request, **inputs)
             print(f"wrote {args.save_request}: {', '.join(f'{k} {list(v.shape)}' for k, v in inputs.items())}")
             return 0
-        write_png(args.out, make_grid(to_uint8(infer(args.url, args.model, inputs))))
+        spec = Sampler.load(args.graph).spec
+        write_png(args.out, make_grid(to_uint8(infer(args.url, args.model, triton_request(spec, inputs)))))
     except (S4SError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -31,10 +31,10 @@ def to_images(x: torch.Tensor, output: str) -> torch.Tensor:
 
 
 class SamplerGraph(nn.Module):
-    """`forward(noise [B,C,H,W] float32[, class_labels [B] int64, guidance_scale []]) -> images`.
+    """`forward(noise [B,C,H,W] float32[, class_labels [B] int64, guidance_scale [B] float32]) -> images`.
 
     The sampler runs in float32 (solver constants as float32 buffers); with a `GuidedDenoiser`
-    the labels and scale travel to it as the sampler's `cond`.
+    the labels and per-sample scales travel to it as the sampler's `cond`.
     """
 
     def __init__(self, sampler: Sampler, output: str = "float"):

@@ -10,9 +10,9 @@ from ..denoiser import Denoiser
 class GuidedDenoiser(Denoiser):
     """D_u + s (D_c - D_u) with one network call per evaluation: the batch is doubled with the null label.
 
-    `cond` is `(labels [B] int64, scale [] float)`; the null label is `info.num_classes`, so a
-    null-labelled sample gives the unconditional model whatever the scale, and scale 1 gives the
-    plain conditional model.
+    `cond` is `(labels [B] int64, scale)`, the scale one per sample [B] (as graphs take it) or one for
+    all ([] or a float); the null label is `info.num_classes`, so a null-labelled sample gives the
+    unconditional model whatever its scale, and scale 1 gives the plain conditional model.
     """
 
     def __init__(self, denoiser: Denoiser):
@@ -30,4 +30,7 @@ class GuidedDenoiser(Denoiser):
         null = torch.full_like(labels, self.info.num_classes)
         d = self.denoiser(torch.cat([x, x]), torch.cat([sigma, sigma]), torch.cat([labels, null]))
         d_cond, d_uncond = d[:b], d[b:]
-        return d_uncond + torch.as_tensor(scale, dtype=d.dtype, device=d.device) * (d_cond - d_uncond)
+        scale = torch.as_tensor(scale, dtype=d.dtype, device=d.device)
+        if scale.ndim == 1:  # per sample: [B] -> [B, 1, 1, 1]
+            scale = scale.reshape(-1, *([1] * (d.ndim - 1)))
+        return d_uncond + scale * (d_cond - d_uncond)

@@ -90,11 +90,12 @@ def relative_error(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def check_inputs(module: SamplerGraph, shape: tuple[int, ...], batch: int, num_classes: int,
-                 guidance_scale: float, seed: int = VALIDATION_SEED, null_label: bool = True
+                 guidance_scale: float | list[float], seed: int = VALIDATION_SEED, null_label: bool = True
                  ) -> tuple[torch.Tensor, ...]:
-    """Fixed inputs: noise [batch, *shape]; for guided graphs class labels and a scale.
+    """Fixed inputs: noise [batch, *shape]; for guided graphs class labels and one scale per sample [batch].
 
     The labels are seeded classes; with `null_label` the last one is the null label (unconditional).
+    `guidance_scale` is one number for every sample, or `batch` numbers.
     """
     noise = noise_set(shape, batch, seed)
     if not module.guided:
@@ -102,20 +103,26 @@ def check_inputs(module: SamplerGraph, shape: tuple[int, ...], batch: int, num_c
     labels = label_set(num_classes, batch, seed)
     if null_label:
         labels[-1] = num_classes
-    return noise, labels, torch.tensor(guidance_scale, dtype=torch.float32)
+    return noise, labels, torch.as_tensor(guidance_scale, dtype=torch.float32).expand(batch).clone()
 
 
 def verification_inputs(module: SamplerGraph, shape: tuple[int, ...], batch: tuple[int, int], num_classes: int,
                         guidance_scale: float) -> list[tuple[torch.Tensor, ...]]:
     """Input sets for the ONNX Runtime comparison over a batch range (min, max).
 
-    The smallest batch and 3 (so a dynamic batch is exercised), the second at guidance scale default + 1.
-    Guided graphs always see conditional labels and the null label: a static batch of 1 (whose one
-    sample is the null label) gets a second, labelled set at scale default + 1.
+    The smallest batch and 3 (so a dynamic batch is exercised). Per-sample scales: with two sets the
+    first is at the default scale throughout and the second alternates default + 1 and default; a
+    single set alternates default and default + 1. Guided graphs always see conditional labels and the
+    null label: a static batch of 1 (whose one sample is the null label) gets a second, labelled set at
+    scale default + 1.
     """
     lo, hi = batch
     sizes = sorted({lo, min(hi, max(lo, 3))})
-    sets = [check_inputs(module, shape, b, num_classes, guidance_scale + i) for i, b in enumerate(sizes)]
+
+    def scales(i: int, b: int) -> list[float]:
+        return [guidance_scale + (0 if i == 0 and len(sizes) > 1 else (i + j) % 2) for j in range(b)]
+
+    sets = [check_inputs(module, shape, b, num_classes, scales(i, b)) for i, b in enumerate(sizes)]
     if module.guided and sizes == [1]:
         sets.append(check_inputs(module, shape, 1, num_classes, guidance_scale + 1, null_label=False))
     return sets

@@ -61,29 +61,11 @@ def _grid_solver(name: str):
     return solver
 
 
-def tiny_clip(folder):
-    """A CLIP text encoder (hidden size 8: the tiny UNet's cross_attention_dim) and a tokenizer over a tiny BPE
-    vocabulary (letters, end-of-word letters, two merges), written without downloads."""
-    transformers = pytest.importorskip("transformers")
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for suffix in ("", "</w>"):
-        vocab |= {c + suffix: len(vocab) + i for i, c in enumerate("abcdefghijklmnopqrstuvwxyz")}
-    vocab |= {"at</w>": len(vocab), "cat</w>": len(vocab) + 1}
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\na t</w>\nc at</w>\n")
-    tokenizer = transformers.CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
-    torch.manual_seed(2)
-    config = transformers.CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=8,
-                                         intermediate_size=16, num_attention_heads=2, num_hidden_layers=2,
-                                         vocab_size=len(vocab), max_position_embeddings=77)
-    return transformers.CLIPTextModel(config).eval(), tokenizer
-
-
 @pytest.fixture(scope="module")
 def sd(tmp_path_factory):
     """The tiny SD pipeline with a tiny CLIP text encoder, built with --text-encoder."""
     scheduler = diffusers.DPMSolverMultistepScheduler(**tiny.SD_SCHEDULER)
-    encoder, tokenizer = tiny_clip(tmp_path_factory.mktemp("clip"))
+    encoder, tokenizer = tiny.tiny_clip(tmp_path_factory.mktemp("clip"))
     components = {**tiny.tiny_sd_pipeline(scheduler).components, "text_encoder": encoder, "tokenizer": tokenizer}
     pipeline = diffusers.StableDiffusionPipeline(**components, requires_safety_checker=False)
     return _built(tmp_path_factory, "sd", pipeline, _grid_solver("dpmpp2m"), text_encoder=True)

@@ -37,6 +37,9 @@ def test_guidance_combines_one_doubled_call_per_evaluation():
     torch.testing.assert_close(d, uncond + 2.5 * (cond - uncond), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(d[3], uncond[3], rtol=1e-5, atol=1e-5)  # the null label ignores the scale
     torch.testing.assert_close(guided(x, sigma, (labels, 1.0)), cond, rtol=1e-5, atol=1e-5)
+    scales = torch.tensor([0.0, 1.0, 2.5, 4.0])  # one per sample, as graphs take it
+    expected = uncond + scales.reshape(-1, 1, 1, 1) * (cond - uncond)
+    torch.testing.assert_close(guided(x, sigma, (labels, scales)), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_guided_sampler_graph_runs_the_core_sampler_with_cond(gmm):

@@ -3,6 +3,8 @@ diffusers."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 diffusers = pytest.importorskip("diffusers", reason="the diffusers extra is not installed")
@@ -69,3 +71,21 @@ def tiny_dit_pipeline(scheduler) -> diffusers.DiTPipeline:
                                           num_layers=1, norm_type="ada_norm_zero", num_embeds_ada_norm=1000,
                                           patch_size=2, sample_size=8).eval()  # eval: no label dropout
     return diffusers.DiTPipeline(transformer=dit, vae=tiny_vae(), scheduler=scheduler)
+
+
+def tiny_clip(folder):
+    """A CLIP text encoder (hidden size 8: the tiny UNet's cross_attention_dim) and a tokenizer over a tiny BPE
+    vocabulary (letters, end-of-word letters, two merges), written without downloads."""
+    transformers = pytest.importorskip("transformers")
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for suffix in ("", "</w>"):
+        vocab |= {c + suffix: len(vocab) + i for i, c in enumerate("abcdefghijklmnopqrstuvwxyz")}
+    vocab |= {"at</w>": len(vocab), "cat</w>": len(vocab) + 1}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\na t</w>\nc at</w>\n")
+    tokenizer = transformers.CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
+    torch.manual_seed(2)
+    config = transformers.CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=8,
+                                         intermediate_size=16, num_attention_heads=2, num_hidden_layers=2,
+                                         vocab_size=len(vocab), max_position_embeddings=77)
+    return transformers.CLIPTextModel(config).eval(), tokenizer

@@ -13,7 +13,8 @@ from tensorrt_double import TensorRTDouble
 def graphs(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("graphs")
     return {"uncond": export_tiny(d / "uncond.onnx"),
-            "cond": export_tiny(d / "cond.onnx", num_classes=NUM_CLASSES),
+            "cond": export_tiny(d / "cond.onnx", num_classes=NUM_CLASSES),  # guidance_scale [], the older form
+            "cond_per_sample": export_tiny(d / "cond_per_sample.onnx", num_classes=NUM_CLASSES, per_sample=True),
             "uint8": export_tiny(d / "uint8.onnx", uint8=True),
             "fixed2": export_tiny(d / "fixed2.onnx", batch=2)}
 

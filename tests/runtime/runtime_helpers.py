@@ -18,7 +18,7 @@ CHW = (1, 6, 5)
 
 
 class TinySampler(torch.nn.Module):
-    """noise [B,C,H,W] (+ class_labels [B], guidance_scale []) -> images in [-1, 1], or uint8 NHWC."""
+    """noise [B,C,H,W] (+ class_labels [B], guidance_scale [] or [B]) -> images in [-1, 1], or uint8 NHWC."""
 
     def __init__(self, num_classes: int = 0, uint8: bool = False):
         super().__init__()
@@ -33,7 +33,8 @@ class TinySampler(torch.nn.Module):
     def forward(self, noise, class_labels=None, guidance_scale=None):
         x = 0.5 * noise + self.conv(noise)
         if self.embed is not None:
-            x = x + guidance_scale * self.embed(class_labels)[:, :, None, None]
+            scale = guidance_scale[:, None, None, None] if guidance_scale.ndim else guidance_scale
+            x = x + scale * self.embed(class_labels)[:, :, None, None]
         x = torch.tanh(x)
         if self.uint8:
             return ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
@@ -41,16 +42,19 @@ class TinySampler(torch.nn.Module):
 
 
 def export_tiny(path: Path, num_classes: int = 0, uint8: bool = False, batch: int | None = None,
-                info: dict | None = None) -> Path:
-    """Export a TinySampler to `path` (+ `<stem>.json` sidecar): dynamic batch unless `batch` is given."""
+                info: dict | None = None, per_sample: bool = False) -> Path:
+    """Export a TinySampler to `path` (+ `<stem>.json` sidecar): dynamic batch unless `batch` is given.
+
+    Conditional graphs take guidance_scale [] (the form exported before per-sample scales), or [B] with
+    `per_sample` (as `s4s-export build` exports them now)."""
     model = TinySampler(num_classes, uint8).eval()
     b = batch or 2
     args = (torch.randn(b, *CHW),)
     names = ["noise"]
     if num_classes:
-        args += (torch.zeros(b, dtype=torch.int64), torch.tensor(1.5))
+        args += (torch.zeros(b, dtype=torch.int64), torch.full((b,), 1.5) if per_sample else torch.tensor(1.5))
         names += ["class_labels", "guidance_scale"]
-    dynamic = None if batch else {n: {0: "B"} for n in names[:2] + ["images"]}
+    dynamic = None if batch else {n: {0: "B"} for n in names[:3 if per_sample else 2] + ["images"]}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, args, str(path), input_names=names, output_names=["images"],

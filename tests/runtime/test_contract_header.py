@@ -15,7 +15,9 @@ from s4s_export import contract
 ROOT = Path(__file__).resolve().parents[2]
 CPP = ROOT / "runtime" / "cpp"
 NAMES = {contract.NOISE, contract.LABELS, contract.GUIDANCE, contract.IMAGES, contract.NUM_CLASSES_KEY,
-         contract.MODEL_KEY, contract.GUIDANCE_KEY}
+         contract.MODEL_KEY, contract.GUIDANCE_KEY, contract.PROMPT_EMBEDS, contract.NEGATIVE_PROMPT_EMBEDS,
+         contract.INPUT_IDS, contract.TEXT_ENCODER_KEY, contract.TEXT_ENCODER_FILE_KEY, contract.TEXT_LENGTH_KEY,
+         contract.TEXT_DIM_KEY}
 LITERAL = re.compile(r'"((?:[^"\\\n]|\\.)*)"')
 
 
@@ -39,4 +41,4 @@ def test_cpp_sources_use_the_header_not_literals():
              if not line.lstrip().startswith("//") for m in LITERAL.findall(line) if m in NAMES]
     assert not found, "contract names spelled out in C++ (use s4s::contract:: from contract.h):\n" + "\n".join(found)
     users = [p.name for p in sources if "contract::k" in p.read_text()]
-    assert {"sampler.cpp", "description.cpp", "onnxruntime_backend.cpp"} <= set(users)
+    assert {"sampler.cpp", "description.cpp", "onnxruntime_backend.cpp", "text_encoder.cpp"} <= set(users)

@@ -91,6 +91,7 @@ def guided(tmp_path_factory) -> Path:
 
 def test_library_tests_pass(build, graphs, guided):
     env = {**os.environ, "S4S_TEST_UNCOND": str(graphs["uncond"]), "S4S_TEST_COND": str(graphs["cond"]),
+           "S4S_TEST_PER_SAMPLE": str(graphs["cond_per_sample"]),
            "S4S_TEST_GUIDED": str(guided), "S4S_TEST_FIXED2": str(graphs["fixed2"])}
     result = subprocess.run(["ctest", "--output-on-failure"], cwd=build, capture_output=True, text=True, env=env,
                             timeout=120)
@@ -112,6 +113,8 @@ def run_app(build: Path, tmp_path: Path, graph: Path, noise: np.ndarray, *args: 
     ("uncond", (), {}),
     ("cond", ("--labels", "0,2,3", "--guidance", "1.75"),
      {"class_labels": [0, 2, 3, 0, 2, 3, 0], "guidance_scale": 1.75}),
+    ("cond_per_sample", ("--labels", "0,2,3", "--guidance", "1.75,0,3,1,-1,2.5,4"),
+     {"class_labels": [0, 2, 3, 0, 2, 3, 0], "guidance_scale": [1.75, 0, 3, 1, -1, 2.5, 4]}),
 ])
 def test_example_matches_python(build, graphs, tmp_path, graph, args, kwargs):
     noise = seeded_noise(CHW, 7, seed=11)
@@ -183,6 +186,9 @@ def test_example_uint8_output_and_ppm(build, graphs, tmp_path):
     ("cond", ("--labels", "-1"), "class label -1 out of range"),
     ("cond", ("--labels", "1", "--guidance", "big"), "--guidance needs a number, got 'big'"),
     ("uncond", ("--guidance", "2"), "this model is unconditional: it takes no guidance_scale"),
+    ("cond", ("--labels", "1", "--guidance", "1,2"), "this graph takes one guidance_scale for the whole batch"),
+    ("cond_per_sample", ("--labels", "1", "--guidance", "1,2,3"), "guidance_scale must be one number or one per "
+                                                                  "image (2); got 3"),
     ("fixed2", ("--n", "3"), "batch 3 cannot be split into runs within the batch range [2, 2]"),
     ("fixed2", ("--n", "1"), "batch 1 is below the minimum batch 2"),
     ("uncond", ("--n", "0"), "--n must be at least 1"),
@@ -203,7 +209,8 @@ def test_example_reports_errors(build, graphs, tmp_path, graph, args, message):
 
 @pytest.fixture(scope="module")
 def text_graph(tmp_path_factory) -> Path:
-    """A tiny text-conditioned SD graph (UNet2DConditionModel + AutoencoderKL), 2 steps, batch 1..3."""
+    """A tiny text-conditioned SD graph (UNet2DConditionModel + AutoencoderKL), 2 steps, batch 1..3, with its
+    text encoder graph (a tiny CLIP, prompts of 5 tokens) and tokenizer.json beside it."""
     tiny = pytest.importorskip("families.tiny", reason="the diffusers extra is not installed")
     from types import SimpleNamespace
 
@@ -212,12 +219,15 @@ def text_graph(tmp_path_factory) -> Path:
     from s4s_export.families.scheduler_grid import solver_for_scheduler
 
     folder = tmp_path_factory.mktemp("sd")
-    pipeline = tiny.tiny_sd_pipeline(tiny.diffusers.DPMSolverMultistepScheduler(**tiny.SD_SCHEDULER))
+    encoder, tokenizer = tiny.tiny_clip(tmp_path_factory.mktemp("clip"))
+    scheduler = tiny.diffusers.DPMSolverMultistepScheduler(**tiny.SD_SCHEDULER)
+    components = {**tiny.tiny_sd_pipeline(scheduler).components, "text_encoder": encoder, "tokenizer": tokenizer}
+    pipeline = tiny.diffusers.StableDiffusionPipeline(**components, requires_safety_checker=False)
     pipeline.save_pretrained(folder)
     model = load_diffusers(SimpleNamespace(target=str(folder), checkpoint=None, random_weights=False, config=None))
     pipeline.scheduler.set_timesteps(2)
     table = solver_for_scheduler(pipeline.scheduler, "dpmpp2m")
-    request = BuildRequest(out=str(folder / "graphs"), batch=(1, 3), text_length=5)
+    request = BuildRequest(out=str(folder / "graphs"), batch=(1, 3), text_length=5, text_encoder=str(folder))
     return build_onnx(request, resolved=Resolved(model, table, {"kind": "test"})).onnx_path
 
 
@@ -242,3 +252,40 @@ def test_example_text_graph_matches_python(build, text_graph, tmp_path):
     missing = subprocess.run([str(build / "s4s_sample"), str(text_graph), "--n", "1", "--guidance", "7.5",
                               "--embeds", str(tmp_path / "e.f32")], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "negative_prompt_embeds is missing" in missing.stderr
+
+
+def test_example_token_ids_match_python_prompts(build, text_graph, tmp_path):
+    """Token ids in, images out: the Python runtime tokenizes the prompts (tokenizer.json) and runs prompt ->
+    ids -> text encoder -> sampler; the C++ example given those ids (run_ids) gives the same images
+    (max abs <= 1e-5), guided with per-image scales, the negative prompt the empty one as in Python."""
+    prompts, scales = ["a cat", "cat at", "a bat"], [7.5, 1.0, 3.0]
+    noise = seeded_noise((4, 16, 16), 3, seed=2)
+    with Sampler.load(text_graph, providers=["cpu"]) as sampler:
+        expected = sampler(noise=noise, prompt=prompts, guidance_scale=scales)
+        ids, negative = sampler.text_encoder.ids(prompts), sampler.text_encoder.ids([""])
+        assert np.abs(expected - sampler(noise=noise, prompt=prompts, guidance_scale=7.5)).max() > 1e-3
+    assert ids.shape == (3, 5) and len(np.unique(ids, axis=0)) == 3
+    ids.astype("<i8").tofile(tmp_path / "ids.i64")
+    negative.astype("<i8").tofile(tmp_path / "negative.i64")
+    noise.astype("<f4").tofile(tmp_path / "noise.f32")
+    raw = tmp_path / "out.raw"
+    command = [str(build / "s4s_sample"), str(text_graph), "--noise", str(tmp_path / "noise.f32"), "--raw", str(raw),
+               "--out", str(tmp_path / "grid.ppm"), "--threads", "1"]
+    result = subprocess.run([*command, "--ids", str(tmp_path / "ids.i64"), "--negative-ids",
+                             str(tmp_path / "negative.i64"), "--guidance", ",".join(map(str, scales))],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    got = np.fromfile(raw, dtype="<f4").reshape(expected.shape)
+    assert np.abs(got - expected).max() <= 1e-5
+    ids_file, seeded = str(tmp_path / "ids.i64"), [str(build / "s4s_sample"), str(text_graph), "--seed", "0"]
+    for args, message in [
+        (["--n", "3", "--ids", ids_file, "--guidance", "7.5"], "negative_prompt_embeds is missing"),
+        (["--n", "2", "--ids", ids_file], "ids must hold 5 token ids (one prompt for all images) or 10 (one prompt "
+                                          "per image); got 15"),
+        (["--n", "3", "--ids", ids_file, "--guidance", "1,2"], "guidance_scale must be one number or one per image "
+                                                               "(3); got 2"),
+        (["--n", "1", "--ids", ids_file, "--embeds", ids_file], "pass either --ids or --embeds, not both"),
+    ]:
+        bad = subprocess.run([*seeded, *args, "--out", str(tmp_path / "bad.ppm")], capture_output=True, text=True,
+                             timeout=60)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr

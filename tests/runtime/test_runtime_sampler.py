@@ -39,6 +39,30 @@ def test_conditional_matches_bare_session_and_uses_labels(graphs):
     assert not np.allclose(same[0], same[1]), "labels must change the images"
 
 
+def test_per_sample_guidance_scales(graphs):
+    """guidance_scale [B]: a number is repeated, an array gives each image its scale (as if run alone with it),
+    and split runs take their slice of the scales."""
+    noise = seeded_noise(CHW, 5, seed=9)
+    labels, scales = [0, 1, 2, 1, 0], [0.0, 1.0, 2.5, 4.0, -1.0]
+    sampler = Sampler.load(graphs["cond_per_sample"])
+    assert sampler.spec.inputs["guidance_scale"].shape == (None,)
+    together = sampler(noise=noise, class_labels=labels, guidance_scale=scales)
+    np.testing.assert_array_equal(together, bare(graphs["cond_per_sample"], {
+        "noise": noise, "class_labels": np.array(labels), "guidance_scale": np.array(scales, np.float32)}))
+    for i in range(5):
+        alone = sampler(noise=noise[i:i + 1], class_labels=labels[i], guidance_scale=scales[i])
+        assert np.abs(alone[0] - together[i]).max() <= 1e-5
+    np.testing.assert_array_equal(sampler(noise=noise, class_labels=labels, guidance_scale=2.5),
+                                  sampler(noise=noise, class_labels=labels, guidance_scale=np.full(5, 2.5)))
+    np.testing.assert_array_equal(Sampler.load(graphs["cond_per_sample"], max_batch=2)(
+        noise=noise, class_labels=labels, guidance_scale=np.array(scales)), together)
+    # the older form, guidance_scale []: one number for the batch, as before
+    scalar = Sampler.load(graphs["cond"])
+    np.testing.assert_array_equal(scalar(noise=noise, class_labels=labels, guidance_scale=np.array(2.5)),
+                                  bare(graphs["cond"], {"noise": noise, "class_labels": np.array(labels),
+                                                        "guidance_scale": np.array(2.5, np.float32)}))
+
+
 def test_default_guidance_is_one(graphs):
     sampler = Sampler.load(graphs["cond"])
     np.testing.assert_array_equal(sampler(seed=3, n=2, class_labels=1),

@@ -229,3 +229,18 @@ def test_build_errors_name_the_problem(double, tmp_path):
     junk.write_bytes(b"not a model")
     with pytest.raises(S4SError, match="TensorRT could not parse .*junk.onnx: failed to parse the ONNX file"):
         build_engine(junk)
+
+
+def test_per_sample_guidance_gets_a_profile_and_splits(double, graphs, tmp_path):
+    """guidance_scale [B] is a batched input: the profile spans it like noise, and split runs take their slice."""
+    for suffix in (".onnx", ".json"):
+        shutil.copy(graphs["cond_per_sample"].with_suffix(suffix), tmp_path / f"per_sample{suffix}")
+    graph = tmp_path / "per_sample.onnx"
+    plan = build_engine(graph, batch_range=(1, 2, 4))
+    profile = json.loads(plan.read_bytes())["profile"]
+    assert profile["guidance_scale"] == [[1], [2], [4]] and profile["noise"] == [[b, *CHW] for b in (1, 2, 4)]
+    scales = np.linspace(-1, 4, 7)
+    with Sampler.load(plan) as sampler:
+        got = sampler(noise=NOISE, class_labels=LABELS, guidance_scale=scales)  # runs of 4 and 3
+    expected = Sampler.load(graph)(noise=NOISE, class_labels=LABELS, guidance_scale=scales)
+    np.testing.assert_allclose(got, expected, atol=1e-6)

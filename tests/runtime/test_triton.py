@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from s4s_export.errors import S4SError
-from s4s_export.runtime import write_triton_repository
+from s4s_export.runtime import Sampler, write_triton_repository
+from s4s_export.runtime.inputs import prepare_inputs
 from s4s_export.runtime.tensorrt_build import onnx_sha256
-from s4s_export.runtime.triton import model_config_schema, validate_config
+from s4s_export.runtime.triton import model_config_schema, triton_request, validate_config
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +52,7 @@ def test_unconditional_graph_gets_dynamic_batching(schema, graphs, tmp_path):
 
 
 def test_scalar_guidance_disables_batching_and_engine_model(schema, graphs, tmp_path):
+    """A class-conditional graph exported before per-sample scales (guidance_scale []) is not batched."""
     plan = fake_engine(tmp_path, graphs["cond"], [2, 4, 6])  # min 2 is fine: no dynamic batching here
     repo = write_triton_repository(graphs["cond"], tmp_path / "repo", engine_path=plan, max_batch=8, instances=2)
     onnx_config = parse(schema, repo / "cond" / "config.pbtxt")
@@ -63,6 +66,34 @@ def test_scalar_guidance_disables_batching_and_engine_model(schema, graphs, tmp_
             and (repo / "cond_trt" / "1" / "model.plan").read_bytes() == b"engine bytes")
     (group,) = trt_config.instance_group
     assert group.count == 2 and group.kind == group.KIND_GPU
+
+
+def test_per_sample_guidance_graph_gets_dynamic_batching(schema, graphs, tmp_path):
+    """Class-conditional graphs taking guidance_scale [B] (as `s4s-export build` writes them) are batched, on
+    both platforms; their [B] inputs are dims [1] reshaped to [], sent by clients as [B, 1]."""
+    graph = graphs["cond_per_sample"]
+    plan = fake_engine(tmp_path, graph, [1, 4, 8])
+    repo = write_triton_repository(graph, tmp_path / "repo", engine_path=plan, max_batch=16, queue_delay_us=200)
+    for model, max_batch in (("cond_per_sample", 16), ("cond_per_sample_trt", 8)):
+        config = parse(schema, repo / model / "config.pbtxt")
+        assert config.max_batch_size == max_batch and config.dynamic_batching.max_queue_delay_microseconds == 200
+        dims = {t.name: (list(t.dims), t.data_type, list(t.reshape.shape) if t.HasField("reshape") else None)
+                for t in config.input}
+        assert dims == {"noise": ([1, 6, 5], schema.TYPE_FP32, None),
+                        "class_labels": ([1], schema.TYPE_INT64, []),
+                        "guidance_scale": ([1], schema.TYPE_FP32, [])}
+    with pytest.raises(S4SError, match="profile starts at batch 2"):
+        write_triton_repository(graph, tmp_path / "other", engine_path=fake_engine(tmp_path, graph, [2, 4, 8]))
+    spec = Sampler.load(graph).spec
+    feeds = prepare_inputs(spec, n=3, seed=0, class_labels=[0, 1, 2], guidance_scale=[1.0, 2.0, 3.0])
+    request = triton_request(spec, feeds)
+    assert {k: v.shape for k, v in request.items()} == {"noise": (3, 1, 6, 5), "class_labels": (3, 1),
+                                                        "guidance_scale": (3, 1)}
+    np.testing.assert_array_equal(request["guidance_scale"][:, 0], feeds["guidance_scale"])
+    scalar = Sampler.load(graphs["cond"]).spec  # not batched: sent as the runtime feeds them
+    scalar_feeds = prepare_inputs(scalar, n=3, seed=0, class_labels=1, guidance_scale=2.0)
+    assert {k: v.shape for k, v in triton_request(scalar, scalar_feeds).items()} == {
+        "noise": (3, 1, 6, 5), "class_labels": (3,), "guidance_scale": ()}
 
 
 def test_engine_batch_range_caps_max_batch(schema, graphs, tmp_path):

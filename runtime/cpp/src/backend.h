@@ -50,6 +50,8 @@ class Backend {
   int64_t num_classes = 0;                 // from the description; 0: not recorded
   float default_guidance = 1.0f;           // guidance_scale when the caller gives none
   std::string default_guidance_error;      // non-empty: the recorded guidance_scale is unusable
+  std::string text_encoder_file;           // the description's text encoder graph (file name beside the model)
+  int64_t text_length = 0;                 // its ids per prompt (L)
   // Runs once; feeds are keyed by input name and already validated; appends the output to `out`.
   virtual void run(const std::map<std::string, Feed>& feeds, Images& out) const = 0;
 };
@@ -64,6 +66,20 @@ void apply_description(const Description& doc, Backend& backend);
 // over the inputs with a dynamic batch, e.g. "noise:1x1x6x5,class_labels:1", as runtime/onnxruntime_backend.py
 // provider_options writes them; empty when no input has a dynamic batch.
 std::map<std::string, std::string> trt_profile_options(const std::vector<TensorInfo>& inputs, int64_t lo, int64_t hi);
+
+// The text encoder graph beside a text-conditioned sampler (runtime/text_encoder.py's counterpart):
+// input_ids [B, L] int64 -> prompt_embeds [B, L, D] float32, on ONNX Runtime's CPU provider.
+class TextEncoder {
+ public:
+  virtual ~TextEncoder() = default;
+  int64_t length = 0;  // L
+  int64_t dim = 0;     // D
+  // rows * length ids (already checked) -> rows * length * dim floats.
+  virtual std::vector<float> encode(const int64_t* ids, int64_t rows) const = 0;
+};
+
+// Loads `path` and checks it against the text encoder contract and the description's `length`.
+std::unique_ptr<TextEncoder> make_text_encoder(const std::string& path, int64_t length, const Options& options);
 
 std::unique_ptr<Backend> make_onnxruntime_backend(const std::string& path, const Options& options);
 std::unique_ptr<Backend> make_tensorrt_backend(const std::string& path, const Options& options);

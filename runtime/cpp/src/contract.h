@@ -24,6 +24,12 @@ inline constexpr char kNegativePooledEmbeds[] = "negative_pooled_prompt_embeds";
 inline constexpr char kTimeIds[] = "add_time_ids";
 inline constexpr char kLatents[] = "latents";
 inline constexpr char kEmbedsDtype[] = "float32";
+inline constexpr char kInputIds[] = "input_ids";
+inline constexpr char kInputIdsDtype[] = "int64";
+inline constexpr char kTextEncoderKey[] = "text_encoder";
+inline constexpr char kTextEncoderFileKey[] = "onnx";
+inline constexpr char kTextLengthKey[] = "length";
+inline constexpr char kTextDimKey[] = "dim";
 inline constexpr float kDefaultGuidance = 1.0f;
 // text inputs of text-conditioned graphs, in graph order
 inline constexpr const char* kTextInputs[] = {"prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds", "add_time_ids"};

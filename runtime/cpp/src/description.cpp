@@ -269,6 +269,23 @@ void apply_description(const Description& doc, Backend& backend) {
       break;
     }
   }
+  // text_encoder: {onnx: file name beside the model, length: ids per prompt, ...} (runtime/text_encoder.py)
+  backend.text_encoder_file.clear();
+  backend.text_length = 0;
+  const auto encoder = doc.find(contract::kTextEncoderKey);
+  if (encoder != doc.end() && encoder->second.kind == Json::Kind::Object) {
+    const Json* file = encoder->second.get(contract::kTextEncoderFileKey);
+    const Json* length = encoder->second.get(contract::kTextLengthKey);
+    int64_t n = 0;
+    if (!file || file->kind != Json::Kind::String || file->text.empty() || file->text.find('/') != std::string::npos ||
+        !length || length->kind != Json::Kind::Number || !length->integer ||
+        std::from_chars(length->text.data(), length->text.data() + length->text.size(), n).ec != std::errc() || n < 1)
+      throw Error(std::string("the description's ") + contract::kTextEncoderKey + " entry needs a file name '" +
+                  contract::kTextEncoderFileKey + "' and a positive integer '" + contract::kTextLengthKey +
+                  "'; rebuild with `s4s-export build --text-encoder`");
+    backend.text_encoder_file = file->text;
+    backend.text_length = n;
+  }
   // guidance_scale: the default when the caller gives none (1.0: plain conditional model).
   backend.default_guidance = contract::kDefaultGuidance;
   backend.default_guidance_error.clear();

@@ -6,6 +6,7 @@
 #include <unordered_map>
 
 #include "backend.h"
+#include "ort.h"
 
 namespace s4s {
 namespace {
@@ -24,11 +25,6 @@ std::string dtype_name(ONNXTensorElementDataType type) {
   }
 }
 
-Ort::Env& environment() {
-  static Ort::Env env(ORT_LOGGING_LEVEL_WARNING, "s4s");
-  return env;
-}
-
 int64_t element_count(const std::vector<int64_t>& shape) {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
@@ -36,20 +32,6 @@ int64_t element_count(const std::vector<int64_t>& shape) {
 }
 
 std::string strip_onnx(const std::string& path) { return path.substr(0, path.size() - 5); }
-
-TensorInfo tensor_info(const std::string& name, const Ort::TypeInfo& type) {
-  if (type.GetONNXType() != ONNX_TYPE_TENSOR) return {name, "unsupported(not a tensor)", {}};
-  const auto tensor = type.GetTensorTypeAndShapeInfo();
-  return {name, dtype_name(tensor.GetElementType()), tensor.GetShape()};
-}
-
-std::vector<TensorInfo> session_inputs(const Ort::Session& session) {
-  Ort::AllocatorWithDefaultOptions allocator;
-  std::vector<TensorInfo> inputs;
-  for (size_t i = 0; i < session.GetInputCount(); ++i)
-    inputs.push_back(tensor_info(session.GetInputNameAllocated(i, allocator).get(), session.GetInputTypeInfo(i)));
-  return inputs;
-}
 
 // Every metadata_props entry, each value parsed as JSON where it parses (runtime/spec.py parse_metadata).
 Description metadata_description(const Ort::Session& session) {
@@ -89,7 +71,7 @@ class OrtBackend final : public Backend {
           std::unordered_map<std::string, std::string> values{
               {"device_id", device}, {"trt_engine_cache_enable", "1"}, {"trt_engine_cache_path", cache},
               {"trt_timing_cache_enable", "1"}, {"trt_timing_cache_path", cache}, {"trt_builder_optimization_level", "3"}};
-          for (const auto& [key, shapes] : trt_profile_options(session_inputs(load(path, Ort::SessionOptions())), 1, trt_max_batch))
+          for (const auto& [key, shapes] : trt_profile_options(ort_session_inputs(ort_load(path, Ort::SessionOptions())), 1, trt_max_batch))
             values[key] = shapes;
           trt.Update(values);
           session_options.AppendExecutionProvider_TensorRT_V2(*trt);
@@ -105,13 +87,13 @@ class OrtBackend final : public Backend {
     } catch (const std::filesystem::filesystem_error& e) {
       throw Error(std::string("cannot create the TensorRT cache folder: ") + e.what());
     }
-    session_ = load(path, session_options);
-    inputs = session_inputs(session_);
-    Ort::AllocatorWithDefaultOptions allocator;
-    if (session_.GetOutputCount() != 1)
-      throw Error(path + " is not an s4s-export sampler graph: it has " + std::to_string(session_.GetOutputCount()) +
+    session_ = ort_load(path, session_options);
+    inputs = ort_session_inputs(session_);
+    const auto outputs = ort_session_outputs(session_);
+    if (outputs.size() != 1)
+      throw Error(path + " is not an s4s-export sampler graph: it has " + std::to_string(outputs.size()) +
                   " outputs; expected one, images");
-    output = tensor_info(session_.GetOutputNameAllocated(0, allocator).get(), session_.GetOutputTypeInfo(0));
+    output = outputs[0];
     Description description = metadata_description(session_);
     overlay_sidecar(path, description);
     apply_description(description, *this);
@@ -119,14 +101,6 @@ class OrtBackend final : public Backend {
       if (t.name == contract::kNoise && !t.shape.empty() && t.shape[0] >= 0) batch_range = {t.shape[0], t.shape[0]};
     if (tensorrt && options.max_batch <= 0)  // the provider's engine cannot run larger batches: split them
       batch_range[1] = batch_range[1] < 0 ? trt_max_batch : std::min(batch_range[1], trt_max_batch);
-  }
-
-  static Ort::Session load(const std::string& path, const Ort::SessionOptions& options) {
-    try {
-      return Ort::Session(environment(), path.c_str(), options);
-    } catch (const Ort::Exception& e) {
-      throw Error("onnxruntime could not load " + path + ": " + e.what());
-    }
   }
 
   void run(const std::map<std::string, Feed>& feeds, Images& out) const override {
@@ -169,6 +143,41 @@ class OrtBackend final : public Backend {
 };
 
 }  // namespace
+
+Ort::Env& ort_environment() {
+  static Ort::Env env(ORT_LOGGING_LEVEL_WARNING, "s4s");
+  return env;
+}
+
+TensorInfo ort_tensor_info(const std::string& name, const Ort::TypeInfo& type) {
+  if (type.GetONNXType() != ONNX_TYPE_TENSOR) return {name, "unsupported(not a tensor)", {}};
+  const auto tensor = type.GetTensorTypeAndShapeInfo();
+  return {name, dtype_name(tensor.GetElementType()), tensor.GetShape()};
+}
+
+std::vector<TensorInfo> ort_session_inputs(const Ort::Session& session) {
+  Ort::AllocatorWithDefaultOptions allocator;
+  std::vector<TensorInfo> inputs;
+  for (size_t i = 0; i < session.GetInputCount(); ++i)
+    inputs.push_back(ort_tensor_info(session.GetInputNameAllocated(i, allocator).get(), session.GetInputTypeInfo(i)));
+  return inputs;
+}
+
+std::vector<TensorInfo> ort_session_outputs(const Ort::Session& session) {
+  Ort::AllocatorWithDefaultOptions allocator;
+  std::vector<TensorInfo> outputs;
+  for (size_t i = 0; i < session.GetOutputCount(); ++i)
+    outputs.push_back(ort_tensor_info(session.GetOutputNameAllocated(i, allocator).get(), session.GetOutputTypeInfo(i)));
+  return outputs;
+}
+
+Ort::Session ort_load(const std::string& path, const Ort::SessionOptions& options) {
+  try {
+    return Ort::Session(ort_environment(), path.c_str(), options);
+  } catch (const Ort::Exception& e) {
+    throw Error("onnxruntime could not load " + path + ": " + e.what());
+  }
+}
 
 std::map<std::string, std::string> trt_profile_options(const std::vector<TensorInfo>& inputs, int64_t lo, int64_t hi) {
   std::map<std::string, std::string> out;

@@ -1,6 +1,7 @@
 // s4s::Sampler: contract checks, input validation and batch splitting over a backend.
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <map>
 #include <sstream>
 
@@ -25,6 +26,19 @@ const TensorInfo* find_input(const std::vector<TensorInfo>& inputs, const std::s
   for (const auto& t : inputs)
     if (t.name == name) return &t;
   return nullptr;
+}
+
+// One scale per image from none (the default), one for all, or one per image; Error naming what came.
+std::vector<float> per_image_scales(const std::vector<float>& given, int64_t batch, float fallback) {
+  std::vector<float> scales;
+  if (given.empty()) scales.assign(batch, fallback);
+  else if (given.size() == 1) scales.assign(batch, given[0]);
+  else if (static_cast<int64_t>(given.size()) == batch) scales = given;
+  else throw Error("guidance_scale must be one number or one per image (" + std::to_string(batch) + "); got " +
+                   std::to_string(given.size()));
+  for (float g : scales)
+    if (!std::isfinite(g)) throw Error("guidance_scale must be finite; got " + std::to_string(g));
+  return scales;
 }
 
 }  // namespace
@@ -81,7 +95,8 @@ std::vector<int64_t> plan_batches(int64_t batch, int64_t lo, int64_t hi) {
   return sizes;
 }
 
-Sampler::Sampler(std::unique_ptr<Backend> backend) : backend_(std::move(backend)) {}
+Sampler::Sampler(std::unique_ptr<Backend> backend, std::unique_ptr<TextEncoder> text_encoder)
+    : backend_(std::move(backend)), text_encoder_(std::move(text_encoder)) {}
 Sampler::~Sampler() = default;
 
 std::unique_ptr<Sampler> Sampler::load(const std::string& path, const Options& options) {
@@ -98,8 +113,22 @@ std::unique_ptr<Sampler> Sampler::load(const std::string& path, const Options& o
     auto& range = backend->batch_range;
     range[1] = range[1] < 0 ? options.max_batch : std::min(range[1], std::max(range[0], options.max_batch));
   }
-  return std::unique_ptr<Sampler>(new Sampler(std::move(backend)));
+  std::unique_ptr<TextEncoder> encoder;
+  if (!backend->text_encoder_file.empty()) {
+    const TensorInfo* embeds = find_input(backend->inputs, contract::kPromptEmbeds);
+    if (!embeds) throw Error(path + " names a text encoder but takes no prompt embeddings; rebuild it");
+    const std::string file = (std::filesystem::path(path).parent_path() / backend->text_encoder_file).string();
+    encoder = make_text_encoder(file, backend->text_length, options);
+    if (embeds->shape.size() != 3 || embeds->shape[1] != encoder->length || embeds->shape[2] != encoder->dim)
+      throw Error(file + " gives prompt embeddings [B, " + std::to_string(encoder->length) + ", " +
+                  std::to_string(encoder->dim) + "], but " + path + " takes " + describe(*embeds) +
+                  "; rebuild both with `s4s-export build --text-encoder`");
+  }
+  return std::unique_ptr<Sampler>(new Sampler(std::move(backend), std::move(encoder)));
 }
+
+bool Sampler::has_text_encoder() const { return text_encoder_ != nullptr; }
+int64_t Sampler::text_length() const { return text_encoder_ ? text_encoder_->length : 0; }
 
 const std::vector<TensorInfo>& Sampler::inputs() const { return backend_->inputs; }
 const TensorInfo& Sampler::output() const { return backend_->output; }
@@ -123,8 +152,13 @@ float Sampler::default_guidance_scale() const {
   return backend_->default_guidance;
 }
 
-// Checks as runtime/inputs.py prepare_inputs does; the guidance default comes from the graph's description.
 Images Sampler::run(const float* noise, int64_t batch, const int64_t* labels, std::optional<float> guidance_scale) const {
+  return run(noise, batch, labels, guidance_scale ? std::vector<float>{*guidance_scale} : std::vector<float>{});
+}
+
+// Checks as runtime/inputs.py prepare_inputs does; the guidance default comes from the graph's description.
+Images Sampler::run(const float* noise, int64_t batch, const int64_t* labels,
+                    const std::vector<float>& guidance_scale) const {
   if (batch < 1) throw Error("batch must be at least 1, got " + std::to_string(batch));
   if (!noise) throw Error("noise is null");
   if (text()) throw Error("this model is text-conditioned: call run_text with its prompt embeddings");
@@ -132,8 +166,8 @@ Images Sampler::run(const float* noise, int64_t batch, const int64_t* labels, st
   for (int64_t i = 0; i < batch * size; ++i)
     if (!std::isfinite(noise[i])) throw Error("noise contains non-finite values (NaN or inf); pass finite noise");
   const int64_t classes = backend_->num_classes;
-  const bool guided = find_input(backend_->inputs, contract::kGuidanceScale) != nullptr;
-  float guidance = 0.0f;
+  const TensorInfo* guidance = find_input(backend_->inputs, contract::kGuidanceScale);
+  std::vector<float> scales;  // one per image
   if (conditional()) {
     const std::string valid = classes > 0 ? "[0, " + std::to_string(classes) + "] (" + std::to_string(classes) +
                                                 " = unconditional)" : "non-negative integers";
@@ -142,28 +176,28 @@ Images Sampler::run(const float* noise, int64_t batch, const int64_t* labels, st
     for (int64_t i = 0; i < batch; ++i)
       if (labels[i] < 0 || (classes > 0 && labels[i] > classes))
         throw Error("class label " + std::to_string(labels[i]) + " out of range; valid labels are " + valid);
-    if (guided) {
-      guidance = guidance_scale ? *guidance_scale : default_guidance_scale();
-      if (!std::isfinite(guidance)) throw Error("guidance_scale must be finite; got " + std::to_string(guidance));
-    } else if (guidance_scale) {
+    if (guidance) {
+      if (guidance->shape.empty() && guidance_scale.size() > 1)
+        throw Error("this graph takes one guidance_scale for the whole batch (guidance_scale [], exported before "
+                    "per-sample scales): pass one scale, or re-export it with `s4s-export build` for one per image");
+      scales = per_image_scales(guidance_scale, batch, guidance_scale.empty() ? default_guidance_scale() : 0.0f);
+    } else if (!guidance_scale.empty()) {
       throw Error("this graph has its guidance scale baked in: it takes no guidance_scale; drop it "
                   "or re-export with the guidance scale as an input");
     }
   } else if (labels) {
     throw Error("this model is unconditional: it takes no class labels; drop them");
-  } else if (guidance_scale) {
+  } else if (!guidance_scale.empty()) {
     throw Error("this model is unconditional: it takes no guidance_scale; drop it");
   }
   const auto chw = image_shape();
-  const bool per_sample = guided && find_input(backend_->inputs, contract::kGuidanceScale)->shape.size() == 1;
-  const std::vector<float> scales(per_sample ? batch : 0, guidance);  // guidance_scale [B]
   Images out;
   int64_t start = 0;
   for (int64_t n : plan_batches(batch, backend_->batch_range[0], backend_->batch_range[1])) {
     std::map<std::string, Feed> feeds{{contract::kNoise, {noise + start * size, {n, chw[0], chw[1], chw[2]}}}};
     if (labels) feeds[contract::kClassLabels] = {labels + start, {n}};
-    if (per_sample) feeds[contract::kGuidanceScale] = {scales.data() + start, {n}};
-    else if (guided) feeds[contract::kGuidanceScale] = {&guidance, {}};
+    if (guidance && guidance->shape.empty()) feeds[contract::kGuidanceScale] = {scales.data(), {}};
+    else if (guidance) feeds[contract::kGuidanceScale] = {scales.data() + start, {n}};
     backend_->run(feeds, out);
     start += n;
   }
@@ -195,17 +229,10 @@ Images Sampler::run_text(const float* noise, int64_t batch, const std::map<std::
   const int64_t size = noise_size();
   for (int64_t i = 0; i < batch * size; ++i)
     if (!std::isfinite(noise[i])) throw Error("noise contains non-finite values (NaN or inf); pass finite noise");
-  std::vector<float> scales;
-  if (guidance_scale.empty()) scales.assign(batch, default_guidance_scale());
-  else if (guidance_scale.size() == 1) scales.assign(batch, guidance_scale[0]);
-  else if (static_cast<int64_t>(guidance_scale.size()) == batch) scales = guidance_scale;
-  else throw Error("guidance_scale must be one number or one per image (" + std::to_string(batch) + "); got " +
-                   std::to_string(guidance_scale.size()));
+  const std::vector<float> scales =
+      per_image_scales(guidance_scale, batch, guidance_scale.empty() ? default_guidance_scale() : 0.0f);
   bool guided = false;
-  for (float g : scales) {
-    if (!std::isfinite(g)) throw Error("guidance_scale must be finite; got " + std::to_string(g));
-    guided = guided || g != 1.0f;
-  }
+  for (float g : scales) guided = guided || g != 1.0f;
   for (const auto& [name, values] : embeddings)
     if (!find_input(backend_->inputs, name)) throw Error("this graph takes no " + name + "; drop it");
   // every text input as [batch, ...]: given per image, or one row repeated; negative ones zero when unguided
@@ -257,6 +284,31 @@ Images Sampler::run_text(const float* noise, int64_t batch, const std::map<std::
   }
   out.shape[0] = batch;
   return out;
+}
+
+Images Sampler::run_ids(const float* noise, int64_t batch, const std::vector<int64_t>& ids,
+                        const std::vector<int64_t>& negative_ids, const std::vector<float>& guidance_scale) const {
+  if (!text_encoder_)
+    throw Error("this sampler has no text encoder graph beside it: rebuild with `s4s-export build --text-encoder`, "
+                "or call run_text with prompt embeddings");
+  if (batch < 1) throw Error("batch must be at least 1, got " + std::to_string(batch));
+  const int64_t length = text_encoder_->length;
+  std::map<std::string, std::vector<float>> embeddings;
+  const std::pair<const char*, const std::vector<int64_t>*> prompts[] = {{contract::kPromptEmbeds, &ids},
+                                                                         {contract::kNegativePromptEmbeds, &negative_ids}};
+  for (const auto& [name, given] : prompts) {
+    const std::string what = name == std::string(contract::kPromptEmbeds) ? "ids" : "negative_ids";
+    if (given->empty() && what == "negative_ids") continue;  // run_text: zeros when unguided, else an error
+    const int64_t count = static_cast<int64_t>(given->size());
+    if (count != length && count != batch * length)
+      throw Error(what + " must hold " + std::to_string(length) + " token ids (one prompt for all images) or " +
+                  std::to_string(batch * length) + " (one prompt per image); got " + std::to_string(count));
+    for (int64_t id : *given)
+      if (id < 0) throw Error(what + " holds the negative id " + std::to_string(id) + "; pass the ids the "
+                              "tokenizer.json beside the graph gives");
+    embeddings[name] = text_encoder_->encode(given->data(), count / length);
+  }
+  return run_text(noise, batch, embeddings, guidance_scale);
 }
 
 }  // namespace s4s

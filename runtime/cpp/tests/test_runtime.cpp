@@ -1,7 +1,8 @@
 // Tests of the C++ runtime against the tiny graphs the Python tests export.
-// Paths come from S4S_TEST_UNCOND, S4S_TEST_COND (a conditional graph recording num_classes 3),
-// S4S_TEST_GUIDED (one also recording guidance_scale 2.5) and S4S_TEST_FIXED2 (fixed batch 2);
-// without them the test is skipped (exit code 77).
+// Paths come from S4S_TEST_UNCOND, S4S_TEST_COND (a conditional graph recording num_classes 3, taking
+// guidance_scale [] as graphs exported before per-sample scales), S4S_TEST_PER_SAMPLE (the same taking
+// guidance_scale [B]), S4S_TEST_GUIDED (one also recording guidance_scale 2.5) and S4S_TEST_FIXED2 (fixed
+// batch 2); without them the test is skipped (exit code 77).
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -131,6 +132,40 @@ void test_conditional(const std::string& path) {
          "tensorrt provider profile");
   expect(s4s::trt_profile_options({{"noise", "float32", {2, 1, 6, 5}}}, 2, 2).empty(), "no profile for a fixed batch");
   expect(sampler->run(noise, {0, 3}, 2.0f).f32 == b.f32, "vector run with labels");
+  // guidance_scale []: one scale for the batch
+  expect(sampler->run(noise.data(), 2, labels, std::vector<float>{2.0f}).f32 == b.f32, "one scale as a vector");
+  expect_error([&] { sampler->run(noise.data(), 2, labels, std::vector<float>{1.0f, 2.0f}); },
+               "takes one guidance_scale for the whole batch", "per-sample scales for a scalar graph");
+}
+
+// guidance_scale [B]: each image gets its own scale, equal to running it alone with that scale.
+void test_per_sample(const std::string& path) {
+  auto sampler = s4s::Sampler::load(path);
+  const int64_t size = sampler->noise_size();
+  const auto noise = normal(3 * size, 5);
+  const int64_t labels[3] = {1, 2, 0};
+  const std::vector<float> scales{0.5f, 2.0f, 3.5f};
+  const auto together = sampler->run(noise.data(), 3, labels, scales);
+  float worst = 0.0f;
+  for (int64_t i = 0; i < 3; ++i) {
+    const auto alone = sampler->run(noise.data() + i * size, 1, labels + i, scales[i]);
+    for (int64_t k = 0; k < size; ++k) worst = std::max(worst, std::fabs(alone.f32[k] - together.f32[i * size + k]));
+  }
+  expect(worst <= 1e-5f, "per-sample scales equal each image alone (max abs " + std::to_string(worst) + ")");
+  expect(together.f32 != sampler->run(noise.data(), 3, labels, 2.0f).f32, "per-sample scales differ from one");
+  expect(sampler->run(noise.data(), 3, labels, 2.0f).f32 ==
+             sampler->run(noise.data(), 3, labels, std::vector<float>{2.0f, 2.0f, 2.0f}).f32, "one scale repeated");
+  s4s::Options small;  // split runs take their slice of the scales
+  small.max_batch = 2;
+  expect(s4s::Sampler::load(path, small)->run(noise.data(), 3, labels, scales).f32 == together.f32, "split scales");
+  expect_error([&] { sampler->run(noise.data(), 3, labels, std::vector<float>{1.0f, 2.0f}); },
+               "one number or one per image (3); got 2", "scale count");
+  expect_error([&] { sampler->run(noise.data(), 3, labels, std::vector<float>{1.0f, NAN, 2.0f}); }, "finite",
+               "non-finite scale");
+  expect_error([&] { sampler->run_ids(noise.data(), 3, {1, 2}); }, "no text encoder graph", "ids without encoder");
+  const auto profile = s4s::trt_profile_options(sampler->inputs(), 1, 16);
+  expect(profile.at("trt_profile_max_shapes") == "noise:16x1x6x5,class_labels:16,guidance_scale:16",
+         "tensorrt provider profile with per-sample guidance");
 }
 
 void test_guided(const std::string& path) {
@@ -192,8 +227,10 @@ int main() {
   const char* cond = std::getenv("S4S_TEST_COND");
   const char* guided = std::getenv("S4S_TEST_GUIDED");
   const char* fixed2 = std::getenv("S4S_TEST_FIXED2");
-  if (!uncond || !cond || !guided || !fixed2) {
-    std::cerr << "skipped: set S4S_TEST_UNCOND, S4S_TEST_COND, S4S_TEST_GUIDED and S4S_TEST_FIXED2 to sampler graphs\n";
+  const char* per_sample = std::getenv("S4S_TEST_PER_SAMPLE");
+  if (!uncond || !cond || !guided || !fixed2 || !per_sample) {
+    std::cerr << "skipped: set S4S_TEST_UNCOND, S4S_TEST_COND, S4S_TEST_PER_SAMPLE, S4S_TEST_GUIDED and "
+                 "S4S_TEST_FIXED2 to sampler graphs\n";
     return 77;
   }
   test_json();
@@ -205,6 +242,7 @@ int main() {
   expect_error([] { s4s::Sampler::load("missing.plan"); }, "missing.plan", "engine");
   test_unconditional(uncond);
   test_conditional(cond);
+  test_per_sample(per_sample);
   test_guided(guided);
   test_fixed_batch(fixed2);
   std::cout << (failures ? "FAILED " : "passed ") << failures << " failures\n";

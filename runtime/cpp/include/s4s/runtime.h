@@ -5,9 +5,16 @@
 //   s4s::Images images = sampler->run(noise.data(), n);
 //
 // The graph contract: input `noise` [B,C,H,W] float32 (+ `class_labels` [B] int64 and `guidance_scale`
-// [] float32 for class-conditional models; latent and text graphs: prompt embeddings and guidance_scale [B],
-// docs/runtime.md); output `images`, float32 NCHW in [-1, 1] or uint8 NHWC (or `latents`).
-// Only the batch dimension may be dynamic. Errors in the caller's input throw s4s::Error.
+// [B] float32 for class-conditional models, [] in graphs exported before per-sample scales; latent and text
+// graphs: prompt embeddings and guidance_scale [B], docs/runtime.md); output `images`, float32 NCHW in
+// [-1, 1] or uint8 NHWC (or `latents`). Only the batch dimension may be dynamic. Errors in the caller's
+// input throw s4s::Error.
+//
+// A text-conditioned graph built with `--text-encoder` has its text encoder graph beside it
+// (`<stem>.text_encoder.onnx`: input_ids [B, L] int64 -> prompt_embeds [B, L, D]), named in its description;
+// load() loads it too (ONNX Runtime, CPU) and run_ids() takes token ids. Tokenizing stays outside this
+// library: the ids are what `<stem>.tokenizer.json` beside the graph gives (HF tokenizers, or any BPE
+// implementation of that file), padded and truncated to L.
 //
 // The graph's description is read as the Python runtime reads it: for `.onnx`, its metadata_props overlaid
 // by the sidecar `model.json`; for engines, the sidecar `model.plan.json`. It gives num_classes (label range)
@@ -52,6 +59,7 @@ struct Options {
 };
 
 class Backend;
+class TextEncoder;
 
 class Sampler {
  public:
@@ -73,9 +81,12 @@ class Sampler {
 
   // noise: batch * noise_size() floats. labels: batch class indices in [0, num_classes] for conditional
   // models (num_classes = unconditional), else nullptr. guidance_scale: only for graphs that take one;
-  // std::nullopt: default_guidance_scale(). Thread-safe.
+  // one scale for every image; std::nullopt: default_guidance_scale(). Thread-safe.
   Images run(const float* noise, int64_t batch, const int64_t* labels = nullptr,
              std::optional<float> guidance_scale = std::nullopt) const;
+  // As above with guidance scales as a vector: empty (the default), one for all, or one per image
+  // (graphs taking guidance_scale [B]; a graph taking [] accepts one scale only).
+  Images run(const float* noise, int64_t batch, const int64_t* labels, const std::vector<float>& guidance_scale) const;
   // As above, with the batch taken from noise.size() (a multiple of noise_size()) and one label per image
   // (labels empty for unconditional models).
   Images run(const std::vector<float>& noise, const std::vector<int64_t>& labels = {},
@@ -86,10 +97,19 @@ class Sampler {
   // (the default), one for all, or one per image (the graph takes guidance_scale [B]). Thread-safe.
   Images run_text(const float* noise, int64_t batch, const std::map<std::string, std::vector<float>>& embeddings,
                   const std::vector<float>& guidance_scale = {}) const;
+  // Text-conditioned graphs with a text encoder beside them: token ids in, images out. `ids` holds
+  // text_length() ids per prompt, one prompt for every image or one per image; `negative_ids` likewise
+  // (the negative, or the empty prompt's ids as diffusers' pipelines use; empty: no negative embeddings,
+  // allowed only when every scale is 1). The text encoder runs on the ids, then run_text. Thread-safe.
+  Images run_ids(const float* noise, int64_t batch, const std::vector<int64_t>& ids,
+                 const std::vector<int64_t>& negative_ids = {}, const std::vector<float>& guidance_scale = {}) const;
+  bool has_text_encoder() const;               // a text encoder graph was loaded beside the sampler
+  int64_t text_length() const;                 // ids per prompt (L) of the text encoder; 0 without one
 
  private:
-  explicit Sampler(std::unique_ptr<Backend> backend);
+  Sampler(std::unique_ptr<Backend> backend, std::unique_ptr<TextEncoder> text_encoder);
   std::unique_ptr<Backend> backend_;
+  std::unique_ptr<TextEncoder> text_encoder_;
 };
 
 // Batch sizes of the fewest runs covering `batch` within [lo, hi] (hi -1: unbounded), largest first.
