@@ -19,7 +19,11 @@ from ..contract import (
     NEGATIVE_PROMPT_EMBEDS,
     POOLED_EMBEDS,
     PROMPT_EMBEDS,
+    TEXT_DIM_KEY,
+    TEXT_ENCODER_FILE_KEY,
     TEXT_ENCODER_KEY,
+    TEXT_LENGTH_KEY,
+    TEXT_TOKENIZERS_KEY,
 )
 from ..errors import S4SError
 
@@ -29,11 +33,11 @@ NEGATIVE = {PROMPT_EMBEDS: NEGATIVE_PROMPT_EMBEDS, POOLED_EMBEDS: NEGATIVE_POOLE
 def encoder_io(entry: dict) -> tuple[dict[str, tuple[str, int]], dict[str, list[int]]]:
     """A sidecar's text_encoder entry as ({ids input: (tokenizer.json, ids per prompt)}, {output: shape without
     the batch}), in graph order; entries without `tokenizers` are the single-encoder (CLIP) form."""
-    if "tokenizers" in entry:
-        return ({t["input"]: (t["file"], int(t["length"])) for t in entry["tokenizers"]},
+    if TEXT_TOKENIZERS_KEY in entry:
+        return ({t["input"]: (t["file"], int(t["length"])) for t in entry[TEXT_TOKENIZERS_KEY]},
                 {name: list(shape) for name, shape in entry["outputs"].items()})
-    return ({INPUT_IDS: (entry["tokenizer"], int(entry["length"]))},
-            {PROMPT_EMBEDS: [int(entry["length"]), int(entry["dim"])]})
+    return ({INPUT_IDS: (entry["tokenizer"], int(entry[TEXT_LENGTH_KEY]))},
+            {PROMPT_EMBEDS: [int(entry[TEXT_LENGTH_KEY]), int(entry[TEXT_DIM_KEY])]})
 
 
 class TextEncoder:
@@ -71,7 +75,7 @@ class TextEncoder:
             return None
         inputs, outputs = encoder_io(entry)
         tokenizers = {name: (sampler_path.with_name(file), length) for name, (file, length) in inputs.items()}
-        return cls(sampler_path.with_name(entry["onnx"]), tokenizers, list(outputs),
+        return cls(sampler_path.with_name(entry[TEXT_ENCODER_FILE_KEY]), tokenizers, list(outputs),
                    entry.get("force_zeros_for_empty_prompt", False), providers)
 
     def ids(self, prompts: list[str]) -> dict[str, np.ndarray]:

@@ -52,6 +52,7 @@ INPUT_IDS_INPUTS = (INPUT_IDS, "input_ids_2", "input_ids_3")
 TEXT_ENCODER_FILE_KEY = "onnx"  # the text encoder entry: its graph's file name (beside the sampler), ...
 TEXT_LENGTH_KEY = "length"  # ... ids per prompt (L), ...
 TEXT_DIM_KEY = "dim"  # ... and embedding width (D)
+TEXT_TOKENIZERS_KEY = "tokenizers"  # one entry per ids input (SDXL: 2, SD3: 3; absent or 1: CLIP)
 
 NOISE_DTYPE = "float32"
 LABELS_DTYPE = "int64"
@@ -202,7 +203,8 @@ def cpp_header() -> str:
                ("kNegativePooledEmbeds", NEGATIVE_POOLED_EMBEDS), ("kTimeIds", TIME_IDS), ("kLatents", LATENTS),
                ("kEmbedsDtype", EMBEDS_DTYPE), ("kInputIds", INPUT_IDS), ("kInputIdsDtype", INPUT_IDS_DTYPE),
                ("kTextEncoderKey", TEXT_ENCODER_KEY), ("kTextEncoderFileKey", TEXT_ENCODER_FILE_KEY),
-               ("kTextLengthKey", TEXT_LENGTH_KEY), ("kTextDimKey", TEXT_DIM_KEY)]
+               ("kTextLengthKey", TEXT_LENGTH_KEY), ("kTextDimKey", TEXT_DIM_KEY),
+               ("kTextTokenizersKey", TEXT_TOKENIZERS_KEY)]
     lines = ["// Generated from s4s_export/contract.py by scripts/write_contract_header.py: do not edit.",
              "// tests/runtime/test_contract_header.py checks that it is current and that runtime/cpp uses it.",
              "#pragma once", "", "namespace s4s::contract {", ""]

@@ -29,7 +29,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..contract import INPUT_IDS_INPUTS, POOLED_EMBEDS, PROMPT_EMBEDS, text_encoder_paths
+from ..contract import (
+    INPUT_IDS_INPUTS,
+    POOLED_EMBEDS,
+    PROMPT_EMBEDS,
+    TEXT_DIM_KEY,
+    TEXT_ENCODER_FILE_KEY,
+    TEXT_LENGTH_KEY,
+    TEXT_TOKENIZERS_KEY,
+    text_encoder_paths,
+)
 from ..errors import S4SError
 from .onnx_export import OPSET, compact, export_model, set_metadata
 from .onnx_files import move_onnx, save_onnx
@@ -206,7 +215,7 @@ def token_ids(parts: list[TextPart], prompts: list[str]) -> dict[str, torch.Tens
 def text_encoder_files(entry: dict) -> list[str]:
     """The files a sidecar's text_encoder entry names: the graph (and its external weights), each tokenizer.json."""
     data = [entry["onnx_data"]] if "onnx_data" in entry else []
-    return [entry["onnx"], *data, *(t["file"] for t in entry["tokenizers"])]
+    return [entry[TEXT_ENCODER_FILE_KEY], *data, *(t["file"] for t in entry[TEXT_TOKENIZERS_KEY])]
 
 
 def build_text_encoder(folder: str | Path, sampler_path: Path, length: int, batch: tuple[int, int],
@@ -272,10 +281,11 @@ def text_encoder_entry(kind: str, parts: list[TextPart], tok_paths: list[Path], 
     `output`, `dim` the prompt embeddings' (the single-encoder form).
     """
     first = parts[0]
-    return {"onnx": onnx_path.name, "kind": kind,
-            "tokenizers": [{"input": p.input, "file": path.name, "length": p.length,
+    return {TEXT_ENCODER_FILE_KEY: onnx_path.name, "kind": kind,
+            TEXT_TOKENIZERS_KEY: [{"input": p.input, "file": path.name, "length": p.length,
                             "pad_id": int(p.tokenizer.pad_token_id)} for p, path in zip(parts, tok_paths, strict=True)],
             "outputs": shapes, "force_zeros_for_empty_prompt": force_zeros,
-            "tokenizer": tok_paths[0].name, "input": first.input, "length": first.length,
-            "pad_id": int(first.tokenizer.pad_token_id), "output": PROMPT_EMBEDS, "dim": shapes[PROMPT_EMBEDS][-1],
+            "tokenizer": tok_paths[0].name, "input": first.input, TEXT_LENGTH_KEY: first.length,
+            "pad_id": int(first.tokenizer.pad_token_id), "output": PROMPT_EMBEDS,
+            TEXT_DIM_KEY: shapes[PROMPT_EMBEDS][-1],
             "verification": verification}

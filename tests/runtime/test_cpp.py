@@ -262,7 +262,7 @@ def test_example_token_ids_match_python_prompts(build, text_graph, tmp_path):
     noise = seeded_noise((4, 16, 16), 3, seed=2)
     with Sampler.load(text_graph, providers=["cpu"]) as sampler:
         expected = sampler(noise=noise, prompt=prompts, guidance_scale=scales)
-        ids, negative = sampler.text_encoder.ids(prompts), sampler.text_encoder.ids([""])
+        ids, negative = sampler.text_encoder.ids(prompts)["input_ids"], sampler.text_encoder.ids([""])["input_ids"]
         assert np.abs(expected - sampler(noise=noise, prompt=prompts, guidance_scale=7.5)).max() > 1e-3
     assert ids.shape == (3, 5) and len(np.unique(ids, axis=0)) == 3
     ids.astype("<i8").tofile(tmp_path / "ids.i64")
@@ -289,3 +289,27 @@ def test_example_token_ids_match_python_prompts(build, text_graph, tmp_path):
         bad = subprocess.run([*seeded, *args, "--out", str(tmp_path / "bad.ppm")], capture_output=True, text=True,
                              timeout=60)
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+
+
+def test_example_refuses_ids_for_several_tokenizers(build, text_graph, tmp_path):
+    """An SDXL / SD3 text encoder (one ids input per tokenizer) still loads for embeddings, and run_ids refuses
+    in one line, naming the way out (run_text with embeddings)."""
+    import json
+    import shutil
+
+    folder = tmp_path / "graphs"
+    shutil.copytree(text_graph.parent, folder)
+    sidecar = folder / text_graph.with_suffix(".json").name
+    info = json.loads(sidecar.read_text())
+    entry = info["text_encoder"]
+    entry["tokenizers"] = [{"input": "input_ids", "file": entry["tokenizer"], "length": entry["length"]},
+                           {"input": "input_ids_2", "file": entry["tokenizer"], "length": entry["length"]}]
+    sidecar.write_text(json.dumps(info))
+    ids = tmp_path / "ids.i64"
+    np.zeros(5, "<i8").tofile(ids)
+    result = subprocess.run([str(build / "s4s_sample"), str(folder / text_graph.name), "--seed", "0", "--n", "1",
+                             "--ids", str(ids), "--out", str(tmp_path / "bad.ppm")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "takes 2 token-id inputs (SDXL / SD3)" in result.stderr and "run_text" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

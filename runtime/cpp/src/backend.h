@@ -52,6 +52,7 @@ class Backend {
   std::string default_guidance_error;      // non-empty: the recorded guidance_scale is unusable
   std::string text_encoder_file;           // the description's text encoder graph (file name beside the model)
   int64_t text_length = 0;                 // its ids per prompt (L)
+  std::string text_encoder_unsupported;    // why run_ids cannot serve this encoder (several tokenizers), or empty
   // Runs once; feeds are keyed by input name and already validated; appends the output to `out`.
   virtual void run(const std::map<std::string, Feed>& feeds, Images& out) const = 0;
 };

@@ -30,6 +30,7 @@ inline constexpr char kTextEncoderKey[] = "text_encoder";
 inline constexpr char kTextEncoderFileKey[] = "onnx";
 inline constexpr char kTextLengthKey[] = "length";
 inline constexpr char kTextDimKey[] = "dim";
+inline constexpr char kTextTokenizersKey[] = "tokenizers";
 inline constexpr float kDefaultGuidance = 1.0f;
 // text inputs of text-conditioned graphs, in graph order
 inline constexpr const char* kTextInputs[] = {"prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds", "add_time_ids"};

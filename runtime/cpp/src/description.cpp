@@ -285,6 +285,15 @@ void apply_description(const Description& doc, Backend& backend) {
                   "'; rebuild with `s4s-export build --text-encoder`");
     backend.text_encoder_file = file->text;
     backend.text_length = n;
+    // SDXL / SD3 encoders take one ids input per tokenizer and also give pooled embeddings: not served here.
+    const Json* tokenizers = encoder->second.get(contract::kTextTokenizersKey);
+    if (tokenizers && tokenizers->kind == Json::Kind::Array && tokenizers->items.size() > 1) {
+      backend.text_encoder_unsupported =
+          "this sampler's text encoder takes " + std::to_string(tokenizers->items.size()) +
+          " token-id inputs (SDXL / SD3); the C++ runtime's run_ids serves one-tokenizer (CLIP) encoders only: "
+          "call run_text with prompt embeddings (the Python runtime encodes prompts for these models)";
+      backend.text_encoder_file.clear();
+    }
   }
   // guidance_scale: the default when the caller gives none (1.0: plain conditional model).
   backend.default_guidance = contract::kDefaultGuidance;

@@ -288,6 +288,7 @@ Images Sampler::run_text(const float* noise, int64_t batch, const std::map<std::
 
 Images Sampler::run_ids(const float* noise, int64_t batch, const std::vector<int64_t>& ids,
                         const std::vector<int64_t>& negative_ids, const std::vector<float>& guidance_scale) const {
+  if (!backend_->text_encoder_unsupported.empty()) throw Error(backend_->text_encoder_unsupported);
   if (!text_encoder_)
     throw Error("this sampler has no text encoder graph beside it: rebuild with `s4s-export build --text-encoder`, "
                 "or call run_text with prompt embeddings");
