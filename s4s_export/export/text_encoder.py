@@ -18,8 +18,9 @@ from torch import nn
 
 from ..contract import INPUT_IDS, PROMPT_EMBEDS, text_encoder_paths
 from ..errors import S4SError
-from .onnx_export import OPSET, compact, export_model, set_metadata
+from .onnx_export import OPSET, OPSET_BF16, compact, export_model, set_metadata
 from .onnx_files import move_onnx, save_onnx
+from .precision import half_module
 
 TEXT_ENCODER_CLASSES = ("CLIPTextModel",)
 CHECK_PROMPTS = ["a photograph of an astronaut riding a horse", ""]
@@ -69,10 +70,11 @@ def tokenizer_json(tokenizer, length: int) -> str:
 
 
 def build_text_encoder(folder: str | Path, sampler_path: Path, length: int, batch: tuple[int, int],
-                       log=lambda _: None) -> dict:
+                       log=lambda _: None, precision: str = "fp32") -> dict:
     """Export, verify (ORT CPU vs PyTorch on CHECK_PROMPTS) and write the text encoder graph and tokenizer
-    beside `sampler_path`; returns the sidecar entry (file names, length, verification)."""
-    from .verify import cpu_session, relative_error
+    beside `sampler_path`; returns the sidecar entry (file names, length, verification). `precision`: the
+    encoder's math (export/precision.py `half_module`: ids in, float32 embeddings out at every precision)."""
+    from .verify import LIMITS, cpu_session, relative_error
 
     folder = Path(folder)
     encoder, tokenizer = load_text_encoder(folder)
@@ -82,11 +84,14 @@ def build_text_encoder(folder: str | Path, sampler_path: Path, length: int, batc
                        f"positions")
     ids = torch.tensor(tokenizer(CHECK_PROMPTS, padding="max_length", max_length=length, truncation=True).input_ids,
                        dtype=torch.int64)
-    module = TextEncoderGraph(encoder)
-    log(f"tracing the text encoder ({type(encoder).__name__}, {length} tokens -> [{length}, {dim}])")
-    proto = export_model(module, {INPUT_IDS: ids}, batch, OPSET, PROMPT_EMBEDS)
+    full = TextEncoderGraph(encoder)
+    module = half_module(full, precision)
+    limit = LIMIT if precision == "fp32" else LIMITS[precision]
+    log(f"tracing the text encoder ({type(encoder).__name__}, {precision}, {length} tokens -> [{length}, {dim}])")
+    proto = export_model(module, {INPUT_IDS: ids}, batch, OPSET_BF16 if precision == "bf16" else OPSET,
+                         PROMPT_EMBEDS)
     compact(proto)
-    set_metadata(proto, {"format": "s4s-export.text-encoder", "length": length, "dim": dim},
+    set_metadata(proto, {"format": "s4s-export.text-encoder", "length": length, "dim": dim, "precision": precision},
                  f"{folder.name}: tokenizer ids -> prompt embeddings (s4s-export)")
     onnx_path, tok_path = text_encoder_paths(sampler_path)
     staging = sampler_path.parent / f".{onnx_path.name}.staging"
@@ -99,9 +104,14 @@ def build_text_encoder(folder: str | Path, sampler_path: Path, length: int, batc
         session = cpu_session(staged[0])
         got = session.run([PROMPT_EMBEDS], {INPUT_IDS: ids.numpy()})[0]
         err = relative_error(got, expected)
-        if not err <= LIMIT:
+        if not err <= limit:
             raise S4SError(f"text encoder verification failed: ORT vs PyTorch max relative error {err:.2e} "
-                           f"(limit {LIMIT:.0e})")
+                           f"(limit {limit:.0e})")
+        detail = f"ORT CPU vs PyTorch on {len(CHECK_PROMPTS)} prompts: max relative error {err:.2e}"
+        if module is not full:
+            with torch.no_grad():
+                deviation = relative_error(expected, full(ids).numpy())
+            detail += f"; {precision} vs fp32 (PyTorch): max relative error {deviation:.2e}"
         (staging / tok_path.name).write_text(tokenizer_json(tokenizer, length))
         move_onnx(staged, onnx_path)
         shutil.move(staging / tok_path.name, tok_path)
@@ -109,4 +119,4 @@ def build_text_encoder(folder: str | Path, sampler_path: Path, length: int, batc
         shutil.rmtree(staging, ignore_errors=True)
     return {"onnx": onnx_path.name, "tokenizer": tok_path.name, "length": length, "dim": dim,
             "input": INPUT_IDS, "output": PROMPT_EMBEDS, "pad_id": int(tokenizer.pad_token_id),
-            "verification": f"ORT CPU vs PyTorch on {len(CHECK_PROMPTS)} prompts: max relative error {err:.2e}"}
+            "precision": precision, "verification": detail}
