@@ -13,8 +13,8 @@ convert whole to half except their normalisation layers (float32, as above); the
 conditioning tensors and the output are cast at the network boundary, so the guidance combination and
 the sampler stay float32. The timestep stays float32: the networks compute their sinusoidal timestep
 embedding in float32 and cast it to the latent's dtype themselves (an fp16 timestep near 999 would
-round to steps of 0.5). A latent decoder or text encoder in half is cast the same way at its input
-(a float input; token ids stay int64) and output.
+round to steps of 0.5). A latent decoder in half is cast the same way at its input and output; a text
+encoder takes its int64 token ids as they are and casts its output.
 """
 
 from __future__ import annotations
@@ -89,8 +89,7 @@ class HalfTimestepNetwork(nn.Module):
 
 
 class HalfModule(nn.Module):
-    """A one-input module (latent decoder, text encoder) in `dtype`: a float input cast in, the output cast to
-    float32; integer inputs (token ids) pass as they are."""
+    """A one-input module (a latent decoder) in `dtype`: its float input cast in, its output cast to float32."""
 
     def __init__(self, module: nn.Module, dtype: torch.dtype):
         super().__init__()
@@ -98,7 +97,7 @@ class HalfModule(nn.Module):
         self.dtype = dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module(x.to(self.dtype) if x.is_floating_point() else x).float()
+        return self.module(x.to(self.dtype)).float()
 
 
 def _wrap_norms(module: nn.Module) -> None:

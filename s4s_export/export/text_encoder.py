@@ -20,7 +20,7 @@ from ..contract import INPUT_IDS, PROMPT_EMBEDS, text_encoder_paths
 from ..errors import S4SError
 from .onnx_export import OPSET, OPSET_BF16, compact, export_model, set_metadata
 from .onnx_files import move_onnx, save_onnx
-from .precision import half_module
+from .precision import half_copy, precision_dtype
 
 TEXT_ENCODER_CLASSES = ("CLIPTextModel",)
 CHECK_PROMPTS = ["a photograph of an astronaut riding a horse", ""]
@@ -28,14 +28,15 @@ LIMIT = 1e-4  # max relative error, ORT vs PyTorch (fp32)
 
 
 class TextEncoderGraph(nn.Module):
-    """`forward(input_ids [B, L]) -> prompt_embeds [B, L, D]` (last hidden state, no attention mask, as SD)."""
+    """`forward(input_ids [B, L]) -> prompt_embeds [B, L, D]` (last hidden state, no attention mask, as SD; float32
+    whatever the encoder's precision)."""
 
     def __init__(self, encoder: nn.Module):
         super().__init__()
         self.encoder = encoder
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.encoder(input_ids).last_hidden_state
+        return self.encoder(input_ids).last_hidden_state.float()
 
 
 def load_text_encoder(folder: Path):
@@ -73,7 +74,7 @@ def build_text_encoder(folder: str | Path, sampler_path: Path, length: int, batc
                        log=lambda _: None, precision: str = "fp32") -> dict:
     """Export, verify (ORT CPU vs PyTorch on CHECK_PROMPTS) and write the text encoder graph and tokenizer
     beside `sampler_path`; returns the sidecar entry (file names, length, verification). `precision`: the
-    encoder's math (export/precision.py `half_module`: ids in, float32 embeddings out at every precision)."""
+    encoder's math (export/precision.py `half_copy`: float32 normalisation; ids in, float32 embeddings out)."""
     from .verify import LIMITS, cpu_session, relative_error
 
     folder = Path(folder)
@@ -85,7 +86,8 @@ def build_text_encoder(folder: str | Path, sampler_path: Path, length: int, batc
     ids = torch.tensor(tokenizer(CHECK_PROMPTS, padding="max_length", max_length=length, truncation=True).input_ids,
                        dtype=torch.int64)
     full = TextEncoderGraph(encoder)
-    module = half_module(full, precision)
+    dtype = precision_dtype(precision)
+    module = full if dtype == torch.float32 else TextEncoderGraph(half_copy(encoder, dtype))
     limit = LIMIT if precision == "fp32" else LIMITS[precision]
     log(f"tracing the text encoder ({type(encoder).__name__}, {precision}, {length} tokens -> [{length}, {dim}])")
     proto = export_model(module, {INPUT_IDS: ids}, batch, OPSET_BF16 if precision == "bf16" else OPSET,
