@@ -103,13 +103,20 @@ def build_text_encoder(folder: str | Path, sampler_path: Path, length: int, batc
         staged = save_onnx(proto, staging / onnx_path.name, None)
         with torch.no_grad():
             expected = module(ids).numpy()
-        session = cpu_session(staged[0])
-        got = session.run([PROMPT_EMBEDS], {INPUT_IDS: ids.numpy()})[0]
-        err = relative_error(got, expected)
-        if not err <= limit:
-            raise S4SError(f"text encoder verification failed: ORT vs PyTorch max relative error {err:.2e} "
-                           f"(limit {limit:.0e})")
-        detail = f"ORT CPU vs PyTorch on {len(CHECK_PROMPTS)} prompts: max relative error {err:.2e}"
+        try:
+            session = cpu_session(staged[0])
+        except Exception as e:  # onnxruntime's error classes derive from Exception only
+            if precision != "bf16" or "NOT_IMPLEMENTED" not in str(e):
+                raise
+            session = None  # a missing kernel, not a broken graph (as export/verify.py BF16_NOT_RUN)
+        if session is None:
+            detail = "ORT CPU: not executed (ONNX Runtime's CPU provider has no bfloat16 kernels)"
+        else:
+            err = relative_error(session.run([PROMPT_EMBEDS], {INPUT_IDS: ids.numpy()})[0], expected)
+            if not err <= limit:
+                raise S4SError(f"text encoder verification failed: ORT vs PyTorch max relative error {err:.2e} "
+                               f"(limit {limit:.0e})")
+            detail = f"ORT CPU vs PyTorch on {len(CHECK_PROMPTS)} prompts: max relative error {err:.2e}"
         if module is not full:
             with torch.no_grad():
                 deviation = relative_error(expected, full(ids).numpy())
