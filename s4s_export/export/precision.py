@@ -13,7 +13,8 @@ convert whole to half except their normalisation layers (float32, as above); the
 conditioning tensors and the output are cast at the network boundary, so the guidance combination and
 the sampler stay float32. The timestep stays float32: the networks compute their sinusoidal timestep
 embedding in float32 and cast it to the latent's dtype themselves (an fp16 timestep near 999 would
-round to steps of 0.5). A latent decoder in half is cast the same way at its input and output; a text
+round to steps of 0.5). Attention layers configured to upcast (SD 2.1) compute their scores in float32
+(`upcast_attention`). A latent decoder in half is cast the same way at its input and output; a text
 encoder takes its int64 token ids as they are and casts its output.
 """
 
@@ -143,6 +144,19 @@ def with_precision(denoiser: Denoiser, precision: str) -> Denoiser:
                        f"use --precision fp32")
     net, decoder = denoiser.net, getattr(denoiser, "decoder", None)
     half = copy.deepcopy(denoiser, {id(m): m for m in (net, decoder) if m is not None})
-    half.net = HalfTimestepNetwork(half_copy(net, dtype), dtype)
+    half.net = HalfTimestepNetwork(upcast_attention(half_copy(net, dtype)), dtype)
     return half.eval().requires_grad_(False)
+
+
+def upcast_attention(net: nn.Module) -> nn.Module:
+    """diffusers attention layers configured with `upcast_attention` (SD 2.1) get diffusers' own AttnProcessor,
+    whose `Attention.get_attention_scores` computes the scores in float32; the default SDPA processor ignores
+    the flag."""
+    layers = [m for m in net.modules() if getattr(m, "upcast_attention", False) and hasattr(m, "set_processor")]
+    if layers:
+        from diffusers.models.attention_processor import AttnProcessor
+
+        for m in layers:
+            m.set_processor(AttnProcessor())
+    return net
 

@@ -266,3 +266,25 @@ def test_guidance_is_float32_around_the_half_network(sd16):
     # inside: latent fp16, timestep float32, output fp16; the wrapper's boundary: float32 in and out
     assert set(seen) == {(torch.float16, torch.float32, torch.float16), (torch.float32, torch.float32, torch.float32)}
     assert next(wrapper.net.parameters()).dtype == torch.float16 and next(model.net.parameters()).dtype == torch.float32
+
+
+def test_upcast_attention_layers_compute_scores_in_float32():
+    """SD 2.1's `upcast_attention`: the half copy uses diffusers' AttnProcessor (float32 scores), others keep SDPA."""
+    from diffusers.models.attention_processor import AttnProcessor
+
+    from s4s_export.export.precision import half_copy, upcast_attention
+    from s4s_export.families.guidance import TextCond
+    from s4s_export.families.networks import wrap_network
+
+    net = wrap_network(tiny.tiny_unet(upcast_attention=True))
+    half = upcast_attention(half_copy(net, torch.float16))
+    flagged = [m for m in half.modules() if hasattr(m, "set_processor") and m.upcast_attention]
+    assert flagged and all(isinstance(m.processor, AttnProcessor) for m in flagged)
+    assert not any(isinstance(getattr(m, "processor", None), AttnProcessor) for m in net.modules())
+    g = torch.Generator().manual_seed(0)
+    x, embeds = torch.randn(2, 4, 16, 16, generator=g), torch.randn(2, 77, 8, generator=g)
+    t = torch.tensor([999.0, 10.5])
+    with torch.no_grad():
+        ours = half(x.half(), t, TextCond(embeds.half())).float()
+        full = net(x, t, TextCond(embeds))
+    assert relative_error(ours.numpy(), full.numpy()) <= 2e-2
