@@ -152,7 +152,7 @@ def upcast_attention(net: nn.Module) -> nn.Module:
     """diffusers attention layers configured with `upcast_attention` (SD 2.1) get diffusers' own AttnProcessor,
     whose `Attention.get_attention_scores` computes the scores in float32; the default SDPA processor ignores
     the flag."""
-    layers = [m for m in net.modules() if getattr(m, "upcast_attention", False) and hasattr(m, "set_processor")]
+    layers = [m for m in net.modules() if hasattr(m, "set_processor") and getattr(m, "upcast_attention", False)]
     if layers:
         from diffusers.models.attention_processor import AttnProcessor
 
