@@ -70,6 +70,9 @@ MODEL_KEY = "model"  # {..., "num_classes"}: where older graphs record the numbe
 GUIDANCE_KEY = GUIDANCE  # the default guidance scale of a conditional graph
 ENGINE_KEY = "engine"  # an engine's sidecar: the build key (runtime/tensorrt_build.py)
 ONNX_KEY = "onnx"  # a sidecar: the model file it describes
+# Documentation keys (runtimes need neither: a graph's inputs and outputs are float32 at every precision)
+PRECISION_KEY = "precision"  # the --precision label of the file name: fp32, fp16, fp16-decoder-fp16, ...
+COMPONENT_PRECISION_KEY = "component_precision"  # {"denoiser": "fp16", "decoder": "fp32", "text-encoder": ...}
 DEFAULT_GUIDANCE = 1.0  # D_u + s (D_c - D_u) with s = 1: the plain conditional model
 
 EXTERNAL_DATA_SUFFIX = ".data"

@@ -8,6 +8,7 @@ import sys
 import typer
 
 from ..errors import S4SError
+from ..export.precision_spec import parse_precision
 from ..outputs import check_output_file, check_output_folder
 from ..progress import quiet
 from .common import (
@@ -31,7 +32,9 @@ def build_cmd(
                                                       "default: the workspace's learned solver for --nfe."),
     out: str = typer.Option(".", "--out", help="Output folder, or a file path ending in .onnx."),
     precision: str = typer.Option("fp32", "--precision",
-                                  help="fp32, fp16 or bf16 (network math; solver and IO stay fp32)."),
+                                  help="fp32, fp16 or bf16: the network's math (solver and IO stay fp32), or per "
+                                       "component: denoiser|unet|transformer=..., decoder|vae=..., "
+                                       "text-encoder=... (others fp32), e.g. unet=fp16,vae=fp32."),
     batch: int = typer.Option(None, "--batch", help="Static batch size."),
     batch_range: str = typer.Option(None, "--batch-range", help="Dynamic batch MIN:MAX (default 1:64)."),
     output: str = typer.Option("float", "--output", help="float (NCHW in [-1, 1]) or uint8 (NHWC)."),
@@ -63,6 +66,7 @@ def build_cmd(
         raise S4SError("--checkpoint, --random-weights and --config go with --model: pass --model NAME")
     # before torch loads: bad input is reported at once
     ref = None if model is None else model_ref(model, checkpoint, random_weights, config)
+    parse_precision(precision)
     if text_encoder and (ref is None or ref.kind != "diffusers"):
         raise S4SError("--text-encoder takes the text encoder from a diffusers pipeline folder: pass "
                        "--model diffusers:PATH")

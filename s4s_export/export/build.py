@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..conditioning import set_guidance
 from ..contract import (
+    COMPONENT_PRECISION_KEY,
     GUIDANCE,
     GUIDANCE_KEY,
     IMAGE_FORMATS,
@@ -20,6 +21,7 @@ from ..contract import (
     LABELS,
     NUM_CLASSES_KEY,
     ONNX_KEY,
+    PRECISION_KEY,
     PROMPT_EMBEDS,
     SIDECAR_FORMAT,
     SIDECAR_VERSION,
@@ -41,7 +43,7 @@ from .graph import OUTPUTS, SamplerGraph, sampler_graph
 from .latent_graph import DEFAULT_TEXT_LENGTH, LatentSamplerGraph, latent_sampler_graph, needs_latent_graph
 from .onnx_export import OPSET, OPSET_BF16, compact, export_model, set_metadata
 from .onnx_files import move_onnx, save_onnx
-from .precision import PRECISIONS
+from .precision_spec import DECODER, DENOISER, TEXT_ENCODER, PrecisionSpec, parse_precision
 from .text_encoder import build_text_encoder, check_text_length, text_encoder_files
 from .trt_ops import TRT_LIST_VERSION, check_trt_ops, uses_float64
 from .verify import (
@@ -72,7 +74,7 @@ class BuildRequest:
     model: ModelRef | str | None = None  # None: the workspace's model, or demo with a named solver
     solver: str | None = None
     out: str = "."
-    precision: str = "fp32"
+    precision: str = "fp32"  # --precision: fp32|fp16|bf16 or per component (export/precision_spec.py)
     batch: tuple[int, int] = DEFAULT_BATCH
     output: str = "float"
     workdir: str | None = None
@@ -144,11 +146,13 @@ def resolve(req: BuildRequest) -> Resolved:
 
 def output_path(req: BuildRequest, r: Resolved) -> Path:
     """`--out` as a file when it ends in .onnx, else `<out>/<model>-<solver>-nfe<N>-<precision>[-uint8].onnx`
-    (`<model>` is the denoiser's own name, e.g. `ffhq-twin` for an architecture twin)."""
+    (`<model>` is the denoiser's own name, e.g. `ffhq-twin` for an architecture twin; `<precision>` is
+    `PrecisionSpec.label`, e.g. `fp16` or `fp16-decoder-fp16`)."""
     out = Path(req.out)
     if out.suffix == ".onnx":
         return out
-    stem = f"{r.model}-{r.solver.name}-nfe{r.solver.nfe}-{req.precision}" + ("-uint8" if req.output == "uint8" else "")
+    stem = f"{r.model}-{r.solver.name}-nfe{r.solver.nfe}-{parse_precision(req.precision).label()}" + (
+        "-uint8" if req.output == "uint8" else "")
     if not req.decode and r.denoiser.info.latent:
         stem += "-latents"
     return out / (re.sub(r"[^A-Za-z0-9._-]+", "_", stem) + ".onnx")
@@ -178,8 +182,10 @@ def latent_io_description(module: LatentSamplerGraph, batch: tuple[int, int], gu
                      "range": value_range}]
 
 
-def describe(r: Resolved, req: BuildRequest, opset: int, module: SamplerGraph | LatentSamplerGraph) -> dict:
-    """The sidecar document; each top-level key is also one metadata_props entry of the .onnx."""
+def describe(r: Resolved, req: BuildRequest, opset: int, module: SamplerGraph | LatentSamplerGraph,
+             precision: dict[str, str]) -> dict:
+    """The sidecar document; each top-level key is also one metadata_props entry of the .onnx. `precision`:
+    {component: fp32|fp16|bf16} of the components the build has."""
     info = r.denoiser.info
     if isinstance(module, LatentSamplerGraph):
         inputs, outputs = latent_io_description(module, req.batch, req.guidance_scale)
@@ -194,7 +200,8 @@ def describe(r: Resolved, req: BuildRequest, opset: int, module: SamplerGraph | 
         "nfe": r.solver.nfe,
         "solver": {"name": r.solver.name, "sigmas": r.solver.sigmas.tolist(),
                    "eval_sigmas": r.solver.eval_sigmas.tolist(), "source": r.source},
-        "precision": req.precision,
+        PRECISION_KEY: parse_precision(req.precision).label(),
+        COMPONENT_PRECISION_KEY: precision,
         "output": module.output,
         "opset": opset,
         "model": {**r.denoiser.identity_dict(), "num_classes": info.num_classes, "conditioning": info.conditioning,
@@ -227,17 +234,50 @@ def weights_bytes(denoiser: Denoiser) -> int:
     return sum(t.numel() * t.element_size() for t in denoiser.state_dict().values())
 
 
+def precision_components(r: Resolved, req: BuildRequest) -> list[str]:
+    """The components a build has: the denoiser, the decoder of a decoding latent graph, the text encoder of
+    --text-encoder; a component named in --precision that is not among them -> S4SError."""
+    absent = {}
+    if not r.denoiser.info.latent or getattr(r.denoiser, "decoder", None) is None:
+        absent[DECODER] = f"model {r.model!r} has no latent decoder"
+    elif not req.decode:
+        absent[DECODER] = "--no-decode leaves the decoder out of the graph"
+    if req.text_encoder is None:
+        absent[TEXT_ENCODER] = "a text encoder graph is built only with --text-encoder"
+    parse_precision(req.precision).check_components(absent)
+    return [c for c in (DENOISER, DECODER, TEXT_ENCODER) if c not in absent]
+
+
 def graph_module(r: Resolved, req: BuildRequest) -> SamplerGraph | LatentSamplerGraph:
     """The module a request traces: export/latent_graph.py for latent and text-conditioned models, else graph.py."""
+    spec = parse_precision(req.precision)
     if needs_latent_graph(r.denoiser):
-        if req.precision != "fp32":
-            raise S4SError(f"--precision {req.precision} is not available for diffusers models yet; use --precision "
-                           f"fp32")
         output = req.output if req.decode or not r.denoiser.info.latent else "latent"
-        return latent_sampler_graph(r.denoiser, r.solver, output, req.text_length)
+        return latent_sampler_graph(r.denoiser, r.solver, output, req.text_length, spec.denoiser, spec.decoder)
     if not req.decode:
         raise S4SError(f"--no-decode applies to latent models; {r.model!r} samples pixels: drop --no-decode")
-    return sampler_graph(r.denoiser, r.solver, req.precision, req.output)
+    return sampler_graph(r.denoiser, r.solver, spec.denoiser, req.output)
+
+
+def deviation_check(r: Resolved, req: BuildRequest, module: SamplerGraph | LatentSamplerGraph, precision: str,
+                    input_sets: list) -> Check:
+    """The half-precision module against the fp32 one in PyTorch (float outputs): DEVIATION_SAMPLES fixed
+    samples for pixel graphs, the largest verification input set for latent ones."""
+    info = r.denoiser.info
+    if isinstance(module, LatentSamplerGraph):
+        output = "latent" if module.output == "latent" else "float"
+        half = LatentSamplerGraph(module.sampler, module.inputs, module.decoder, output)
+        full = latent_sampler_graph(r.denoiser, r.solver, output, req.text_length)
+        return precision_deviation(half, full, input_sets[-1], precision)
+    dev = check_inputs(module, info.shape, DEVIATION_SAMPLES, info.num_classes, req.guidance_scale)
+    full = sampler_graph(r.denoiser, r.solver, "fp32", "float")
+    return precision_deviation(SamplerGraph(module.sampler, "float"), full, dev, precision)
+
+
+def precision_text(spec: PrecisionSpec, present: list[str]) -> str:
+    """`fp16` for a pixel graph, `denoiser fp16, decoder fp32` for a latent one."""
+    parts = spec.components(present)
+    return parts[DENOISER] if len(parts) == 1 else ", ".join(f"{c} {p}" for c, p in parts.items())
 
 
 def build_onnx(req: BuildRequest, log: Callable[[str], None] = lambda _: None,
@@ -251,26 +291,28 @@ def build_onnx(req: BuildRequest, log: Callable[[str], None] = lambda _: None,
     sidecar stay as they were. An interrupt before the install leaves the output folder as it was.
     `resolved` gives the denoiser and solver directly (instead of the request's model and solver).
     """
-    if req.precision not in PRECISIONS:
-        raise choice_error("precision", req.precision, list(PRECISIONS))
+    spec = parse_precision(req.precision)
     if req.output not in OUTPUTS:
         raise choice_error("output", req.output, OUTPUTS)
     if req.text_length < 1:
         raise S4SError(f"--text-length must be a positive number of tokens (77 for CLIP); got {req.text_length}")
     r = resolve(req) if resolved is None else resolved
     path = check_output_file(output_path(req, r), "--out", (".onnx",))  # before the export: the name is known now
+    present = precision_components(r, req)
     module = graph_module(r, req)
     latent = isinstance(module, LatentSamplerGraph)
     if req.text_encoder is not None and not (latent and module.inputs and module.inputs[0].name == PROMPT_EMBEDS):
         raise S4SError(f"--text-encoder applies to text-conditioned models; {r.model!r} takes no prompt embeddings")
     if req.text_encoder is not None:
         check_text_length(req.text_encoder, req.text_length)
-    opset = OPSET_BF16 if req.precision == "bf16" else OPSET
+    in_graph = [c for c in present if c != TEXT_ENCODER]
+    graph_precision = spec.lowest(in_graph)  # sets the opset and the verification limits
+    opset = OPSET_BF16 if graph_precision == "bf16" else OPSET
     info = r.denoiser.info
     lo, hi = req.batch
     seconds = {}
 
-    log(f"tracing the {r.solver.nfe}-step {r.solver.name} sampler of {r.model} ({req.precision}, "
+    log(f"tracing the {r.solver.nfe}-step {r.solver.name} sampler of {r.model} ({precision_text(spec, present)}, "
         f"batch {lo if lo == hi else f'{lo}..{hi}'}, output {req.output}); this takes a while on CPU")
     t = time.perf_counter()
     example_batch = lo if lo == hi else max(lo, min(2, hi))
@@ -282,7 +324,7 @@ def build_onnx(req: BuildRequest, log: Callable[[str], None] = lambda _: None,
     check_trt_ops(proto)  # before compaction and writing: an unsupported op fails the build with the node name
     double = uses_float64(proto)
     compact(proto)
-    doc = describe(r, req, opset, module)
+    doc = describe(r, req, opset, module, spec.components(present))
     what = "latents" if latent and module.output == "latent" else "images"
     set_metadata(proto, doc, f"{r.model}: {r.solver.nfe}-step {r.solver.name} sampler, noise -> {what} (s4s-export)")
     staging = staging_folder(path)  # also removes the staging folders of killed builds
@@ -300,12 +342,10 @@ def build_onnx(req: BuildRequest, log: Callable[[str], None] = lambda _: None,
         with status("verifying: ONNX checker"):
             checks = [checker(staged[0]), Check("TensorRT ops", True, trt_detail)]
         with status(f"verifying: ONNX Runtime against PyTorch on {len(input_sets)} input sets"):
-            checks.append(compare_runtime(staged[0], module, req.precision, input_sets))
-        if req.precision != "fp32":
-            with status(f"verifying: {req.precision} against fp32"):
-                dev = check_inputs(module, info.shape, DEVIATION_SAMPLES, info.num_classes, req.guidance_scale)
-                full = sampler_graph(r.denoiser, r.solver, "fp32", "float")
-                checks.append(precision_deviation(SamplerGraph(module.sampler, "float"), full, dev, req.precision))
+            checks.append(compare_runtime(staged[0], module, graph_precision, input_sets))
+        if graph_precision != "fp32":
+            with status(f"verifying: {graph_precision} against fp32"):
+                checks.append(deviation_check(r, req, module, graph_precision, input_sets))
         verification = Verification(checks, stats)
         seconds["verify"] = time.perf_counter() - t
         if not verification.ok:
@@ -315,7 +355,8 @@ def build_onnx(req: BuildRequest, log: Callable[[str], None] = lambda _: None,
         sidecar = sidecar_path(path)
         sidecar.unlink(missing_ok=True)  # never an old sidecar beside the new graph, even if interrupted here
         if req.text_encoder is not None:
-            doc[TEXT_ENCODER_KEY] = build_text_encoder(req.text_encoder, path, req.text_length, req.batch, log)
+            doc[TEXT_ENCODER_KEY] = build_text_encoder(req.text_encoder, path, req.text_length, req.batch, log,
+                                                       spec.text_encoder)
         files = move_onnx(staged, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

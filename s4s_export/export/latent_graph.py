@@ -33,6 +33,7 @@ from ..noise import VALIDATION_SEED, label_set, noise_set
 from ..sampler import FixedSolver, Sampler
 from ..solvers import SolverTable
 from .graph import to_images
+from .precision import half_module, with_precision
 
 LATENT_OUTPUTS = ("float", "uint8", "latent")
 DEFAULT_TEXT_LENGTH = 77  # CLIP's tokenizer length (SD 1.x/2.x, SDXL); SD3 concatenates CLIP and T5: 333
@@ -167,9 +168,13 @@ class LatentSamplerGraph(nn.Module):
 
 
 def latent_sampler_graph(denoiser: Denoiser, solver: SolverTable, output: str = "float",
-                         text_length: int = DEFAULT_TEXT_LENGTH) -> LatentSamplerGraph:
-    """The module to trace for a diffusers model: its conditioning inputs, its decoder, float32 solver constants."""
+                         text_length: int = DEFAULT_TEXT_LENGTH, precision: str = "fp32",
+                         decoder_precision: str = "fp32") -> LatentSamplerGraph:
+    """The module to trace for a diffusers model: its conditioning inputs, its decoder, float32 solver constants;
+    the network in `precision`, the decoder in `decoder_precision` (export/precision.py)."""
     decoder = getattr(denoiser, "decoder", None)
-    sampler = Sampler(denoiser, FixedSolver(solver, torch.float32))
+    if decoder is not None and output != "latent":
+        decoder = half_module(decoder, decoder_precision)
+    sampler = Sampler(with_precision(denoiser, precision), FixedSolver(solver, torch.float32))
     module = LatentSamplerGraph(sampler, conditioning_inputs(denoiser, text_length), decoder, output)
     return module.eval().requires_grad_(False)

@@ -186,13 +186,6 @@ def test_no_decode_outputs_latents(tmp_path_factory):
     assert relative_error(ours, _reference(folder, table, feeds, 7.5, decode=False)) <= LIMIT
 
 
-def test_half_precision_refused_for_diffusers_models(sd, tmp_path):
-    folder, table, _ = sd
-    model = load_diffusers(Ref(str(folder)))
-    with pytest.raises(S4SError, match="--precision fp16 is not available"):
-        build_onnx(BuildRequest(out=str(tmp_path), precision="fp16"), resolved=Resolved(model, table, {}))
-
-
 def test_python_runtime_and_sample_command_take_embeddings(sd, tmp_path):
     """The same images from the build's runner, the Python runtime (Sampler) and `s4s-export sample`."""
     from typer.testing import CliRunner

@@ -41,8 +41,8 @@ def bad_refs(sd: Path, tmp: Path) -> list[tuple[list[str], str]]:
         (["learn", "--model", f"diffusers:{sd}", "--nfe", "4"], "needs prompts: --prompts FILE"),
         (["eval", "--model", f"diffusers:{sd}", "--prompts", str(tmp / "none.txt")], "prompts file not found"),
         (["learn", "--model", "gmm", "--prompts", str(PROMPTS)], "apply to text-conditioned models"),
-        (["build", "--model", f"diffusers:{sd}", "--solver", "dpmpp3m", "--nfe", "4", "--precision", "fp16",
-          "--out", str(tmp)], "--precision fp16 is not available"),
+        (["build", "--model", f"diffusers:{sd}", "--solver", "dpmpp3m", "--nfe", "4", "--precision", "vae=fp16",
+          "--no-decode", "--out", str(tmp)], "--precision names decoder, but --no-decode leaves the decoder out"),
     ]
 
 
