@@ -11,6 +11,8 @@ built-in schedule (`s4s_export.schedules.SCHEDULES`). Per metric, a main table g
 learned value, the best classical solver on the edm and logsnr grids (the yardstick of issue 14),
 the best over all schedules, and the learned/best ratios; the full solver x schedule grid follows
 in a <details> block, with the teacher's own samples as a row (0 for metrics against the teacher).
+`--json FILE` keeps the measurements; `--reuse-classical FILE` takes the classical and teacher rows
+from such a file (same model, samples, NFEs and metrics) and measures only the learned files.
 `--write FILE` replaces the block between `<!-- quality:MODEL:begin -->` and
 `<!-- quality:MODEL:end -->` in FILE.
 """
@@ -50,7 +52,30 @@ def learned_solvers(workdirs: list[str], nfes: list[int], identity: dict) -> tup
     return out, source
 
 
-def measure(model: str, workdirs: list[str], nfes: list[int], samples: int, metrics: list[str]) -> dict:
+def reusable_rows(path: Path, identity: dict, samples: int, nfes: list[int], metrics: list[str]) -> dict:
+    """The classical and teacher rows of an earlier `--json` for the same model, samples, NFEs and metrics."""
+    from s4s_export.errors import S4SError
+
+    try:
+        old = json.loads(path.read_text())
+        rows = [r for r in old["rows"] if r["schedule"] != LEARNED]
+        have = {(r["nfe"], k) for r in rows for k in r["metrics"]}
+        same = old["model"] == identity and old["samples"] == samples and old["metrics"] == metrics
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise S4SError(f"--reuse-classical {path}: not a --json file of benchmarks/quality.py ({e})") from None
+    missing = [n for n in nfes if not any(nfe == n for nfe, _ in have)]
+    if not same or missing:
+        raise S4SError(f"--reuse-classical {path} was measured for other settings (model, --samples, --metric"
+                       f"{', or misses NFE ' + ','.join(map(str, missing)) if missing else ''}); "
+                       "run without it to measure the classical solvers again")
+    return {"rows": [r for r in rows if r["nfe"] in nfes], "machine": old["machine"], "path": str(path)}
+
+
+def measure(model: str, workdirs: list[str], nfes: list[int], samples: int, metrics: list[str],
+            reuse: Path | None = None) -> dict:
+    """Every learned and classical solver (and the teacher's own samples) at every NFE on one held-out set.
+
+    `reuse`: take the classical and teacher rows from an earlier `--json` instead of measuring them again."""
     from s4s_export.evaluate import score
     from s4s_export.heldout import held_out_set
     from s4s_export.learn.base_select import candidate_solvers
@@ -63,20 +88,27 @@ def measure(model: str, workdirs: list[str], nfes: list[int], samples: int, metr
     spec = check_model(ModelRef(model))
     denoiser = load_model(ModelRef(model))
     info = denoiser.info
-    learned, source = learned_solvers(workdirs, nfes, denoiser.identity_dict())
+    identity = denoiser.identity_dict()
+    reused = None if reuse is None else reusable_rows(reuse, identity, samples, nfes, metrics)
+    learned, source = learned_solvers(workdirs, nfes, identity)
     tables = [(label, LEARNED, t) for label, _, t in learned]
-    for nfe in nfes:
-        tables += [(name, sched, make_solver(name, nfe, sched, info.sigma_min, info.sigma_max))
-                   for sched in SCHEDULES for name in candidate_solvers(nfe)]
+    if reused is None:
+        for nfe in nfes:
+            tables += [(name, sched, make_solver(name, nfe, sched, info.sigma_min, info.sigma_max))
+                       for sched in SCHEDULES for name in candidate_solvers(nfe)]
     held = held_out_set(denoiser, spec.teacher, samples)
     metric_set = MetricSet.create(metrics, denoiser)
     rows = [{"solver": label, "schedule": sched, "nfe": t.nfe, "metrics": score(denoiser, t, held, 64, metric_set)}
             for label, sched, t in tables]
-    images = None if held.decoded_target is None else (held.decoded_target, held.decoded_target)
-    teacher = metric_set.score(held.target, held.target, held.exact, images)
-    rows += [{"solver": spec.teacher.label(), "schedule": TEACHER, "nfe": n, "metrics": teacher} for n in nfes]
-    return {"model": denoiser.identity_dict(), "teacher": spec.teacher.label(), "samples": samples, "nfes": nfes,
+    if reused is None:
+        images = None if held.decoded_target is None else (held.decoded_target, held.decoded_target)
+        teacher = metric_set.score(held.target, held.target, held.exact, images)
+        rows += [{"solver": spec.teacher.label(), "schedule": TEACHER, "nfe": n, "metrics": teacher} for n in nfes]
+    else:
+        rows += reused["rows"]
+    return {"model": identity, "teacher": spec.teacher.label(), "samples": samples, "nfes": nfes, "metrics": metrics,
             "workspaces": source, "schedules": list(SCHEDULES), "machine": machine(),
+            "classical_from": None if reused is None else {"path": reused["path"], "machine": reused["machine"]},
             "skipped_metrics": metric_set.skipped, "rows": rows}
 
 
@@ -114,7 +146,11 @@ def markdown(result: dict, command: str) -> str:
     out = [f"Model `{result['model']['name']}` (weights {result['model']['weights_sha256'][:12]}), target: "
            f"{result['teacher']}, {result['samples']} held-out samples. "
            f"Machine: {describe_machine(result['machine'])}.",
-           f"Command: `{command}`", f"Learned solver files: {learned_from}.", ""]
+           f"Command: `{command}`", f"Learned solver files: {learned_from}."]
+    if result.get("classical_from"):
+        out.append(f"Classical and teacher rows: measured by the same script with the same settings on "
+                   f"{describe_machine(result['classical_from']['machine'])}.")
+    out.append("")
     keys = list(dict.fromkeys(k for r in result["rows"] for k in r["metrics"]))
     schedules = ", ".join(result["schedules"])
     for key in keys:
@@ -176,14 +212,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=200, help="held-out samples (the learn validation count)")
     parser.add_argument("--metric", default="rmse,lpips")
     parser.add_argument("--json", type=Path, default=None, help="also write the measurements as JSON")
+    parser.add_argument("--reuse-classical", type=Path, default=None,
+                        help="take the classical and teacher rows from an earlier --json of the same settings")
     parser.add_argument("--write", type=Path, default=None, help="replace this model's block in a Markdown file")
     args = parser.parse_args(argv)
     from s4s_export.commands.common import parse_ints
     from s4s_export.metrics import parse_metrics
 
     command = "python benchmarks/quality.py " + " ".join(a for a in (argv if argv is not None else sys.argv[1:]))
-    command = re.sub(r"\s+--(write|json) \S+", "", command).strip()
-    result = measure(args.model, args.workdir, parse_ints(args.nfe), args.samples, parse_metrics(args.metric))
+    command = re.sub(r"\s+--(write|json|reuse-classical) \S+", "", command).strip()
+    result = measure(args.model, args.workdir, parse_ints(args.nfe), args.samples, parse_metrics(args.metric),
+                     args.reuse_classical)
     text = markdown(result, command)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")

@@ -97,3 +97,21 @@ def test_teacher_row_only_for_metrics_against_data(quality):
     assert "| 3 | 0.1 | 0.4 (euler, edm) | 0.25x | 0.2 (ipndm, time-quadratic) | 0.50x |" in rmse
     assert "| 3 | 2 | 5 (euler, edm) | 0.40x | 5 (euler, edm) | 0.40x |" in fd
     assert "the teacher's own samples: 1.5" in fd
+
+
+def test_classical_rows_reused_from_an_earlier_json(quality, gmm, tmp_path):
+    ws = _workspace(tmp_path / "ws", gmm, {4: ("ipndm", "logsnr")})
+    first = tmp_path / "first.json"
+    args = ["--model", "gmm", "--nfe", "3,4", "--samples", "4", "--metric", "rmse"]
+    quality.main([*args, "--json", str(first)])
+    again = tmp_path / "again.md"
+    again.write_text("<!-- quality:gmm:begin -->\n<!-- quality:gmm:end -->\n")
+    quality.main([*args, "--workdir", str(ws.root), "--reuse-classical", str(first), "--write", str(again)])
+    text = again.read_text()
+    assert "Classical and teacher rows: measured by the same script" in text and "--reuse-classical" not in text
+    grid = {(r[0], r[1]): r[2:] for r in _rows(text) if not r[0].isdigit() and r[0] != "solver"}
+    assert grid[("s4s-alt (learned)", "learned")] == ["-", grid[("ipndm", "logsnr")][1]]
+    with pytest.raises(S4SError, match="measured for other settings"):
+        quality.main([*args[:-4], "--samples", "5", "--metric", "rmse", "--reuse-classical", str(first)])
+    with pytest.raises(S4SError, match="misses NFE 5"):
+        quality.main([*args[:2], "--nfe", "5", *args[4:], "--reuse-classical", str(first)])
