@@ -11,8 +11,9 @@ built-in schedule (`s4s_export.schedules.SCHEDULES`). Per metric, a main table g
 learned value, the best classical solver on the edm and logsnr grids (the yardstick of issue 14),
 the best over all schedules, and the learned/best ratios; the full solver x schedule grid follows
 in a <details> block, with the teacher's own samples as a row (0 for metrics against the teacher).
-`--json FILE` keeps the measurements; `--reuse-classical FILE` takes the classical and teacher rows
-from such a file (same model, samples, NFEs and metrics) and measures only the learned files.
+`--json FILE` keeps the measurements; `--reuse-classical FILE` (repeatable) takes the classical and
+teacher rows from such files (same model, samples and metrics; together all the NFEs) and measures
+only the learned files.
 `--write FILE` replaces the block between `<!-- quality:MODEL:begin -->` and
 `<!-- quality:MODEL:end -->` in FILE.
 """
@@ -52,30 +53,38 @@ def learned_solvers(workdirs: list[str], nfes: list[int], identity: dict) -> tup
     return out, source
 
 
-def reusable_rows(path: Path, identity: dict, samples: int, nfes: list[int], metrics: list[str]) -> dict:
-    """The classical and teacher rows of an earlier `--json` for the same model, samples, NFEs and metrics."""
+def reusable_rows(paths: list[Path], identity: dict, samples: int, nfes: list[int], metrics: list[str]) -> dict:
+    """The classical and teacher rows of earlier `--json` files for the same model, samples and metrics, which
+    together cover `nfes` (each NFE from the first file that has it)."""
     from s4s_export.errors import S4SError
 
-    try:
-        old = json.loads(path.read_text())
-        rows = [r for r in old["rows"] if r["schedule"] != LEARNED]
-        have = {(r["nfe"], k) for r in rows for k in r["metrics"]}
-        same = old["model"] == identity and old["samples"] == samples and old["metrics"] == metrics
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise S4SError(f"--reuse-classical {path}: not a --json file of benchmarks/quality.py ({e})") from None
-    missing = [n for n in nfes if not any(nfe == n for nfe, _ in have)]
-    if not same or missing:
-        raise S4SError(f"--reuse-classical {path} was measured for other settings (model, --samples, --metric"
-                       f"{', or misses NFE ' + ','.join(map(str, missing)) if missing else ''}); "
+    rows, machines, covered = [], [], set()
+    for path in paths:
+        try:
+            old = json.loads(path.read_text())
+            found = [r for r in old["rows"]
+                     if r["schedule"] != LEARNED and r["nfe"] in nfes and r["nfe"] not in covered]
+            same = old["model"] == identity and old["samples"] == samples and old["metrics"] == metrics
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise S4SError(f"--reuse-classical {path}: not a --json file of benchmarks/quality.py ({e})") from None
+        if not same:
+            raise S4SError(f"--reuse-classical {path} was measured for other settings (model, --samples or "
+                           "--metric); run without it to measure the classical solvers again")
+        rows += found
+        covered |= {r["nfe"] for r in found}
+        machines.append(old["machine"])
+    missing = [n for n in nfes if n not in covered]
+    if missing:
+        raise S4SError(f"--reuse-classical: no file has NFE {','.join(map(str, missing))}; add one that has, or "
                        "run without it to measure the classical solvers again")
-    return {"rows": [r for r in rows if r["nfe"] in nfes], "machine": old["machine"], "path": str(path)}
+    return {"rows": rows, "machines": machines, "paths": [str(p) for p in paths]}
 
 
 def measure(model: str, workdirs: list[str], nfes: list[int], samples: int, metrics: list[str],
-            reuse: Path | None = None) -> dict:
+            reuse: list[Path] | None = None) -> dict:
     """Every learned and classical solver (and the teacher's own samples) at every NFE on one held-out set.
 
-    `reuse`: take the classical and teacher rows from an earlier `--json` instead of measuring them again."""
+    `reuse`: take the classical and teacher rows from earlier `--json` files instead of measuring them again."""
     from s4s_export.evaluate import score
     from s4s_export.heldout import held_out_set
     from s4s_export.learn.base_select import candidate_solvers
@@ -89,7 +98,7 @@ def measure(model: str, workdirs: list[str], nfes: list[int], samples: int, metr
     denoiser = load_model(ModelRef(model))
     info = denoiser.info
     identity = denoiser.identity_dict()
-    reused = None if reuse is None else reusable_rows(reuse, identity, samples, nfes, metrics)
+    reused = None if not reuse else reusable_rows(reuse, identity, samples, nfes, metrics)
     learned, source = learned_solvers(workdirs, nfes, identity)
     tables = [(label, LEARNED, t) for label, _, t in learned]
     if reused is None:
@@ -108,7 +117,7 @@ def measure(model: str, workdirs: list[str], nfes: list[int], samples: int, metr
         rows += reused["rows"]
     return {"model": identity, "teacher": spec.teacher.label(), "samples": samples, "nfes": nfes, "metrics": metrics,
             "workspaces": source, "schedules": list(SCHEDULES), "machine": machine(),
-            "classical_from": None if reused is None else {"path": reused["path"], "machine": reused["machine"]},
+            "classical_from": None if reused is None else {"paths": reused["paths"], "machines": reused["machines"]},
             "skipped_metrics": metric_set.skipped, "rows": rows}
 
 
@@ -148,8 +157,9 @@ def markdown(result: dict, command: str) -> str:
            f"Machine: {describe_machine(result['machine'])}.",
            f"Command: `{command}`", f"Learned solver files: {learned_from}."]
     if result.get("classical_from"):
-        out.append(f"Classical and teacher rows: measured by the same script with the same settings on "
-                   f"{describe_machine(result['classical_from']['machine'])}.")
+        runs = "; ".join(describe_machine(m) for m in result["classical_from"]["machines"])
+        out.append(f"Classical and teacher rows: measured by the same script with the same settings (`--json`, "
+                   f"reused with `--reuse-classical`) on {runs}.")
     out.append("")
     keys = list(dict.fromkeys(k for r in result["rows"] for k in r["metrics"]))
     schedules = ", ".join(result["schedules"])
@@ -212,8 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=200, help="held-out samples (the learn validation count)")
     parser.add_argument("--metric", default="rmse,lpips")
     parser.add_argument("--json", type=Path, default=None, help="also write the measurements as JSON")
-    parser.add_argument("--reuse-classical", type=Path, default=None,
-                        help="take the classical and teacher rows from an earlier --json of the same settings")
+    parser.add_argument("--reuse-classical", type=Path, action="append", default=[],
+                        help="take the classical and teacher rows from earlier --json files of the same settings "
+                             "(repeat: files for different NFEs)")
     parser.add_argument("--write", type=Path, default=None, help="replace this model's block in a Markdown file")
     args = parser.parse_args(argv)
     from s4s_export.commands.common import parse_ints

@@ -99,19 +99,22 @@ def test_teacher_row_only_for_metrics_against_data(quality):
     assert "the teacher's own samples: 1.5" in fd
 
 
-def test_classical_rows_reused_from_an_earlier_json(quality, gmm, tmp_path):
+def test_classical_rows_reused_from_earlier_json_files(quality, gmm, tmp_path):
     ws = _workspace(tmp_path / "ws", gmm, {4: ("ipndm", "logsnr")})
-    first = tmp_path / "first.json"
-    args = ["--model", "gmm", "--nfe", "3,4", "--samples", "4", "--metric", "rmse"]
-    quality.main([*args, "--json", str(first)])
+    args = ["--model", "gmm", "--samples", "4", "--metric", "rmse"]
+    for nfe in (3, 4):
+        quality.main([*args, "--nfe", str(nfe), "--json", str(tmp_path / f"nfe{nfe}.json")])
     again = tmp_path / "again.md"
     again.write_text("<!-- quality:gmm:begin -->\n<!-- quality:gmm:end -->\n")
-    quality.main([*args, "--workdir", str(ws.root), "--reuse-classical", str(first), "--write", str(again)])
+    reuse = ["--reuse-classical", str(tmp_path / "nfe3.json"), "--reuse-classical", str(tmp_path / "nfe4.json")]
+    quality.main([*args, "--nfe", "3,4", "--workdir", str(ws.root), *reuse, "--write", str(again)])
     text = again.read_text()
-    assert "Classical and teacher rows: measured by the same script" in text and "--reuse-classical" not in text
+    command = next(line for line in text.splitlines() if line.startswith("Command:"))
+    assert "Classical and teacher rows: measured by the same script" in text and "--reuse" not in command
     grid = {(r[0], r[1]): r[2:] for r in _rows(text) if not r[0].isdigit() and r[0] != "solver"}
     assert grid[("s4s-alt (learned)", "learned")] == ["-", grid[("ipndm", "logsnr")][1]]
+    assert all(c != "-" for k, v in grid.items() if k[0] not in ("s4s-alt (learned)", "heun") for c in v)
     with pytest.raises(S4SError, match="measured for other settings"):
-        quality.main([*args[:-4], "--samples", "5", "--metric", "rmse", "--reuse-classical", str(first)])
-    with pytest.raises(S4SError, match="misses NFE 5"):
-        quality.main([*args[:2], "--nfe", "5", *args[4:], "--reuse-classical", str(first)])
+        quality.main(["--model", "gmm", "--samples", "5", "--metric", "rmse", "--nfe", "3", *reuse])
+    with pytest.raises(S4SError, match="no file has NFE 5"):
+        quality.main([*args, "--nfe", "3,5", *reuse])
