@@ -149,38 +149,3 @@ def test_tensorrt_reason_names_the_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     with pytest.raises(S4SError, match="TensorRT is not available.*pip install tensorrt"):
         tensorrt_fns(BenchRequest(model="gmm"), "dpmpp3m", Path("/nonexistent"), {1: None})
-
-
-def test_quality_tables_regenerate_a_marked_block(gmm, tmp_path):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import quality
-    finally:
-        sys.path.pop(0)
-    from s4s_export.solverfile import SolverFile, save_solver_file
-    from s4s_export.solvers import make_solver
-
-    ws = Workspace.create(tmp_path / "ws", "gmm", gmm.identity_dict())
-    info = gmm.info
-    learned = make_solver("ipndm", 4, "logsnr", info.sigma_min, info.sigma_max)  # stands in for a learned file
-    save_solver_file(ws.solver_path(4), SolverFile(learned, {"method": "s4s-alt", "model": gmm.identity_dict()}))
-    doc = tmp_path / "page.md"
-    doc.write_text("intro\n<!-- quality:gmm:begin -->\nold\n<!-- quality:gmm:end -->\noutro\n")
-    quality.main(["--model", "gmm", "--workdir", str(ws.root), "--nfe", "3,4", "--samples", "4", "--metric", "rmse",
-                  "--write", str(doc)])
-    text = doc.read_text()
-    assert (text.startswith("intro\n<!-- quality:gmm:begin -->\nModel `gmm`")
-            and text.endswith("<!-- quality:gmm:end -->\noutro\n"))
-    assert "old" not in text and "Command: `python benchmarks/quality.py --model gmm" in text and "--write" not in text
-    cells = [[c.strip().strip("*") for c in line.strip("|").split("|")]
-             for line in text.splitlines() if line.startswith("| ")]
-    table = {(c[0], c[1]): c[2:] for c in cells[1:]}  # (solver, schedule) -> [NFE 3, NFE 4]
-    # the stand-in "learned" file is ipndm/logsnr at NFE 4: same table, same noise, same number
-    assert table[("s4s-alt (learned)", "learned")] == ["-", table[("ipndm", "logsnr")][1]]
-    classical = [v for (name, sched), v in table.items() if sched in ("edm", "logsnr")]
-    assert len(classical) == 6
-    best = [min(float(v[i]) for v in classical) for i in (0, 1)]
-    assert [float(v) for v in table[("best classical", "")]] == pytest.approx(best, rel=1e-3)
-    ratio = table[("s4s-alt (learned) / best classical", "")]
-    assert ratio[0] == "-" and float(ratio[1].rstrip("x")) == pytest.approx(
-        float(table[("ipndm", "logsnr")][1]) / best[1], abs=0.01)
