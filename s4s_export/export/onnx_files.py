@@ -16,6 +16,13 @@ from ..fileio import atomic_write, replace_with
 PROTOBUF_LIMIT = 2**31 - 1  # a single .onnx file must stay below 2 GiB; beyond it weights go to `<file>.data`
 
 
+def proto_bytes(proto: onnx.ModelProto) -> int:
+    """The serialized size of `proto`, summed part by part: protobuf cannot size a message past 2 GiB."""
+    graph = proto.graph
+    return sum(t.ByteSize() for t in graph.initializer) + sum(n.ByteSize() for n in graph.node) + sum(
+        v.ByteSize() for v in (*graph.input, *graph.output, *graph.value_info))
+
+
 def save_onnx(proto: onnx.ModelProto, path: str | Path, external_data: bool | None = None) -> list[Path]:
     """Write the graph (atomically); weights go to `<file>.data` beside it when the file would pass 2 GiB.
 
@@ -24,7 +31,7 @@ def save_onnx(proto: onnx.ModelProto, path: str | Path, external_data: bool | No
     """
     path = Path(path)
     if external_data is None:
-        external_data = proto.ByteSize() > PROTOBUF_LIMIT - (64 << 20)
+        external_data = proto_bytes(proto) > PROTOBUF_LIMIT - (64 << 20)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = external_data_path(path)
     if not external_data:

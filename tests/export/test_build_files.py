@@ -103,3 +103,21 @@ def test_a_twin_is_named_as_a_twin_in_every_output(twin_external):
     model = onnx.load(str(path), load_external_data=False)
     assert model.doc_string.startswith("tiny-preset-twin: 1-step euler sampler")
     assert json.loads(twin_external.sidecar.read_text())["model"]["name"] == "tiny-preset-twin"
+
+
+def test_graph_size_is_summed_part_by_part():
+    """`save_onnx` decides external data by `proto_bytes`, which protobuf can compute past 2 GiB (the whole
+    ModelProto's ByteSize cannot be serialized there); on a small graph it equals the proto's size to the bytes
+    of the model header."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from s4s_export.export.onnx_files import proto_bytes
+
+    weights = [numpy_helper.from_array(np.full((300, 300), i, np.float32), f"w{i}") for i in range(3)]
+    nodes = [helper.make_node("Add", ["x" if i == 0 else f"y{i - 1}", f"w{i}"], [f"y{i}"]) for i in range(3)]
+    io = [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [300, 300]) for n in ("x", "y2")]
+    model = helper.make_model(helper.make_graph(nodes, "g", io[:1], io[1:], weights))
+    assert 0 <= model.ByteSize() - proto_bytes(model) <= 256
+    assert proto_bytes(model) > 3 * 300 * 300 * 4
