@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from test_export_latent import Ref, _reference, _run, _text_inputs, tiny_clip
+from test_export_latent import Ref, _reference, _run, _text_inputs
 
 from s4s_export.contract import COMPONENT_PRECISION_KEY, GUIDANCE, INPUT_IDS, PRECISION_KEY, PROMPT_EMBEDS
 from s4s_export.errors import S4SError
@@ -103,7 +103,7 @@ def _build(tmp_path_factory, name: str, pipeline, solver: str, precision: str, t
 def sd16(tmp_path_factory):
     """Tiny SD + tiny CLIP: fp16 UNet, fp32 VAE, fp16 text encoder."""
     scheduler = diffusers.DPMSolverMultistepScheduler(**tiny.SD_SCHEDULER)
-    encoder, tokenizer = tiny_clip(tmp_path_factory.mktemp("clip"))
+    encoder, tokenizer = tiny.tiny_clip(tmp_path_factory.mktemp("clip"))
     components = {**tiny.tiny_sd_pipeline(scheduler).components, "text_encoder": encoder, "tokenizer": tokenizer}
     pipeline = diffusers.StableDiffusionPipeline(**components, requires_safety_checker=False)
     return _build(tmp_path_factory, "sd16", pipeline, "dpmpp2m", "unet=fp16,vae=fp32,text-encoder=fp16",
