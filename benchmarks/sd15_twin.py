@@ -37,8 +37,7 @@ VAE = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=
            layers_per_block=2, down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
            norm_num_groups=32, act_fn="silu", scaling_factor=0.18215)
 SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-                 steps_offset=1, skip_prk_steps=True, set_alpha_to_one=False, clip_sample=False,
-                 prediction_type="epsilon")
+                 steps_offset=1, skip_prk_steps=True, set_alpha_to_one=False, prediction_type="epsilon")
 
 
 def write_twin(folder: Path, resolution: int) -> None:
