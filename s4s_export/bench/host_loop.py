@@ -4,7 +4,7 @@ Host-loop pipeline (Optimum's ORTStableDiffusionPipeline layout): the UNet and t
 separate ONNX Runtime sessions, a diffusers scheduler stepping on the host, classifier-free guidance as
 batch doubling (one UNet call per step on [uncond, cond]), then the decoder session. The two graphs are
 made by the exporter that makes the baked graph (export/onnx_export.py: dynamo, the same graph passes,
-external weights past 2 GiB), so a comparison measures the loop, not two exporters.
+weights in a .data file beside each graph), so a comparison measures the loop, not two exporters.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class Decode(nn.Module):
 def _export(module: nn.Module, inputs: dict[str, torch.Tensor], output: str, path: Path) -> None:
     proto = export_model(module.eval(), inputs, EXPORT_BATCH, output_name=output)
     compact(proto)
-    save_onnx(proto, path)
+    save_onnx(proto, path, external_data=True)  # always: protobuf cannot even size a proto past 2 GiB (SD's UNet)
 
 
 def export_host_graphs(unet: nn.Module, vae: nn.Module, folder: Path, text_length: int) -> tuple[Path, Path]:

@@ -113,7 +113,7 @@ def baked_graph(req: BenchRequest, resolved: Resolved, model: dict, folder: Path
             and doc.get("batch_range", [0, 0])[1] >= top):
         return path, True
     build = BuildRequest(nfe=table.nfe, model=req.ref, out=str(path), batch=(1, top), guidance_scale=GUIDANCE_SCALE,
-                         command="s4s-export bench")
+                         external_data=True, command="s4s-export bench")  # as host_loop.py: SD-size graphs pass 2 GiB
     return build_onnx(build, resolved=resolved).onnx_path, False
 
 
