@@ -58,4 +58,8 @@ def latent_markdown(report: dict) -> str:
              f"{report['load_average_1min_after']} after the run.", "",
              "| " + " | ".join(LATENT_HEADERS) + " |", "|" + "---|" * len(LATENT_HEADERS)]
     lines += ["| " + " | ".join(latent_cells(r)) + " |" for r in report["rows"]]
-    return "\n".join([*lines, "", f"- {LATENT_NOTE}."]) + "\n"
+    lines += ["", f"- {LATENT_NOTE}."]
+    lines += [f"- batch {r['batch']}, spread over the rounds (min..max ms): baked {r['baked_min_ms']:.1f}.."
+              f"{r['baked_max_ms']:.1f}, host loop {r['host_loop_min_ms']:.1f}..{r['host_loop_max_ms']:.1f}."
+              for r in report["rows"]]
+    return "\n".join(lines) + "\n"
