@@ -4,7 +4,7 @@ Host-loop pipeline (Optimum's ORTStableDiffusionPipeline layout): the UNet and t
 separate ONNX Runtime sessions, a diffusers scheduler stepping on the host, classifier-free guidance as
 batch doubling (one UNet call per step on [uncond, cond]), then the decoder session. The two graphs are
 made by the exporter that makes the baked graph (export/onnx_export.py: dynamo, the same graph passes,
-weights in a .data file beside each graph), so a comparison measures the loop, not two exporters.
+weights in a .data file past 2 GiB), so a comparison measures the loop, not two exporters.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from torch import nn
 
 from ..errors import S4SError
 from ..export.onnx_export import compact, export_model
-from ..export.onnx_files import save_onnx
+from ..export.onnx_files import PROTOBUF_LIMIT, save_onnx
 
 UNET_FILE, DECODER_FILE = "unet.onnx", "vae_decoder.onnx"
 EXPORT_BATCH = (1, 128)  # the UNet runs on the doubled batch: 2 x bench's largest (64)
@@ -47,10 +47,17 @@ class Decode(nn.Module):
         return self.vae.decode(latent_sample).sample
 
 
+def past_protobuf_limit(module: nn.Module) -> bool | None:
+    """True when the module's weights need a .data file (SD's UNet), else None (save_onnx decides): protobuf cannot
+    even measure a graph past 2 GiB, so this is decided from the weights."""
+    size = sum(t.numel() * t.element_size() for t in module.state_dict().values())
+    return True if size > PROTOBUF_LIMIT - (64 << 20) else None
+
+
 def _export(module: nn.Module, inputs: dict[str, torch.Tensor], output: str, path: Path) -> None:
     proto = export_model(module.eval(), inputs, EXPORT_BATCH, output_name=output)
     compact(proto)
-    save_onnx(proto, path, external_data=True)  # always: protobuf cannot even size a proto past 2 GiB (SD's UNet)
+    save_onnx(proto, path, external_data=past_protobuf_limit(module))
 
 
 def export_host_graphs(unet: nn.Module, vae: nn.Module, folder: Path, text_length: int) -> tuple[Path, Path]:

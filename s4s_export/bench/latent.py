@@ -39,16 +39,17 @@ from ..families.networks import DiffusersNet
 from ..families.scheduler_grid import solver_for_scheduler
 from ..fileio import atomic_write_text
 from ..runtime import Sampler as RuntimeSampler
-from ..runtime.onnxruntime_runner import default_providers
+from ..runtime.onnxruntime_runner import default_providers, import_onnxruntime, provider_name
 from ..solvers import SolverTable
 from ..timing import interleaved_ms, machine
-from .host_loop import EXPORT_BATCH, HostLoopPipeline, export_host_graphs
+from .host_loop import EXPORT_BATCH, HostLoopPipeline, export_host_graphs, past_protobuf_limit
 
 if TYPE_CHECKING:
     from .run import BenchRequest
 
 HOST_SCHEDULERS = {"dpmpp2m": "DPMSolverMultistepScheduler", "euler": "EulerDiscreteScheduler"}
 DEFAULT_SOLVER = "dpmpp2m"
+LATENT_PROVIDERS = ("cpu", "cuda")
 GUIDANCE_SCALE = 7.5  # StableDiffusionPipeline's default
 HOST_RECORD = "host-loop.json"  # beside the host graphs: the weights they were made from (written last)
 
@@ -78,8 +79,21 @@ def latent_solver(req: BenchRequest) -> str:
     return name
 
 
+def latent_provider(req: BenchRequest) -> str:
+    """`req.provider` (cpu or cuda), default cuda where this onnxruntime has it, else cpu; refused if absent here."""
+    if req.provider not in (None, *LATENT_PROVIDERS):
+        raise S4SError(f"--provider takes {' or '.join(LATENT_PROVIDERS)}; got {req.provider!r}")
+    provider = req.provider or default_providers()[0]
+    available = import_onnxruntime().get_available_providers()
+    if provider_name(provider) not in available:
+        raise S4SError(f"this onnxruntime lacks the {provider} provider (it has {', '.join(available)}); CUDA needs "
+                       f"`pip install onnxruntime-gpu` and an NVIDIA GPU, or pass --provider cpu")
+    return provider
+
+
 def check_latent_request(req: BenchRequest, denoiser: Denoiser) -> None:
     """Refuse what the host-loop comparison cannot run, naming the fix."""
+    latent_provider(req)
     info = denoiser.info
     net = getattr(denoiser, "net", None)
     if req.ref.kind != "diffusers" or info.conditioning != "text" or not isinstance(net, DiffusersNet) \
@@ -113,7 +127,7 @@ def baked_graph(req: BenchRequest, resolved: Resolved, model: dict, folder: Path
             and doc.get("batch_range", [0, 0])[1] >= top):
         return path, True
     build = BuildRequest(nfe=table.nfe, model=req.ref, out=str(path), batch=(1, top), guidance_scale=GUIDANCE_SCALE,
-                         external_data=True, command="s4s-export bench")  # as host_loop.py: SD-size graphs pass 2 GiB
+                         external_data=past_protobuf_limit(resolved.denoiser), command="s4s-export bench")
     return build_onnx(build, resolved=resolved).onnx_path, False
 
 
@@ -184,7 +198,7 @@ def latent_row(req: BenchRequest, baked: RuntimeSampler, host: HostLoopPipeline,
 
 def time_latent(req: BenchRequest, graphs: LatentGraphs) -> dict:
     """The latent report: both paths on one provider (`req.provider`, default CUDA when present, else CPU)."""
-    provider = req.provider or default_providers()[0]
+    provider = latent_provider(req)
     report = {"kind": "latent", "machine": machine(req.threads), "request": req.to_dict(), "model": graphs.model,
               "solver": graphs.solver, "scheduler": type(graphs.scheduler).__name__, "nfe": req.nfe,
               "provider": provider, "guidance_scale": GUIDANCE_SCALE,

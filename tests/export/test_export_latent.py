@@ -387,6 +387,7 @@ def test_bench_baked_graph_against_host_loop_pipeline(sd, tmp_path, capsys):
 @pytest.mark.parametrize(("args", "message"), [
     (["--solver", "dpmpp3m"], "--solver takes dpmpp2m or euler; got 'dpmpp3m'"),
     (["--backend", "pytorch"], "add onnxruntime to --backend"),
+    (["--provider", "tpu"], "--provider takes cpu or cuda; got 'tpu'"),
 ])
 def test_bench_latent_bad_input_is_one_line(sd, args, message, capsys):
     from s4s_export.cli import run
