@@ -1,16 +1,14 @@
-"""The baked latent graph against the pipeline as diffusers/Optimum users run it on ONNX Runtime.
+"""The pipeline as diffusers/Optimum users run it on ONNX Runtime, beside which `bench` times the baked graph.
 
 Host-loop pipeline (Optimum's ORTStableDiffusionPipeline layout): the UNet and the VAE decoder as two
-separate ONNX Runtime sessions, the diffusers scheduler stepping on the host, classifier-free guidance as
-batch doubling (one UNet call per step on [uncond, cond]), then the decoder session. The baked graph is
-the same model and scheduler grid in one graph (export/latent_graph.py), served by the runtime's
-Sampler. Both run on the same backend (ORT CPU), same NFE, same inputs; `compare` times both and checks
-they give the same images.
+separate ONNX Runtime sessions, a diffusers scheduler stepping on the host, classifier-free guidance as
+batch doubling (one UNet call per step on [uncond, cond]), then the decoder session. The two graphs are
+made by the exporter that makes the baked graph (export/onnx_export.py: dynamo, the same graph passes,
+weights in a .data file past 2 GiB), so a comparison measures the loop, not two exporters.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,13 +16,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..contract import GUIDANCE, NEGATIVE_PROMPT_EMBEDS, NOISE, PROMPT_EMBEDS
 from ..errors import S4SError
-from ..export.onnx_export import quiet
-from ..export.verify import cpu_session
+from ..export.onnx_export import compact, export_model
+from ..export.onnx_files import PROTOBUF_LIMIT, save_onnx
+
+UNET_FILE, DECODER_FILE = "unet.onnx", "vae_decoder.onnx"
+EXPORT_BATCH = (1, 128)  # the UNet runs on the doubled batch: 2 x bench's largest (64)
 
 
-class _UNetCall(nn.Module):
+class UNetCall(nn.Module):
+    """`unet(sample, timestep [B], encoder_hidden_states) -> noise prediction`, Optimum's UNet graph signature."""
+
     def __init__(self, unet: nn.Module):
         super().__init__()
         self.unet = unet
@@ -34,7 +36,9 @@ class _UNetCall(nn.Module):
         return self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states).sample
 
 
-class _Decode(nn.Module):
+class Decode(nn.Module):
+    """`vae.decode(latent_sample) -> sample`, Optimum's VAE decoder graph signature (unscaled latents in)."""
+
     def __init__(self, vae: nn.Module):
         super().__init__()
         self.vae = vae
@@ -43,19 +47,53 @@ class _Decode(nn.Module):
         return self.vae.decode(latent_sample).sample
 
 
-def _export(module: nn.Module, inputs: dict[str, torch.Tensor], output: str, path: Path) -> Path:
-    dim = torch.export.Dim("batch", min=1, max=64)
-    with quiet():
-        program = torch.onnx.export(module, (), None, kwargs=inputs, dynamo=True, external_data=False,
-                                    input_names=list(inputs), output_names=[output],
-                                    dynamic_shapes={k: {0: dim} for k in inputs}, verbose=False)
-    program.save(str(path))
-    return path
+def past_protobuf_limit(module: nn.Module) -> bool | None:
+    """True when the module's weights need a .data file (SD's UNet), else None (save_onnx decides): protobuf cannot
+    even measure a graph past 2 GiB, so this is decided from the weights."""
+    size = sum(t.numel() * t.element_size() for t in module.state_dict().values())
+    return True if size > PROTOBUF_LIMIT - (64 << 20) else None
+
+
+def _export(module: nn.Module, inputs: dict[str, torch.Tensor], output: str, path: Path) -> None:
+    proto = export_model(module.eval(), inputs, EXPORT_BATCH, output_name=output)
+    compact(proto)
+    save_onnx(proto, path, external_data=past_protobuf_limit(module))
+
+
+def export_host_graphs(unet: nn.Module, vae: nn.Module, folder: Path, text_length: int) -> tuple[Path, Path]:
+    """Write the UNet (`unet.onnx`) and VAE decoder (`vae_decoder.onnx`) graphs, dynamic batch, into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    c, s = unet.config.in_channels, unet.config.sample_size
+    d = unet.config.cross_attention_dim
+    with torch.inference_mode():
+        _export(UNetCall(unet), {"sample": torch.randn(2, c, s, s), "timestep": torch.full((2,), 500.0),
+                                 "encoder_hidden_states": torch.randn(2, text_length, d)},
+                "out_sample", folder / UNET_FILE)
+        _export(Decode(vae), {"latent_sample": torch.randn(2, vae.config.latent_channels, s, s)}, "sample",
+                folder / DECODER_FILE)
+    return folder / UNET_FILE, folder / DECODER_FILE
+
+
+def ort_session(path: Path, provider: str, threads: int | None):
+    """An onnxruntime session on `provider` (`cpu` or `cuda`) with default graph optimisation, as Optimum opens it."""
+    import onnxruntime as ort
+
+    from ..runtime.onnxruntime_runner import provider_name
+
+    full = provider_name(provider)
+    if full not in ort.get_available_providers():
+        raise S4SError(f"this onnxruntime ({ort.__version__}) lacks {provider}: it has "
+                       f"{', '.join(ort.get_available_providers())}; CUDA needs `pip install onnxruntime-gpu`")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=[full])
 
 
 @dataclass
 class HostLoopPipeline:
-    """UNet and VAE decoder sessions plus a diffusers scheduler: Optimum's way of running SD on ORT."""
+    """UNet and VAE decoder sessions plus a diffusers scheduler: Optimum's way of running SD on ONNX Runtime."""
 
     unet: object
     vae: object
@@ -63,19 +101,11 @@ class HostLoopPipeline:
     scaling_factor: float
 
     @classmethod
-    def export(cls, pipeline, folder: Path, threads: int | None = None) -> HostLoopPipeline:
-        """Export `pipeline.unet` and `pipeline.vae`'s decoder (fp32, dynamo) into `folder` and open them."""
-        folder.mkdir(parents=True, exist_ok=True)
-        unet, vae = pipeline.unet.eval(), pipeline.vae.eval()
-        c, s = unet.config.in_channels, unet.config.sample_size
-        d = unet.config.cross_attention_dim
-        unet_path = _export(_UNetCall(unet), {"sample": torch.randn(2, c, s, s), "timestep": torch.ones(2),
-                                              "encoder_hidden_states": torch.randn(2, 77, d)},
-                            "out_sample", folder / "unet.onnx")
-        vae_path = _export(_Decode(vae), {"latent_sample": torch.randn(2, c, s, s)}, "sample",
-                           folder / "vae_decoder.onnx")
-        return cls(cpu_session(unet_path, threads), cpu_session(vae_path, threads), pipeline.scheduler,
-                   float(vae.config.scaling_factor))
+    def open(cls, folder: Path, scheduler, scaling_factor: float, provider: str = "cpu",
+             threads: int | None = None) -> HostLoopPipeline:
+        """The sessions over `export_host_graphs`' files in `folder`."""
+        return cls(ort_session(folder / UNET_FILE, provider, threads),
+                   ort_session(folder / DECODER_FILE, provider, threads), scheduler, scaling_factor)
 
     def __call__(self, noise: np.ndarray, prompt_embeds: np.ndarray, negative_prompt_embeds: np.ndarray,
                  guidance_scale: float, steps: int) -> np.ndarray:
@@ -85,40 +115,15 @@ class HostLoopPipeline:
         embeds = np.concatenate([negative_prompt_embeds, prompt_embeds]).astype(np.float32)
         for t in self.scheduler.timesteps:
             x = self.scheduler.scale_model_input(torch.cat([latents, latents]), t)
-            timestep = np.full(x.shape[0], float(t), np.float32)
-            out = self.unet.run(None, {"sample": x.numpy(), "timestep": timestep, "encoder_hidden_states": embeds})[0]
+            out = self.unet_call(x.numpy(), np.full(x.shape[0], float(t), np.float32), embeds)
             uncond, cond = np.split(out, 2)
             guided = torch.from_numpy(uncond + guidance_scale * (cond - uncond))
             latents = self.scheduler.step(guided, t, latents).prev_sample
-        images = self.vae.run(None, {"latent_sample": (latents / self.scaling_factor).numpy().astype(np.float32)})[0]
-        return np.clip(images, -1, 1)
+        return np.clip(self.decode((latents / self.scaling_factor).numpy().astype(np.float32)), -1, 1)
 
+    def unet_call(self, sample: np.ndarray, timestep: np.ndarray, encoder_hidden_states: np.ndarray) -> np.ndarray:
+        return self.unet.run(None, {"sample": sample, "timestep": timestep,
+                                    "encoder_hidden_states": encoder_hidden_states})[0]
 
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
-
-
-def compare(baked, host: HostLoopPipeline, feeds: dict[str, np.ndarray], steps: int, repeats: int = 5) -> dict:
-    """Median seconds of the baked graph (`runtime.Sampler`) and the host loop on the same inputs; their ratio
-    (baked / host: the overhead ratio) and the largest difference of their images."""
-    scale = float(np.asarray(feeds[GUIDANCE]).reshape(-1)[0])
-    if not np.all(np.asarray(feeds[GUIDANCE]) == scale):
-        raise S4SError("the host-loop pipeline takes one guidance scale for the batch")
-
-    def run_baked():
-        return baked(noise=feeds[NOISE], prompt_embeds=feeds[PROMPT_EMBEDS],
-                     negative_prompt_embeds=feeds[NEGATIVE_PROMPT_EMBEDS], guidance_scale=scale)
-
-    def run_host():
-        return host(feeds[NOISE], feeds[PROMPT_EMBEDS], feeds[NEGATIVE_PROMPT_EMBEDS], scale, steps)
-
-    diff = float(np.abs(run_baked() - run_host()).max())
-    baked_s, host_s = median_seconds(run_baked, repeats), median_seconds(run_host, repeats)
-    return {"baked_s": baked_s, "host_loop_s": host_s, "overhead_ratio": baked_s / host_s, "max_abs_diff": diff,
-            "nfe": steps, "batch": int(feeds[NOISE].shape[0]), "guidance_scale": scale}
+    def decode(self, latent_sample: np.ndarray) -> np.ndarray:
+        return self.vae.run(None, {"latent_sample": latent_sample})[0]

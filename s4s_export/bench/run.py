@@ -1,4 +1,5 @@
-"""`s4s-export bench`: sampler latency, throughput and overhead per backend, and the cost of learning.
+"""`s4s-export bench`: sampler latency, throughput and overhead per backend, and the cost of learning;
+on a latent text model, the baked graph against the host-loop pipeline instead (latent.py).
 
 The backends (`bench_backends`) are timed side by side in one process (interleaved rounds,
 `timing.interleaved_ms`). Overhead = sampler time / (NFE x one denoiser call) on the same backend.
@@ -15,12 +16,14 @@ import torch
 
 from ..denoiser import Denoiser
 from ..errors import S4SError
+from ..export.latent_graph import needs_latent_graph
 from ..modelref import ModelRef, as_model_ref, check_model, load_model
 from ..noise import label_set, noise_set
 from ..solver_ref import ResolvedSolver, resolve_solver
 from ..timing import interleaved_ms, machine
 from ..workspace import Workspace
 from .backends import eager_fns, onnxruntime_fns, tensorrt_fns
+from .latent import prepare_latent, time_latent
 from .learning_cost import learning_cost
 
 BACKENDS = ("pytorch", "onnxruntime", "tensorrt")
@@ -39,6 +42,8 @@ class BenchRequest:
     workdir: str | None = None
     learn_samples: int = 0  # > 0: time a short `s4s-export learn` run with this many teacher pairs
     backends: tuple[str, ...] = BACKENDS
+    provider: str | None = None  # latent models: onnxruntime provider of both paths (None: cuda if present, else cpu)
+    graphs: str | None = None  # latent models: folder to keep and reuse the graphs in (None: a temporary folder)
 
     @property
     def ref(self) -> ModelRef:
@@ -83,6 +88,13 @@ def bench(req: BenchRequest) -> dict:
     torch.set_num_threads(req.threads)
     spec = check_model(req.ref)
     denoiser = load_model(req.ref)
+    if needs_latent_graph(denoiser):
+        with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
+            graphs = prepare_latent(req, denoiser, Path(req.graphs or tmp))
+            del denoiser  # the sessions get its memory
+            return time_latent(req, graphs)
+    if req.provider is not None or req.graphs is not None:
+        raise S4SError("--provider and --graphs apply to latent models (the host-loop comparison); drop them")
     ws, why_not = model_workspace(req, denoiser)
     solver = pick_solver(req, denoiser, spec.schedule, ws)
     info = denoiser.info

@@ -34,7 +34,14 @@ def bench_cmd(
                                                         "learned solver for --nfe, else dpmpp3m; the cost does not "
                                                         "depend on it)."),
     backend: str = typer.Option("pytorch,onnxruntime,tensorrt", "--backend",
-                                help="Backends to time (missing ones are skipped with the reason)."),
+                                help="Backends to time (missing ones are skipped with the reason); latent models: "
+                                     "onnxruntime only."),
+    provider: str = typer.Option(None, "--provider",
+                                 help="Latent models: ONNX Runtime provider of both paths, cpu or cuda (default: cuda "
+                                      "where this onnxruntime has it, else cpu)."),
+    graphs: str = typer.Option(None, "--graphs",
+                               help="Latent models: keep the exported graphs in this folder and reuse them when made "
+                                    "from the same weights and solver grid (default: a temporary folder)."),
     threads: int = typer.Option(1, "--threads", min=1, max=os.cpu_count() or 1,
                                 help="CPU threads for PyTorch and ONNX Runtime (fixed for comparable numbers)."),
     repeats: int = typer.Option(10, "--repeats", min=1, help="Timed rounds per measurement (the median is reported)."),
@@ -48,7 +55,8 @@ def bench_cmd(
     markdown_out: bool = typer.Option(False, "--markdown", help="Print the latency table as Markdown."),
 ) -> None:
     """Time the PyTorch eager host loop (`pytorch`), the baked graph on ONNX Runtime and TensorRT (where present),
-    side by side."""
+    side by side; on a latent text model (diffusers:PATH), the baked graph against the host-loop pipeline (UNet and
+    VAE sessions, scheduler on the host)."""
     ref = model_ref(model, checkpoint, random_weights, config)  # before torch loads: bad input is reported at once
     batches = tuple(parse_ints(batch, "--batch"))
     check_model_memory(ref, max(batches), "--batch", 16, "time smaller batches")
@@ -56,17 +64,33 @@ def bench_cmd(
     if json_out:
         quiet()
     from ..bench.learning_cost import describe_learning
-    from ..bench.report import markdown, vs_eager
+    from ..bench.report import (
+        LATENT_HEADERS,
+        LATENT_NOTE,
+        latent_cells,
+        latent_markdown,
+        latent_title,
+        markdown,
+        vs_eager,
+    )
     from ..bench.run import BenchRequest, bench
     from ..timing import describe_machine
 
     req = BenchRequest(model=ref, nfe=nfe,
                        batches=batches, solver=solver,
                        backends=tuple(parse_names(backend, "--backend")), threads=threads, repeats=repeats,
-                       warmup=warmup, workdir=workdir, learn_samples=learn_samples)
+                       warmup=warmup, workdir=workdir, learn_samples=learn_samples, provider=provider, graphs=graphs)
     report = bench(req)
     if json_out:
         print_json(report)
+        return
+    if report.get("kind") == "latent":
+        if markdown_out:
+            print(latent_markdown(report), end="")
+            return
+        print_table(latent_title(report), LATENT_HEADERS, [latent_cells(r) for r in report["rows"]])
+        console.print(f"{LATENT_NOTE}; machine: {describe_machine(report['machine'])}", highlight=False,
+                      soft_wrap=True)
         return
     if markdown_out:
         print(markdown(report), end="")

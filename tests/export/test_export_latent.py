@@ -328,22 +328,57 @@ def test_sd_graph_at_nfe_6(tmp_path_factory):
             assert relative_error(_run(result, feeds, scale), _reference(folder, table, feeds, scale)) <= LIMIT
 
 
-def test_bench_baked_graph_against_host_loop_pipeline(sd, tmp_path):
-    """The baked graph and Optimum's layout (UNet and VAE sessions, diffusers' DPM-Solver++ stepping on the host,
-    CFG by batch doubling) on ORT CPU: same images, and both timed (the ratio is reported, not asserted: timing
-    on a shared 2-core box is noise at this model size)."""
-    from s4s_export.bench.host_loop import HostLoopPipeline, compare
-    from s4s_export.runtime import Sampler
+def test_bench_baked_graph_against_host_loop_pipeline(sd, tmp_path, capsys):
+    """`s4s-export bench` on a latent text model: the baked graph beside Optimum's layout (UNet and VAE sessions,
+    diffusers' DPM-Solver++ stepping on the host, CFG by batch doubling) on ORT CPU, same NFE: every field reported,
+    the same images, the graphs reused on a second run. No wall time is asserted (a shared 2-core box)."""
+    from s4s_export.cli import run
 
-    folder, _, result = sd
-    pipe = diffusers.StableDiffusionPipeline.from_pretrained(folder, use_safetensors=True)
-    host = HostLoopPipeline.export(pipe, tmp_path / "host", threads=1)
-    feeds = {k: v.numpy() for k, v in _text_inputs(1, 77, 8).items()}
-    feeds[GUIDANCE] = np.full(1, 7.5, np.float32)
-    with Sampler.load(result.onnx_path, providers=["cpu"], threads=1) as baked:
-        report = compare(baked, host, feeds, NFE, repeats=3)
-    print(report)
-    assert report["max_abs_diff"] <= 1e-4 and report["baked_s"] > 0 and report["host_loop_s"] > 0
+    folder = sd[0]
+    args = ["bench", "--model", f"diffusers:{folder}", "--nfe", str(NFE), "--threads", "1", "--repeats", "1",
+            "--warmup", "0", "--provider", "cpu", "--graphs", str(tmp_path), "--json"]
+    assert run([*args, "--batch", "1,2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["kind"] == "latent" and report["nfe"] == NFE and report["provider"] == "cpu"
+    assert report["solver"] == "dpmpp2m" and report["scheduler"] == "DPMSolverMultistepScheduler"
+    assert report["graphs"]["reused"] == {"host_loop": False, "baked": False}
+    assert [r["batch"] for r in report["rows"]] == [1, 2]
+    for r in report["rows"]:
+        assert r["max_abs_diff"] <= LIMIT
+        assert min(r["baked_ms"], r["host_loop_ms"], r["unet_call_ms"], r["decode_ms"]) > 0
+        calls = NFE * r["unet_call_ms"] + r["decode_ms"]
+        assert r["overhead"] == pytest.approx(r["baked_ms"] / calls)
+        assert r["host_overhead"] == pytest.approx(r["host_loop_ms"] / calls)
+        assert r["host_over_baked"] == pytest.approx(r["host_loop_ms"] / r["baked_ms"])
+    assert run([*args[:-1], "--batch", "1", "--markdown"]) == 0
+    table = capsys.readouterr().out
+    assert "| 1 |" in table and "baked graph against the host-loop pipeline" in table and "load average" in table
+    assert run([*args, "--batch", "1", "--solver", "euler"]) == 0  # Euler replayed on EulerDiscreteScheduler
+    euler = json.loads(capsys.readouterr().out)
+    assert euler["graphs"]["reused"] == {"host_loop": True, "baked": False}
+    assert euler["rows"][0]["max_abs_diff"] <= LIMIT
+    assert sorted(p.name for p in tmp_path.glob("*.onnx")) == ["baked-dpmpp2m-nfe4.onnx", "baked-euler-nfe4.onnx"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--solver", "dpmpp3m"], "--solver takes dpmpp2m or euler; got 'dpmpp3m'"),
+    (["--backend", "pytorch"], "add onnxruntime to --backend"),
+    (["--provider", "tpu"], "--provider takes cpu or cuda; got 'tpu'"),
+])
+def test_bench_latent_bad_input_is_one_line(sd, args, message, capsys):
+    from s4s_export.cli import run
+
+    assert run(["bench", "--model", f"diffusers:{sd[0]}", "--nfe", str(NFE), "--batch", "1", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_bench_latent_options_refused_for_pixel_models(capsys):
+    from s4s_export.cli import run
+
+    assert run(["bench", "--model", "gmm", "--nfe", "3", "--batch", "1", "--provider", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --provider and --graphs apply to latent models (the host-loop comparison); drop them"
 
 
 @pytest.mark.slow
