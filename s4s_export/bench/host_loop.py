@@ -18,7 +18,7 @@ from torch import nn
 
 from ..errors import S4SError
 from ..export.onnx_export import compact, export_model
-from ..export.onnx_files import PROTOBUF_LIMIT, save_onnx
+from ..export.onnx_files import save_onnx
 
 UNET_FILE, DECODER_FILE = "unet.onnx", "vae_decoder.onnx"
 EXPORT_BATCH = (1, 128)  # the UNet runs on the doubled batch: 2 x bench's largest (64)
@@ -47,17 +47,10 @@ class Decode(nn.Module):
         return self.vae.decode(latent_sample).sample
 
 
-def past_protobuf_limit(module: nn.Module) -> bool | None:
-    """True when the module's weights need a .data file (SD's UNet), else None (save_onnx decides): protobuf cannot
-    even measure a graph past 2 GiB, so this is decided from the weights."""
-    size = sum(t.numel() * t.element_size() for t in module.state_dict().values())
-    return True if size > PROTOBUF_LIMIT - (64 << 20) else None
-
-
 def _export(module: nn.Module, inputs: dict[str, torch.Tensor], output: str, path: Path) -> None:
     proto = export_model(module.eval(), inputs, EXPORT_BATCH, output_name=output)
     compact(proto)
-    save_onnx(proto, path, external_data=past_protobuf_limit(module))
+    save_onnx(proto, path)  # past 2 GiB (SD's UNet) the weights go to a .data file
 
 
 def export_host_graphs(unet: nn.Module, vae: nn.Module, folder: Path, text_length: int) -> tuple[Path, Path]:

@@ -42,7 +42,7 @@ from ..runtime import Sampler as RuntimeSampler
 from ..runtime.onnxruntime_runner import default_providers, import_onnxruntime, provider_name
 from ..solvers import SolverTable
 from ..timing import interleaved_ms, machine
-from .host_loop import EXPORT_BATCH, HostLoopPipeline, export_host_graphs, past_protobuf_limit
+from .host_loop import EXPORT_BATCH, HostLoopPipeline, export_host_graphs
 
 if TYPE_CHECKING:
     from .run import BenchRequest
@@ -127,7 +127,7 @@ def baked_graph(req: BenchRequest, resolved: Resolved, model: dict, folder: Path
             and doc.get("batch_range", [0, 0])[1] >= top):
         return path, True
     build = BuildRequest(nfe=table.nfe, model=req.ref, out=str(path), batch=(1, top), guidance_scale=GUIDANCE_SCALE,
-                         external_data=past_protobuf_limit(resolved.denoiser), command="s4s-export bench")
+                         command="s4s-export bench")
     return build_onnx(build, resolved=resolved).onnx_path, False
 
 

@@ -42,6 +42,10 @@ def save_onnx(proto: onnx.ModelProto, path: str | Path, external_data: bool | No
         tmp_path = Path(tmp) / path.name
         onnx.save_model(proto, str(tmp_path), save_as_external_data=True, all_tensors_to_one_file=True,
                         location=data.name, size_threshold=1024)
+        if not (Path(tmp) / data.name).exists():  # every tensor under the 1 KiB threshold: nothing went out
+            replace_with(tmp_path, path)
+            data.unlink(missing_ok=True)
+            return [path]
         replace_with(Path(tmp) / data.name, data)
         replace_with(tmp_path, path)
     return [path, data]
