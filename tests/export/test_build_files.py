@@ -121,3 +121,22 @@ def test_graph_size_is_summed_part_by_part():
     model = helper.make_model(helper.make_graph(nodes, "g", io[:1], io[1:], weights))
     assert 0 <= model.ByteSize() - proto_bytes(model) <= 256
     assert proto_bytes(model) > 3 * 300 * 300 * 4
+
+
+def test_forced_external_data_with_only_small_tensors_keeps_one_file(tmp_path):
+    """`external_data=True` on a graph whose tensors all sit under onnx's 1 KiB threshold: onnx writes no .data
+    file, so the graph is written whole and no stale .data stays beside it."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from s4s_export.export.onnx_files import save_onnx
+
+    io = [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [4]) for n in ("x", "y")]
+    model = helper.make_model(helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g", io[:1], io[1:],
+                                                [numpy_helper.from_array(np.ones(4, np.float32), "w")]))
+    path = tmp_path / "small.onnx"
+    (tmp_path / "small.onnx.data").write_bytes(b"stale")
+    assert save_onnx(model, path, external_data=True) == [path]
+    assert not (tmp_path / "small.onnx.data").exists()
+    onnx.checker.check_model(onnx.load(str(path)))
