@@ -168,9 +168,7 @@ int main(int argc, char** argv) {
     if (sampler->text() && !ids_path.empty()) {
       if (!embeds_path.empty() || !negative_path.empty())
         throw s4s::Error("pass either --ids or --embeds, not both");
-      if (!sampler->has_text_encoder())
-        throw s4s::Error(model + " has no text encoder graph beside it: pass --embeds, or rebuild with "
-                         "`s4s-export build --text-encoder`");
+      sampler->require_text_encoder();  // none beside it, or an SDXL / SD3 one: says so, and what to pass instead
       const int64_t length = sampler->text_length();
       images = sampler->run_ids(noise.data(), n, read_raw<int64_t>(ids_path, length, "int64"),
                                 negative_ids_path.empty() ? std::vector<int64_t>{}

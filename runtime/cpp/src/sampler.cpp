@@ -128,6 +128,12 @@ std::unique_ptr<Sampler> Sampler::load(const std::string& path, const Options& o
 }
 
 bool Sampler::has_text_encoder() const { return text_encoder_ != nullptr; }
+void Sampler::require_text_encoder() const {
+  if (!backend_->text_encoder_unsupported.empty()) throw Error(backend_->text_encoder_unsupported);
+  if (!text_encoder_)
+    throw Error("this sampler has no text encoder graph beside it: rebuild with `s4s-export build --text-encoder`, "
+                "or call run_text with prompt embeddings");
+}
 int64_t Sampler::text_length() const { return text_encoder_ ? text_encoder_->length : 0; }
 
 const std::vector<TensorInfo>& Sampler::inputs() const { return backend_->inputs; }
@@ -288,10 +294,7 @@ Images Sampler::run_text(const float* noise, int64_t batch, const std::map<std::
 
 Images Sampler::run_ids(const float* noise, int64_t batch, const std::vector<int64_t>& ids,
                         const std::vector<int64_t>& negative_ids, const std::vector<float>& guidance_scale) const {
-  if (!backend_->text_encoder_unsupported.empty()) throw Error(backend_->text_encoder_unsupported);
-  if (!text_encoder_)
-    throw Error("this sampler has no text encoder graph beside it: rebuild with `s4s-export build --text-encoder`, "
-                "or call run_text with prompt embeddings");
+  require_text_encoder();
   if (batch < 1) throw Error("batch must be at least 1, got " + std::to_string(batch));
   const int64_t length = text_encoder_->length;
   std::map<std::string, std::vector<float>> embeddings;

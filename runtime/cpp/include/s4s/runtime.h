@@ -104,6 +104,7 @@ class Sampler {
   Images run_ids(const float* noise, int64_t batch, const std::vector<int64_t>& ids,
                  const std::vector<int64_t>& negative_ids = {}, const std::vector<float>& guidance_scale = {}) const;
   bool has_text_encoder() const;               // a text encoder graph was loaded beside the sampler
+  void require_text_encoder() const;           // throws Error saying why run_ids cannot run here, if it cannot
   int64_t text_length() const;                 // ids per prompt (L) of the text encoder; 0 without one
 
  private:
