@@ -323,7 +323,11 @@ def test_stale_staging_folders_of_dead_builds_are_removed(tmp_path):
 def test_interrupt_while_starting_is_one_line(tmp_path):
     """SIGINT while the CLI imports its commands (the first half second): `interrupted`, exit 130, no traceback."""
     # `go` once s4s_export.cli is imported (a few ms, the console script's own window, which no handler can cover)
-    script = "import sys; from s4s_export.cli import main; sys.stderr.write('go\\n'); sys.stderr.flush(); main()"
+    # Python installs its KeyboardInterrupt handler only where SIGINT is not ignored: a test run started in the
+    # background by a non-interactive shell (`cmd &`, nohup) ignores it, and children inherit that. The script
+    # installs it as a terminal session has it.
+    script = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+              "from s4s_export.cli import main; sys.stderr.write('go\\n'); sys.stderr.flush(); main()")
     # eval imports the commands (0.65 s), then torch, then samples: every delay lands while it still runs (a
     # signal during the interpreter's own shutdown, after a command has finished, cannot be caught by anyone)
     command = ["eval", "--model", "gmm", "--solver", "euler", "--nfe", "3", "--samples", "8"]
