@@ -131,14 +131,19 @@ def baked_graph(req: BenchRequest, resolved: Resolved, model: dict, folder: Path
     return build_onnx(build, resolved=resolved).onnx_path, False
 
 
+def _recorded_weights(record: Path) -> str | None:
+    """The weights hash the host-loop graphs in a folder were made from; None when absent or unreadable (rebuild)."""
+    try:
+        return json.loads(record.read_text())["weights_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def host_graphs(denoiser: Denoiser, model: dict, folder: Path, text_length: int) -> bool:
     """The host-loop UNet and decoder graphs in `folder`: reused (True) if made from these weights, else exported."""
     record = folder / HOST_RECORD
-    try:
-        if json.loads(record.read_text())["weights_sha256"] == model["weights_sha256"]:
-            return True
-    except (OSError, ValueError, KeyError):
-        pass
+    if _recorded_weights(record) == model["weights_sha256"]:
+        return True
     record.unlink(missing_ok=True)
     export_host_graphs(denoiser.net.net, denoiser.decoder.vae, folder, text_length)
     atomic_write_text(record, json.dumps({"weights_sha256": model["weights_sha256"], "model": model["name"],

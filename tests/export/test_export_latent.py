@@ -283,15 +283,12 @@ def test_prompt_through_text_encoder_graph(sd):
 @pytest.fixture(scope="module")
 def compvis_vq(tmp_path_factory):
     """A tiny class-conditional CompVis LDM (cin256-v2's layout) with a VQ first stage: quantised decode."""
-    from types import SimpleNamespace
-
-    from families.compvis_fixture import lightning_checkpoint, random_state, write_config
+    from families.compvis_fixture import tiny_compvis_ref
 
     from s4s_export.families.compvis import load_compvis
 
     folder = tmp_path_factory.mktemp("compvis")
-    ref = SimpleNamespace(target=str(lightning_checkpoint(random_state("cin"), folder / "cin.ckpt")),
-                          config=str(write_config("cin", folder / "cin.yaml")), checkpoint=None, random_weights=False)
+    ref = tiny_compvis_ref("cin", folder)
     model = load_compvis(ref)
     table = resolve_solver("dpmpp2m", denoiser=model, nfe=NFE, schedule="logsnr").table
     result = build_onnx(BuildRequest(out=str(folder / "graphs"), batch=(1, 3)),

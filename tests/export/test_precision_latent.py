@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -215,14 +214,12 @@ def test_sd3_fp16_transformer_and_fp16_vae(tmp_path_factory):
 @pytest.mark.slow
 def test_compvis_fp16_unet(tmp_path_factory):
     """A CompVis KL LDM (a VQ first stage quantises, so its codes can flip under any latent change)."""
-    from families.compvis_fixture import lightning_checkpoint, random_state, write_config
+    from families.compvis_fixture import tiny_compvis_ref
 
     from s4s_export.families.compvis import load_compvis
 
     folder = tmp_path_factory.mktemp("compvis16")
-    ref = SimpleNamespace(target=str(lightning_checkpoint(random_state("kl"), folder / "kl.ckpt")),
-                          config=str(write_config("kl", folder / "kl.yaml")), checkpoint=None, random_weights=False)
-    model = load_compvis(ref)
+    model = load_compvis(tiny_compvis_ref("kl", folder))
     table = resolve_solver("dpmpp2m", denoiser=model, nfe=NFE, schedule="logsnr").table
     result = build_onnx(BuildRequest(out=str(folder / "graphs"), batch=(1, 3), precision="fp16"),
                         resolved=Resolved(model, table, {"kind": "test"}))

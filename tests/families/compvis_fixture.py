@@ -93,3 +93,12 @@ def lightning_checkpoint(state: dict[str, torch.Tensor], path: Path) -> Path:
                                                                         "best_model_path": "x.ckpt"}},
                 "optimizer_states": [], "lr_schedulers": []}, path)
     return path
+
+
+def tiny_compvis_ref(variant: str, folder: Path):
+    """A reference (as the CLI makes) to a tiny CompVis `variant`: a Lightning checkpoint + YAML in `folder`."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(target=str(lightning_checkpoint(random_state(variant), folder / f"{variant}.ckpt")),
+                           config=str(write_config(variant, folder / f"{variant}.yaml")), checkpoint=None,
+                           random_weights=False)
